@@ -1,0 +1,132 @@
+import { z } from 'zod';
+import { isAbsolute, resolve } from 'node:path';
+
+/**
+ * Every setting the app reads from the environment, validated once at start. A bad value stops the start with
+ * one line naming the variable and what was expected (never echoing a secret's value).
+ */
+const SECRET_SETTINGS = new Set(['ACCESS_KEY', 'KEAP_API_KEY', 'KEAP_CLIENT_SECRET', 'ADMIN_PASSWORD', 'API_TOKEN', 'SMTP_URL']);
+
+const port = z.coerce.number({ error: 'expected a port number' }).int('expected a whole number').min(0, 'expected 0 to 65535').max(65535, 'expected 0 to 65535');
+const positiveInt = (what: string) => z.coerce.number({ error: `expected ${what}` }).int(`expected ${what}`).positive(`expected ${what}`);
+const httpUrl = z
+  .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
+  .transform((url) => url.replace(/\/+$/, ''));
+const roleSlug = z.string().regex(/^[a-z0-9_-]{1,64}$/, 'expected a role slug (lowercase letters, digits, - and _)');
+const printableSecret = (min: number) =>
+  z.string().min(min, `expected at least ${min} characters`).max(512, 'expected at most 512 characters').regex(/^[\x21-\x7e]+$/, 'expected printable characters without spaces');
+
+const envSchema = z
+  .object({
+    PORT: port.default(3000),
+    HOST: z.string().min(1).optional(),
+    DATA_DIR: z.string().min(1).default('./data'),
+    PUBLIC_URL: httpUrl.optional(),
+    ACCESS_KEY: printableSecret(32).optional(),
+    KEAP_API_URL: httpUrl.default('https://api.infusionsoft.com/crm'),
+    KEAP_API_KEY: printableSecret(8).optional(),
+    KEAP_CLIENT_ID: z.string().min(1).optional(),
+    KEAP_CLIENT_SECRET: z.string().min(1).optional(),
+    KEAP_TOKEN_URL: httpUrl.optional(),
+    KEAP_AUTHORIZE_URL: httpUrl.default('https://accounts.infusionsoft.com/app/oauth/authorize'),
+    KEAP_PASSWORD_FIELD: z.string().trim().min(1).max(255).optional(),
+    KEAP_USERNAME_FIELD: z.string().trim().min(1).max(255).optional(),
+    KEAP_RATE_PER_SECOND: positiveInt('a positive whole number of requests').default(10),
+    KEAP_RATE_PER_MINUTE: positiveInt('a positive whole number of requests').default(240),
+    KEAP_TIMEOUT_MS: positiveInt('a positive whole number of milliseconds').default(10_000),
+    DEFAULT_ROLE: roleSlug.default('subscriber'),
+    SMTP_URL: z.url({ protocol: /^smtps?$/, error: 'expected an smtp:// or smtps:// URL' }).optional(),
+    MAIL_FROM: z.string().trim().min(3).max(320).optional(),
+    ADMIN_EMAIL: z.email('expected an email address').optional(),
+    ADMIN_PASSWORD: z.string().min(10, 'expected at least 10 characters').max(200, 'expected at most 200 characters').optional(),
+    API_TOKEN: printableSecret(24).optional(),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'expected one of fatal, error, warn, info, debug, trace, silent').default('info'),
+  })
+  .superRefine((env, ctx) => {
+    if (Boolean(env.KEAP_CLIENT_ID) !== Boolean(env.KEAP_CLIENT_SECRET)) {
+      const missing = env.KEAP_CLIENT_ID ? 'KEAP_CLIENT_SECRET' : 'KEAP_CLIENT_ID';
+      ctx.addIssue({ code: 'custom', path: [missing], message: 'expected KEAP_CLIENT_ID and KEAP_CLIENT_SECRET to be set together' });
+    }
+    if (Boolean(env.ADMIN_EMAIL) !== Boolean(env.ADMIN_PASSWORD)) {
+      const missing = env.ADMIN_EMAIL ? 'ADMIN_PASSWORD' : 'ADMIN_EMAIL';
+      ctx.addIssue({ code: 'custom', path: [missing], message: 'expected ADMIN_EMAIL and ADMIN_PASSWORD to be set together' });
+    }
+    if (env.KEAP_RATE_PER_SECOND > env.KEAP_RATE_PER_MINUTE) {
+      ctx.addIssue({ code: 'custom', path: ['KEAP_RATE_PER_SECOND'], message: 'expected no more than KEAP_RATE_PER_MINUTE' });
+    }
+  });
+
+export interface Config {
+  port: number;
+  host: string | undefined;
+  dataDir: string;
+  databaseFile: string;
+  publicUrl: string;
+  /** Set when the environment gives one; otherwise the stored (or newly generated) key is used. */
+  accessKey: string | undefined;
+  keap: {
+    apiUrl: string;
+    apiKey: string | undefined;
+    oauth: { clientId: string; clientSecret: string } | undefined;
+    tokenUrl: string;
+    authorizeUrl: string;
+    passwordField: string | undefined;
+    usernameField: string | undefined;
+    rateLimit: { perSecond: number; perMinute: number };
+    timeoutMs: number;
+  };
+  defaultRole: string;
+  mail: { smtpUrl: string | undefined; from: string };
+  admin: { email: string; password: string } | undefined;
+  apiToken: string | undefined;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads and validates the settings; throws ConfigError with one line naming the first bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env, cwd: string = process.cwd()): Config {
+  // An empty value (`PORT=` in an env file) means "not set", as it does for most tools.
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const name = String(issue.path[0] ?? 'environment');
+    const given = present[name];
+    const shown = given !== undefined && !SECRET_SETTINGS.has(name) ? ` (got ${JSON.stringify(given.slice(0, 80))})` : '';
+    throw new ConfigError(`Invalid setting ${name}: ${issue.message}${shown}`);
+  }
+  const e = parsed.data;
+  const dataDir = isAbsolute(e.DATA_DIR) ? e.DATA_DIR : resolve(cwd, e.DATA_DIR);
+  const publicUrl = e.PUBLIC_URL ?? `http://localhost:${e.PORT}`;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir,
+    databaseFile: resolve(dataDir, 'memberhook.db'),
+    publicUrl,
+    accessKey: e.ACCESS_KEY,
+    keap: {
+      apiUrl: e.KEAP_API_URL,
+      apiKey: e.KEAP_API_KEY,
+      oauth: e.KEAP_CLIENT_ID && e.KEAP_CLIENT_SECRET ? { clientId: e.KEAP_CLIENT_ID, clientSecret: e.KEAP_CLIENT_SECRET } : undefined,
+      // Keap serves /token beside /crm on the same host, so a sandbox or proxy at KEAP_API_URL gets it too.
+      tokenUrl: e.KEAP_TOKEN_URL ?? new URL('/token', e.KEAP_API_URL).toString(),
+      authorizeUrl: e.KEAP_AUTHORIZE_URL,
+      passwordField: e.KEAP_PASSWORD_FIELD,
+      usernameField: e.KEAP_USERNAME_FIELD,
+      rateLimit: { perSecond: e.KEAP_RATE_PER_SECOND, perMinute: e.KEAP_RATE_PER_MINUTE },
+      timeoutMs: e.KEAP_TIMEOUT_MS,
+    },
+    defaultRole: e.DEFAULT_ROLE,
+    mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM ?? `memberhook <no-reply@${new URL(publicUrl).hostname}>` },
+    admin: e.ADMIN_EMAIL && e.ADMIN_PASSWORD ? { email: e.ADMIN_EMAIL, password: e.ADMIN_PASSWORD } : undefined,
+    apiToken: e.API_TOKEN,
+    logLevel: e.LOG_LEVEL,
+  };
+}

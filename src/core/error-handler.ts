@@ -1,0 +1,50 @@
+import type { ErrorRequestHandler, Request } from 'express';
+import { AppError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { ViewRenderer } from './views.js';
+
+/** Paths whose clients are programs (Keap, scripts): they get JSON errors rather than pages. */
+export function wantsJson(req: Request): boolean {
+  return req.path.startsWith('/api/') || req.path.startsWith('/webhooks/') || req.path === '/' && req.method !== 'GET';
+}
+
+/**
+ * The last middleware: turns anything thrown into a response. AppErrors say what was wrong; body-parser's
+ * errors become 400/413 naming the problem; everything else is a 500 whose details stay in the log.
+ */
+export function errorHandler(deps: { logger: Logger; views: ViewRenderer; siteName: string }): ErrorRequestHandler {
+  return (err, req, res, next) => {
+    if (res.headersSent) return next(err);
+    const appError = toAppError(err);
+    if (appError.status >= 500) {
+      deps.logger.error({ err, method: req.method, path: req.path }, 'request failed');
+    }
+    res.status(appError.status);
+    if (wantsJson(req)) {
+      const body: Record<string, unknown> = { ok: false, error: appError.publicMessage };
+      if (appError.field) body.field = appError.field;
+      res.json(body);
+      return;
+    }
+    res.type('html').send(
+      deps.views.render('error', {
+        title: 'Error',
+        siteName: deps.siteName,
+        status: appError.status,
+        heading: appError.status === 404 ? 'Not found' : appError.status >= 500 ? 'Something went wrong' : 'That did not work',
+        message: appError.publicMessage,
+      }),
+    );
+  };
+}
+
+function toAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  // body-parser marks its errors with `type` and `status`; their messages are safe and useful.
+  const e = err as { type?: string; status?: number; limit?: number } | undefined;
+  if (e?.type === 'entity.too.large') return new AppError(413, `request body is larger than ${e.limit ?? 'the limit'} bytes`, { code: 'too_large' });
+  if (e?.type === 'entity.parse.failed') return new AppError(400, 'malformed JSON body', { code: 'invalid_input' });
+  if (e?.type === 'charset.unsupported' || e?.type === 'encoding.unsupported') return new AppError(415, 'unsupported body encoding', { code: 'unsupported' });
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new AppError(e.status, 'bad request');
+  return new AppError(500, 'internal error', { code: 'internal' });
+}

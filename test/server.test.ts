@@ -1,0 +1,76 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadConfig } from '../src/config.js';
+import { startServer, StartupError } from '../src/server.js';
+import { accessKeyMatches, resolveAccessKey } from '../src/features/webhooks/access-key.js';
+import { SettingsStore } from '../src/core/settings.js';
+import { openDatabase } from '../src/core/db.js';
+import { captureLogs } from './support/logs.js';
+import { tempDataDir } from './support/temp.js';
+
+test('a first start generates an access key of at least 32 characters, shows it once, and never logs it', async () => {
+  const dataDir = tempDataDir();
+  const logs = captureLogs();
+  const shown: string[] = [];
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir });
+  const first = await startServer(config, { logger: logs.logger, console: (l) => shown.push(l) });
+  const res = await fetch(`${first.url}/healthz`);
+  assert.deepEqual(await res.json(), { ok: true });
+  await first.close();
+  assert.equal(shown.length, 1);
+  const key = /\n\s+(\S+)\n/.exec(shown[0]!)?.[1];
+  assert.ok(key && key.length >= 32, 'a long key was shown');
+
+  const second = await startServer(config, { logger: logs.logger, console: (l) => shown.push(l) });
+  await second.close();
+  assert.equal(shown.length, 1, 'the key is not shown again');
+  const { db } = openDatabase({ filename: config.databaseFile });
+  assert.equal(resolveAccessKey(new SettingsStore(db), undefined).key, key, 'the same key is kept across restarts');
+  db.close();
+  assert.equal(logs.text().includes(key), false, 'the key never reaches the log');
+});
+
+test('an ACCESS_KEY from the environment is used as is and nothing is generated', async () => {
+  const dataDir = tempDataDir();
+  const shown: string[] = [];
+  const running = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, ACCESS_KEY: 'e'.repeat(32) }), { logger: captureLogs().logger, console: (l) => shown.push(l) });
+  await running.close();
+  assert.deepEqual(shown, []);
+});
+
+test('a DEFAULT_ROLE that does not exist or has admin rights stops the start with one line', async () => {
+  const dataDir = tempDataDir();
+  for (const [role, message] of [['gold', /no role named "gold" exists/], ['administrator', /has admin rights/]] as const) {
+    await assert.rejects(
+      startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, DEFAULT_ROLE: role }), { logger: captureLogs().logger, console: () => {} }),
+      (err: unknown) => err instanceof StartupError && message.test(err.message) && err.message.startsWith('Invalid setting DEFAULT_ROLE'),
+    );
+  }
+});
+
+test('unknown pages answer 404: JSON for programs, a page for people', async () => {
+  const running = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: tempDataDir() }), { logger: captureLogs().logger, console: () => {} });
+  try {
+    const api = await fetch(`${running.url}/api/v1/nothing`);
+    assert.equal(api.status, 404);
+    assert.deepEqual(await api.json(), { ok: false, error: 'no page at GET /api/v1/nothing' });
+    const page = await fetch(`${running.url}/nothing`);
+    assert.equal(page.status, 404);
+    assert.match(page.headers.get('content-type') ?? '', /text\/html/);
+    assert.match(await page.text(), /<h1>Not found<\/h1>/);
+    assert.ok(page.headers.get('content-security-policy'), 'helmet headers are set');
+  } finally {
+    await running.close();
+  }
+});
+
+test('the access key comparison accepts only the exact key', () => {
+  const key = 'a'.repeat(43);
+  assert.equal(accessKeyMatches(key, key), true);
+  assert.equal(accessKeyMatches(key, key.slice(1)), false);
+  assert.equal(accessKeyMatches(key, `${key}a`), false);
+  assert.equal(accessKeyMatches(key, 'A'.repeat(43)), false);
+  assert.equal(accessKeyMatches(key, ''), false);
+  assert.equal(accessKeyMatches(key, undefined), false);
+  assert.equal(accessKeyMatches(key, ['a'.repeat(43)]), false);
+});
