@@ -12,6 +12,14 @@ export interface RenderOptions {
   [key: string]: unknown;
 }
 
+export interface CompileOptions {
+  /**
+   * Output `{{ }}` values as they are, without HTML escaping: for plain-text emails and subject lines, where
+   * `&amp;` would be wrong. Never for HTML.
+   */
+  noEscape?: boolean;
+}
+
 /**
  * Handlebars views with layouts and partials, compiled once and cached. Handlebars escapes `{{ }}` output, so
  * anything from Keap or a member is safe in a page; `{{{ }}}` is kept for the layout's body.
@@ -33,22 +41,24 @@ export class ViewRenderer {
   }
 
   /** Renders `views/<name>.hbs` inside its layout. */
-  render(name: string, data: RenderOptions = {}): string {
-    const body = this.template(name)(data);
+  render(name: string, data: RenderOptions = {}, options: CompileOptions = {}): string {
+    const body = this.template(name, options)(data);
     if (data.layout === false) return body;
-    return this.template(`layouts/${data.layout ?? 'main'}`)({ ...data, body });
+    return this.template(`layouts/${data.layout ?? 'main'}`, options)({ ...data, body });
   }
 
   /** Compiles a template from a string (welcome email bodies edited in the admin). */
-  compile(source: string): Handlebars.TemplateDelegate {
-    return this.hbs.compile(source, { strict: false });
+  compile(source: string, options: CompileOptions = {}): Handlebars.TemplateDelegate {
+    return this.hbs.compile(source, { strict: false, ...(options.noEscape ? { noEscape: true } : {}) });
   }
 
-  private template(name: string): Handlebars.TemplateDelegate {
-    let compiled = this.cache.get(name);
+  private template(name: string, options: CompileOptions = {}): Handlebars.TemplateDelegate {
+    const key = options.noEscape ? `${name}\0noEscape` : name;
+    let compiled = this.cache.get(key);
     if (!compiled) {
-      compiled = this.hbs.compile(readFileSync(join(this.dir, `${name}.hbs`), 'utf8'));
-      this.cache.set(name, compiled);
+      const source = readFileSync(join(this.dir, `${name}.hbs`), 'utf8');
+      compiled = this.hbs.compile(source, options.noEscape ? { noEscape: true } : undefined);
+      this.cache.set(key, compiled);
     }
     return compiled;
   }
