@@ -1,0 +1,298 @@
+import type { Db } from '../../core/db.js';
+import { isoNow } from '../../core/db.js';
+
+export type EventStatus = 'queued' | 'processing' | 'done' | 'skipped' | 'failed' | 'dead' | 'rejected';
+export const EVENT_STATUSES: readonly EventStatus[] = ['queued', 'processing', 'done', 'skipped', 'failed', 'dead', 'rejected'];
+
+export interface EventRecord {
+  id: number;
+  source: string;
+  action: string;
+  contactId: number | null;
+  objectType: string | null;
+  objectId: string | null;
+  eventType: string | null;
+  params: Record<string, unknown>;
+  status: EventStatus;
+  attempts: number;
+  error: string | null;
+  result: string | null;
+  coalesced: number;
+  throttled: number;
+  runAfter: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface EventAttempt {
+  attempt: number;
+  startedAt: string;
+  finishedAt: string | null;
+  outcome: string | null;
+  error: string | null;
+}
+
+export interface NewEvent {
+  source: string;
+  action: string;
+  contactId: number | null;
+  params: Record<string, unknown>;
+  eventType?: string | null;
+  /** Identical pending jobs share this key; a second enqueue returns the first job. */
+  dedupeKey?: string | null;
+  runAfter?: number;
+}
+
+export interface EventFilter {
+  contactId?: number;
+  status?: EventStatus;
+  action?: string;
+  source?: string;
+  page: number;
+  pageSize: number;
+}
+
+interface EventRow {
+  id: number;
+  source: string;
+  action: string;
+  contact_id: number | null;
+  object_type: string | null;
+  object_id: string | null;
+  event_type: string | null;
+  params: string;
+  status: EventStatus;
+  attempts: number;
+  last_error: string | null;
+  result: string | null;
+  coalesced: number;
+  throttled: number;
+  run_after: number;
+  created_at: string;
+  updated_at: string;
+}
+
+const COLUMNS = `id, source, action, contact_id, object_type, object_id, event_type, params, status, attempts, last_error, result,
+  coalesced, throttled, run_after, created_at, updated_at`;
+
+/** The events table: the event log and the job queue in one (an accepted request is one durable row). */
+export class EventStore {
+  private readonly insertStmt;
+  private readonly coalesceStmt;
+  private readonly getStmt;
+  private readonly claimStmt;
+  private readonly startAttemptStmt;
+  private readonly finishAttemptStmt;
+  private readonly finishStmt;
+  private readonly retryStmt;
+  private readonly renewStmt;
+  private readonly abandonStmt;
+  private readonly abandonAttemptsStmt;
+  private readonly replayStmt;
+  private readonly attemptsStmt;
+  private readonly nextRunStmt;
+  private readonly enqueueTx;
+
+  constructor(private readonly db: Db) {
+    this.insertStmt = db.prepare<Record<string, unknown>, { id: number }>(
+      `INSERT INTO events (source, action, contact_id, object_type, object_id, event_type, params, status, last_error, dedupe_key, run_after,
+         created_at, updated_at)
+       VALUES (@source, @action, @contactId, @objectType, @objectId, @eventType, @params, @status, @error, @dedupeKey, @runAfter, @now, @now)
+       ON CONFLICT (dedupe_key) WHERE status = 'queued' AND dedupe_key IS NOT NULL DO NOTHING
+       RETURNING id`,
+    );
+    this.coalesceStmt = db.prepare<[string], { id: number }>(
+      "UPDATE events SET coalesced = coalesced + 1 WHERE dedupe_key = ? AND status = 'queued' RETURNING id",
+    );
+    this.getStmt = db.prepare<[number], EventRow>(`SELECT ${COLUMNS} FROM events WHERE id = ?`);
+    // The oldest runnable job whose contact has no earlier unfinished job and none running: jobs for one
+    // contact run one at a time and in arrival order; different contacts run side by side.
+    this.claimStmt = db.prepare<{ now: number; worker: string; leaseUntil: number; nowIso: string }, EventRow>(
+      `UPDATE events SET status = 'processing', attempts = attempts + 1, locked_by = @worker, locked_until = @leaseUntil, updated_at = @nowIso
+       WHERE id = (
+         SELECT e.id FROM events e
+         WHERE e.status = 'queued' AND e.run_after <= @now
+           AND (e.contact_id IS NULL OR NOT EXISTS (
+             SELECT 1 FROM events p WHERE p.contact_id = e.contact_id AND p.id <> e.id
+               AND (p.status = 'processing' OR (p.status = 'queued' AND p.id < e.id))))
+         ORDER BY e.run_after, e.id
+         LIMIT 1)
+       RETURNING ${COLUMNS}`,
+    );
+    this.startAttemptStmt = db.prepare('INSERT INTO event_attempts (event_id, attempt, started_at) VALUES (?, ?, ?)');
+    this.finishAttemptStmt = db.prepare(
+      'UPDATE event_attempts SET finished_at = ?, outcome = ?, error = ? WHERE event_id = ? AND attempt = ? AND finished_at IS NULL',
+    );
+    this.finishStmt = db.prepare(
+      `UPDATE events SET status = @status, last_error = @error, result = @result, locked_by = NULL, locked_until = NULL, updated_at = @nowIso
+       WHERE id = @id AND status = 'processing'`,
+    );
+    this.retryStmt = db.prepare(
+      `UPDATE events SET status = 'queued', last_error = @error, run_after = @runAfter, attempts = attempts - @refund,
+         throttled = throttled + @refund, locked_by = NULL, locked_until = NULL, updated_at = @nowIso
+       WHERE id = @id AND status = 'processing'`,
+    );
+    this.renewStmt = db.prepare("UPDATE events SET locked_until = ? WHERE id = ? AND status = 'processing' AND locked_by = ?");
+    this.abandonStmt = db.prepare<{ now: number; nowIso: string; all: number }, { id: number; attempts: number }>(
+      `UPDATE events SET status = 'queued', locked_by = NULL, locked_until = NULL, run_after = @now, updated_at = @nowIso
+       WHERE status = 'processing' AND (@all = 1 OR locked_until < @now)
+       RETURNING id, attempts`,
+    );
+    this.abandonAttemptsStmt = db.prepare(
+      "UPDATE event_attempts SET finished_at = ?, outcome = 'crashed', error = 'the worker stopped while running this job' WHERE event_id = ? AND attempt = ? AND finished_at IS NULL",
+    );
+    this.replayStmt = db.prepare(
+      `UPDATE events SET status = 'queued', attempts = 0, throttled = 0, run_after = 0, last_error = NULL, result = NULL, updated_at = ?
+       WHERE id = ? AND status IN ('failed', 'dead', 'done', 'skipped')`,
+    );
+    this.attemptsStmt = db.prepare<[number], { attempt: number; started_at: string; finished_at: string | null; outcome: string | null; error: string | null }>(
+      'SELECT attempt, started_at, finished_at, outcome, error FROM event_attempts WHERE event_id = ? ORDER BY attempt',
+    );
+    this.nextRunStmt = db.prepare<[], { next: number | null }>("SELECT min(run_after) AS next FROM events WHERE status = 'queued'");
+    this.enqueueTx = db.transaction((event: NewEvent, status: 'queued' | 'rejected', error: string | null): { id: number; coalesced: boolean } => {
+      const nowIso = isoNow();
+      const inserted = this.insertStmt.get({
+        source: event.source,
+        action: event.action,
+        contactId: event.contactId,
+        objectType: event.contactId === null ? null : 'contact',
+        objectId: event.contactId === null ? null : String(event.contactId),
+        eventType: event.eventType ?? null,
+        params: JSON.stringify(event.params),
+        status,
+        error,
+        dedupeKey: status === 'queued' ? (event.dedupeKey ?? null) : null,
+        runAfter: event.runAfter ?? 0,
+        now: nowIso,
+      });
+      if (inserted) return { id: inserted.id, coalesced: false };
+      // Only reachable with a dedupe key: an identical job is still waiting, so this request joins it.
+      return { id: this.coalesceStmt.get(event.dedupeKey!)!.id, coalesced: true };
+    });
+  }
+
+  /** One durable row for an accepted request (or the pending identical job it was folded into). */
+  enqueue(event: NewEvent): { id: number; coalesced: boolean } {
+    return this.enqueueTx.immediate(event, 'queued', null);
+  }
+
+  /** A request that was turned away, kept so the admin can see what arrived and why it was refused. */
+  recordRejected(event: NewEvent, reason: string): number {
+    return this.enqueueTx.immediate(event, 'rejected', reason).id;
+  }
+
+  get(id: number): EventRecord | undefined {
+    const row = this.getStmt.get(id);
+    return row && toRecord(row);
+  }
+
+  claimNext(worker: string, now: number, leaseMs: number): EventRecord | undefined {
+    return this.db.transaction(() => {
+      const row = this.claimStmt.get({ now, worker, leaseUntil: now + leaseMs, nowIso: isoNow(now) });
+      if (!row) return undefined;
+      this.startAttemptStmt.run(row.id, row.attempts, isoNow(now));
+      return toRecord(row);
+    }).immediate();
+  }
+
+  renewLease(id: number, worker: string, until: number): boolean {
+    return this.renewStmt.run(until, id, worker).changes === 1;
+  }
+
+  finish(job: EventRecord, status: 'done' | 'skipped' | 'failed' | 'dead', detail: { error?: string | null; result?: string | null }): void {
+    const nowIso = isoNow();
+    this.db.transaction(() => {
+      this.finishStmt.run({ id: job.id, status, error: detail.error ?? null, result: detail.result ?? null, nowIso });
+      this.finishAttemptStmt.run(nowIso, status, detail.error ?? null, job.id, job.attempts);
+    }).immediate();
+  }
+
+  /** Puts a job back in the queue. A throttled retry (`refundAttempt`) does not use up one of its attempts. */
+  retry(job: EventRecord, runAfter: number, error: string, refundAttempt: boolean): void {
+    const nowIso = isoNow();
+    this.db.transaction(() => {
+      this.retryStmt.run({ id: job.id, runAfter, error, refund: refundAttempt ? 1 : 0, nowIso });
+      this.finishAttemptStmt.run(nowIso, refundAttempt ? 'throttled' : 'retry', error, job.id, job.attempts);
+    }).immediate();
+  }
+
+  /**
+   * Jobs left in `processing` by a worker that is gone go back to the queue. At start every such job is
+   * abandoned (one process owns a SQLite file); later, only those whose lease ran out.
+   */
+  requeueAbandoned(now: number, all: boolean): number {
+    return this.db.transaction(() => {
+      const rows = this.abandonStmt.all({ now, nowIso: isoNow(now), all: all ? 1 : 0 });
+      for (const row of rows) this.abandonAttemptsStmt.run(isoNow(now), row.id, row.attempts);
+      return rows.length;
+    }).immediate();
+  }
+
+  /** Runs a finished job again from scratch. Returns false when the job is not in a finished state. */
+  replay(id: number): boolean {
+    return this.replayStmt.run(isoNow(), id).changes === 1;
+  }
+
+  attempts(id: number): EventAttempt[] {
+    return this.attemptsStmt.all(id).map((a) => ({ attempt: a.attempt, startedAt: a.started_at, finishedAt: a.finished_at, outcome: a.outcome, error: a.error }));
+  }
+
+  /** When the earliest queued job may run (epoch ms), or null when the queue is empty. */
+  nextRunAt(): number | null {
+    return this.nextRunStmt.get()?.next ?? null;
+  }
+
+  list(filter: EventFilter): { events: EventRecord[]; total: number } {
+    const where: string[] = [];
+    const params: Record<string, unknown> = {};
+    if (filter.contactId !== undefined) {
+      where.push('contact_id = @contactId');
+      params.contactId = filter.contactId;
+    }
+    if (filter.status) {
+      where.push('status = @status');
+      params.status = filter.status;
+    }
+    if (filter.action) {
+      where.push('action = @action');
+      params.action = filter.action;
+    }
+    if (filter.source) {
+      where.push('source = @source');
+      params.source = filter.source;
+    }
+    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const total = this.db.prepare<Record<string, unknown>, { n: number }>(`SELECT count(*) AS n FROM events ${clause}`).get(params)!.n;
+    const rows = this.db
+      .prepare<Record<string, unknown>, EventRow>(`SELECT ${COLUMNS} FROM events ${clause} ORDER BY id DESC LIMIT @limit OFFSET @offset`)
+      .all({ ...params, limit: filter.pageSize, offset: (filter.page - 1) * filter.pageSize });
+    return { events: rows.map(toRecord), total };
+  }
+
+  countByStatus(): Partial<Record<EventStatus, number>> {
+    const rows = this.db.prepare<[], { status: EventStatus; n: number }>('SELECT status, count(*) AS n FROM events GROUP BY status').all();
+    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+  }
+}
+
+function toRecord(row: EventRow): EventRecord {
+  return {
+    id: row.id,
+    source: row.source,
+    action: row.action,
+    contactId: row.contact_id,
+    objectType: row.object_type,
+    objectId: row.object_id,
+    eventType: row.event_type,
+    params: JSON.parse(row.params) as Record<string, unknown>,
+    status: row.status,
+    attempts: row.attempts,
+    error: row.last_error,
+    result: row.result,
+    coalesced: row.coalesced,
+    throttled: row.throttled,
+    runAfter: row.run_after,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}

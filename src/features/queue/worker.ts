@@ -1,0 +1,231 @@
+import { randomBytes } from 'node:crypto';
+import type { Clock } from '../../core/clock.js';
+import { errorMessage } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { EventRecord, EventStore } from './store.js';
+
+export interface JobOutcome {
+  status: 'done' | 'skipped';
+  /** What the job did, in words, shown in the event log. */
+  result?: string;
+}
+
+export type JobHandler = (job: EventRecord) => Promise<JobOutcome>;
+
+/** How a failed run should be treated; decided by `classifyError` (the queue knows no Keap). */
+export type FailureKind =
+  | { kind: 'retry'; message: string; delayMs?: number; throttled?: boolean }
+  | { kind: 'fail'; message: string };
+
+/** A job that cannot succeed by running again (no email on the contact, a clash only a person can resolve). */
+export class PermanentJobError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PermanentJobError';
+  }
+}
+
+export interface RetryPolicy {
+  /** Runs before a retryable failure becomes `dead`. */
+  maxAttempts: number;
+  /** Delay before the 2nd run; each later one is `factor` times longer, up to maxDelayMs, with ±20 % jitter. */
+  baseDelayMs: number;
+  factor: number;
+  maxDelayMs: number;
+  /** Throttled retries do not use attempts, but a job throttled this often is given up as dead. */
+  maxThrottled: number;
+}
+
+/** About 8 runs over a day: 1 min, 3.2 min, 10 min, 33 min, 1.7 h, 5.6 h, then 12 h (≈ 20 h in all). */
+export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 8, baseDelayMs: 60_000, factor: 3.2, maxDelayMs: 12 * 3_600_000, maxThrottled: 200 };
+
+export interface QueueWorkerOptions {
+  store: EventStore;
+  logger: Logger;
+  clock: Clock;
+  classifyError: (err: unknown) => FailureKind;
+  /** Jobs run side by side (for different contacts); Keap's rate limiter is the real bound. */
+  concurrency?: number;
+  leaseMs?: number;
+  retry?: RetryPolicy;
+  /** Longest idle sleep between looks at the queue when nothing wakes the worker. */
+  pollMs?: number;
+  random?: () => number;
+}
+
+export function retryDelayMs(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
+  const raw = Math.min(policy.baseDelayMs * policy.factor ** Math.max(0, attempt - 1), policy.maxDelayMs);
+  return Math.round(raw * (0.8 + 0.4 * random()));
+}
+
+/**
+ * Runs queued jobs. Each loop claims one job at a time (the store keeps one contact's jobs in order and one
+ * at a time), keeps the job's lease alive while it runs, and records the outcome: done/skipped, a retry with
+ * back-off, failed (permanent) or dead (retries used up).
+ */
+export class QueueWorker {
+  readonly id = `worker-${process.pid}-${randomBytes(4).toString('hex')}`;
+  private readonly handlers = new Map<string, JobHandler>();
+  private readonly opts: Required<Omit<QueueWorkerOptions, 'retry'>> & { retry: RetryPolicy };
+  private running = false;
+  private loops: Promise<void>[] = [];
+  private wake: (() => void) | undefined;
+  private wakeSignal: Promise<void> = Promise.resolve();
+  private active = 0;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(options: QueueWorkerOptions) {
+    this.opts = {
+      concurrency: 4,
+      leaseMs: 60_000,
+      pollMs: 1_000,
+      random: Math.random,
+      ...options,
+      retry: options.retry ?? DEFAULT_RETRY_POLICY,
+    };
+    this.resetWakeSignal();
+  }
+
+  /** Registers what runs for an action; a second handler for the same action is a programming error. */
+  register(action: string, handler: JobHandler): void {
+    if (this.handlers.has(action)) throw new Error(`a job handler for "${action}" is already registered`);
+    this.handlers.set(action, handler);
+  }
+
+  hasHandler(action: string): boolean {
+    return this.handlers.has(action);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    const recovered = this.opts.store.requeueAbandoned(this.opts.clock.now(), true);
+    if (recovered > 0) this.opts.logger.warn({ jobs: recovered }, 'jobs left running by a stopped process were queued again');
+    this.loops = Array.from({ length: this.opts.concurrency }, () => this.loop());
+  }
+
+  /** Stops claiming and waits for running jobs to finish (they are requeued at next start if cut short). */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.notify();
+    await Promise.all(this.loops);
+    this.loops = [];
+  }
+
+  /** Something was enqueued: wake idle loops now instead of at their next poll. */
+  notify(): void {
+    this.wake?.();
+  }
+
+  /** Resolves once no job is runnable now and none is running (tests and benchmarks wait on it). */
+  whenIdle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private isIdle(): boolean {
+    const next = this.opts.store.nextRunAt();
+    return this.active === 0 && (next === null || next > this.opts.clock.now());
+  }
+
+  private resetWakeSignal(): void {
+    this.wakeSignal = new Promise<void>((resolve) => {
+      this.wake = () => {
+        this.resetWakeSignal();
+        resolve();
+      };
+    });
+  }
+
+  private async loop(): Promise<void> {
+    let lastRecovery = this.opts.clock.now();
+    while (this.running) {
+      const now = this.opts.clock.now();
+      if (now - lastRecovery > this.opts.leaseMs) {
+        lastRecovery = now;
+        this.opts.store.requeueAbandoned(now, false);
+      }
+      const job = this.opts.store.claimNext(this.id, now, this.opts.leaseMs);
+      if (!job) {
+        this.checkIdle();
+        await this.sleepUntilWork();
+        continue;
+      }
+      this.active++;
+      try {
+        await this.run(job);
+      } finally {
+        this.active--;
+      }
+      // Finishing a job may unblock the next one for the same contact.
+      this.notify();
+    }
+  }
+
+  private checkIdle(): void {
+    if (this.idleWaiters.length > 0 && this.isIdle()) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  private async sleepUntilWork(): Promise<void> {
+    const next = this.opts.store.nextRunAt();
+    const wait = next === null ? this.opts.pollMs : Math.min(this.opts.pollMs, Math.max(5, next - this.opts.clock.now()));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.wakeSignal, new Promise<void>((resolve) => (timer = setTimeout(resolve, wait)))]);
+    clearTimeout(timer);
+  }
+
+  private async run(job: EventRecord): Promise<void> {
+    const { store, logger, clock } = this.opts;
+    const handler = this.handlers.get(job.action);
+    if (!handler) {
+      store.finish(job, 'failed', { error: `no handler for action "${job.action}" (was a plugin removed?)` });
+      return;
+    }
+    const heartbeat = setInterval(() => store.renewLease(job.id, this.id, clock.now() + this.opts.leaseMs), Math.max(1_000, this.opts.leaseMs / 3));
+    heartbeat.unref();
+    const started = clock.now();
+    try {
+      const outcome = await handler(job);
+      store.finish(job, outcome.status, { result: outcome.result ?? null });
+      logger.info({ event: job.id, action: job.action, contact: job.contactId, status: outcome.status, ms: clock.now() - started }, 'job finished');
+    } catch (err) {
+      this.recordFailure(job, err);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  private recordFailure(job: EventRecord, err: unknown): void {
+    const { store, logger, clock, retry } = this.opts;
+    const failure = this.opts.classifyError(err);
+    const base = { event: job.id, action: job.action, contact: job.contactId, attempt: job.attempts, error: failure.message };
+    if (failure.kind === 'fail') {
+      store.finish(job, 'failed', { error: failure.message });
+      logger.warn(base, 'job failed');
+      return;
+    }
+    if (failure.throttled && job.throttled < retry.maxThrottled) {
+      const delay = failure.delayMs ?? 1_000;
+      store.retry(job, clock.now() + delay, failure.message, true);
+      logger.info({ ...base, retryInMs: delay }, 'job throttled by Keap, retrying');
+      return;
+    }
+    if (job.attempts >= retry.maxAttempts || failure.throttled) {
+      store.finish(job, 'dead', { error: `gave up after ${job.attempts} attempts: ${failure.message}` });
+      logger.error(base, 'job dead: retries used up');
+      return;
+    }
+    const delay = Math.max(failure.delayMs ?? 0, retryDelayMs(retry, job.attempts, this.opts.random));
+    store.retry(job, clock.now() + delay, failure.message, false);
+    logger.warn({ ...base, retryInMs: delay }, 'job failed, retrying');
+  }
+}
+
+/** The message of an unexpected error, for the event log (callers must not put secrets in error messages). */
+export function describeError(err: unknown): string {
+  return errorMessage(err).slice(0, 1_000);
+}

@@ -1,0 +1,195 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as delay } from 'node:timers/promises';
+import { openDatabase } from '../src/core/db.js';
+import { systemClock } from '../src/core/clock.js';
+import { EventStore } from '../src/features/queue/store.js';
+import { QueueWorker, PermanentJobError, retryDelayMs, DEFAULT_RETRY_POLICY, type FailureKind, type RetryPolicy } from '../src/features/queue/worker.js';
+import { captureLogs } from './support/logs.js';
+
+class TransientTrouble extends Error {
+  constructor(message: string, readonly throttleMs?: number) {
+    super(message);
+  }
+}
+
+function classify(err: unknown): FailureKind {
+  if (err instanceof PermanentJobError) return { kind: 'fail', message: err.message };
+  if (err instanceof TransientTrouble && err.throttleMs !== undefined) return { kind: 'retry', message: err.message, delayMs: err.throttleMs, throttled: true };
+  return { kind: 'retry', message: err instanceof Error ? err.message : String(err) };
+}
+
+const FAST_RETRY: RetryPolicy = { maxAttempts: 3, baseDelayMs: 20, factor: 2, maxDelayMs: 200, maxThrottled: 5 };
+
+function setup(options: { concurrency?: number; retry?: RetryPolicy } = {}) {
+  const { db } = openDatabase({ filename: ':memory:' });
+  const store = new EventStore(db);
+  const logs = captureLogs();
+  const worker = new QueueWorker({ store, logger: logs.logger, clock: systemClock, classifyError: classify, pollMs: 20, retry: FAST_RETRY, ...options });
+  const enqueue = (action: string, contactId: number | null, dedupeKey?: string) =>
+    store.enqueue({ source: 'test', action, contactId, params: {}, dedupeKey: dedupeKey ?? null }).id;
+  return { db, store, worker, logs, enqueue };
+}
+
+test('jobs for one contact run one at a time and in arrival order; other contacts run alongside', async () => {
+  const { worker, enqueue } = setup({ concurrency: 4 });
+  const log: string[] = [];
+  let runningFor7 = 0;
+  let maxParallelFor7 = 0;
+  let maxParallel = 0;
+  let running = 0;
+  worker.register('step', async (job) => {
+    running++;
+    maxParallel = Math.max(maxParallel, running);
+    if (job.contactId === 7) maxParallelFor7 = Math.max(maxParallelFor7, ++runningFor7);
+    await delay(15);
+    if (job.contactId === 7) runningFor7--;
+    log.push(`${job.contactId}:${job.id}`);
+    running--;
+    return { status: 'done' };
+  });
+  const ids7 = [enqueue('step', 7), enqueue('step', 7), enqueue('step', 7)];
+  enqueue('step', 8);
+  enqueue('step', 9);
+  worker.start();
+  await worker.whenIdle();
+  await worker.stop();
+  assert.equal(maxParallelFor7, 1, 'never two jobs of contact 7 at once');
+  assert.ok(maxParallel >= 2, 'different contacts ran side by side');
+  assert.deepEqual(log.filter((l) => l.startsWith('7:')), ids7.map((id) => `7:${id}`));
+});
+
+test('an identical pending job is coalesced into the first; a running one is not', () => {
+  const { store, enqueue, worker } = setup();
+  const first = enqueue('add', 5, 'add|5');
+  assert.deepEqual(store.enqueue({ source: 'test', action: 'add', contactId: 5, params: {}, dedupeKey: 'add|5' }), { id: first, coalesced: true });
+  assert.equal(store.get(first)!.coalesced, 1);
+  const other = enqueue('add', 5, 'add|5|role');
+  assert.notEqual(other, first, 'different parameters are a different job');
+  const claimed = store.claimNext(worker.id, Date.now(), 60_000);
+  assert.equal(claimed?.id, first);
+  const afterClaim = enqueue('add', 5, 'add|5');
+  assert.notEqual(afterClaim, first, 'once running, an identical post queues a new job (it may carry newer data)');
+});
+
+test('a retryable failure is retried with back-off and then succeeds; every attempt is recorded', async () => {
+  const { worker, enqueue, store } = setup();
+  let calls = 0;
+  worker.register('flaky', async () => {
+    calls++;
+    if (calls < 3) throw new Error(`Keap said 503 (call ${calls})`);
+    return { status: 'done', result: 'finally' };
+  });
+  const id = enqueue('flaky', 1);
+  const started = Date.now();
+  worker.start();
+  while (store.get(id)!.status !== 'done') await delay(10);
+  await worker.stop();
+  assert.ok(Date.now() - started >= 20 * 0.8 + 40 * 0.8, 'waited for the back-off');
+  const event = store.get(id)!;
+  assert.equal(event.attempts, 3);
+  assert.equal(event.result, 'finally');
+  assert.deepEqual(store.attempts(id).map((a) => [a.attempt, a.outcome]), [[1, 'retry'], [2, 'retry'], [3, 'done']]);
+  assert.match(store.attempts(id)[0]!.error!, /call 1/);
+});
+
+test('a permanent failure fails at once with its reason and is not retried', async () => {
+  const { worker, enqueue, store } = setup();
+  let calls = 0;
+  worker.register('hopeless', async () => {
+    calls++;
+    throw new PermanentJobError('contact 404 has no email address');
+  });
+  const id = enqueue('hopeless', 404);
+  worker.start();
+  await worker.whenIdle();
+  await delay(100);
+  await worker.stop();
+  assert.equal(calls, 1);
+  assert.equal(store.get(id)!.status, 'failed');
+  assert.equal(store.get(id)!.error, 'contact 404 has no email address');
+});
+
+test('a job that keeps failing is dead after the configured attempts', async () => {
+  const { worker, enqueue, store } = setup();
+  worker.register('broken', async () => { throw new Error('still down'); });
+  const id = enqueue('broken', 2);
+  worker.start();
+  while (!['dead', 'failed', 'done'].includes(store.get(id)!.status)) await delay(10);
+  await worker.stop();
+  const event = store.get(id)!;
+  assert.equal(event.status, 'dead');
+  assert.equal(event.attempts, FAST_RETRY.maxAttempts);
+  assert.match(event.error!, /gave up after 3 attempts: still down/);
+});
+
+test('a throttled job waits the hinted window and does not use up its attempts', async () => {
+  const { worker, enqueue, store } = setup();
+  let calls = 0;
+  worker.register('throttled', async () => {
+    calls++;
+    if (calls <= 4) throw new TransientTrouble('Keap 429', 30);
+    return { status: 'done' };
+  });
+  const id = enqueue('throttled', 3);
+  worker.start();
+  while (store.get(id)!.status !== 'done') await delay(10);
+  await worker.stop();
+  const event = store.get(id)!;
+  assert.equal(calls, 5, 'four throttles, more than maxAttempts (3), and still done');
+  assert.equal(event.attempts, 1);
+  assert.equal(event.throttled, 4);
+});
+
+test('jobs left processing by a process that died are picked up again at start', async () => {
+  const { worker, enqueue, store, db } = setup();
+  const id = enqueue('resume', 11);
+  const claimed = store.claimNext('worker-of-a-dead-process', Date.now(), 60_000);
+  assert.equal(claimed?.id, id);
+  assert.equal(store.get(id)!.status, 'processing');
+  let ran = 0;
+  worker.register('resume', async () => { ran++; return { status: 'done' }; });
+  worker.start();
+  await worker.whenIdle();
+  await worker.stop();
+  assert.equal(ran, 1);
+  assert.equal(store.get(id)!.status, 'done');
+  const outcomes = db.prepare('SELECT outcome FROM event_attempts WHERE event_id = ? ORDER BY attempt').pluck().all(id);
+  assert.deepEqual(outcomes, ['crashed', 'done']);
+});
+
+test('a skipped job keeps its reason and a replay runs it again from scratch', async () => {
+  const { worker, enqueue, store } = setup();
+  let linked = false;
+  worker.register('update', async () => (linked ? { status: 'done', result: 'updated' } : { status: 'skipped', result: 'no member is linked to contact 9' }));
+  const id = enqueue('update', 9);
+  worker.start();
+  await worker.whenIdle();
+  assert.equal(store.get(id)!.status, 'skipped');
+  assert.equal(store.get(id)!.result, 'no member is linked to contact 9');
+  linked = true;
+  assert.equal(store.replay(id), true);
+  worker.notify();
+  while (store.get(id)!.status !== 'done') await delay(10);
+  await worker.stop();
+  assert.equal(store.get(id)!.attempts, 1);
+});
+
+test('a job whose action has no handler fails with a reason instead of staying queued', async () => {
+  const { worker, enqueue, store } = setup();
+  const id = enqueue('from_removed_plugin', 4);
+  worker.start();
+  await worker.whenIdle();
+  await worker.stop();
+  assert.equal(store.get(id)!.status, 'failed');
+  assert.match(store.get(id)!.error!, /no handler for action "from_removed_plugin"/);
+});
+
+test('the default retry policy spreads about 8 runs over roughly a day', () => {
+  const gaps = Array.from({ length: DEFAULT_RETRY_POLICY.maxAttempts - 1 }, (_, i) => retryDelayMs(DEFAULT_RETRY_POLICY, i + 1, () => 0.5));
+  const hours = gaps.reduce((a, b) => a + b, 0) / 3_600_000;
+  assert.equal(DEFAULT_RETRY_POLICY.maxAttempts, 8);
+  assert.ok(hours > 12 && hours < 30, `total ${hours.toFixed(1)} h`);
+  assert.ok(gaps.every((g, i) => i === 0 || g >= gaps[i - 1]!), 'never shorter than the gap before');
+  assert.ok(retryDelayMs(DEFAULT_RETRY_POLICY, 1, () => 0) < retryDelayMs(DEFAULT_RETRY_POLICY, 1, () => 1), 'jittered');
+});
