@@ -35,6 +35,10 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'serve':
       return serve();
+    case 'keap-sandbox': {
+      const { runKeapSandboxCli } = await import('./features/keap/sandbox/index.js');
+      return runKeapSandboxCli();
+    }
     case 'help':
     case '--help':
     case '-h':

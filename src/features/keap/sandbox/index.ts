@@ -1,0 +1,130 @@
+/**
+ * The Keap sandbox: a local stand-in for Keap's REST API (v1 and v2 contact endpoints), its OAuth token endpoint,
+ * its throttles and quotas, and injectable failures. Tests start it on a free loopback port; `npm run keap-sandbox`
+ * starts it for trying memberhook without a Keap account.
+ *
+ * Choices where Keap's documents leave room (so a reader knows what is modelled and what is a guess):
+ * - Shapes follow the two spec files; error bodies follow each version's `Error` schema (see error-bodies.ts).
+ * - PATCH custom_fields merges: only the listed field ids change. The v2 spec's generated text says listed arrays
+ *   replace existing items; for custom fields that would wipe every other field on a write-back, which is not how
+ *   Keap behaves in practice. email_addresses do replace (v2) or replace per slot (v1).
+ * - Throttle headers and what a 429 counts: see limits.ts. Injected failures: see FaultQueue in middleware.ts.
+ * - v1 `since` is inclusive; v1 lists always carry `next` (stop on an empty page); v2 omits `next_page_token` on
+ *   the last page.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createKeapSandboxApp, SANDBOX_DEFAULTS, type KeapSandboxOptions } from './app.js';
+import type { SandboxState } from './state.js';
+
+export { createKeapSandboxApp, SANDBOX_DEFAULTS, type KeapSandboxApp, type KeapSandboxOptions } from './app.js';
+export { SEED } from './seed.js';
+export { THROTTLED_BODY } from './error-bodies.js';
+export { KEAP_KEY_LIMITS, type RateLimits } from './limits.js';
+export {
+  SandboxState,
+  SandboxStateError,
+  type CredentialKind,
+  type EmailField,
+  type NewSandboxContact,
+  type RecordedRequest,
+  type SandboxContact,
+  type SandboxContactChanges,
+  type SandboxCustomField,
+  type SandboxEmailAddress,
+  type SandboxFieldType,
+  type SandboxTag,
+  type SandboxTagCategory,
+} from './state.js';
+
+export interface KeapSandbox {
+  /** Everything up to /crm, e.g. http://127.0.0.1:45678/crm (what KEAP_API_URL points at). */
+  url: string;
+  /** e.g. http://127.0.0.1:45678/token */
+  tokenUrl: string;
+  /** The authorize page stand-in, e.g. http://127.0.0.1:45678/app/oauth/authorize (approves at once). */
+  authorizeUrl: string;
+  /** In-memory data, inspectable and changeable by tests. */
+  state: SandboxState;
+  /** Make an OAuth2 authorization code, as Keap's authorize page would after a user approves. */
+  issueAuthorizationCode(redirectUri?: string): string;
+  /** The next `count` authenticated API requests (not /token) answer `status` with a Keap-shaped error body. */
+  failNext(count: number, status: number): void;
+  /** Every access token issued so far stops working (401), as at expiry. */
+  expireAccessTokens(): void;
+  close(): Promise<void>;
+}
+
+export async function startKeapSandbox(options: KeapSandboxOptions = {}): Promise<KeapSandbox> {
+  const { app, state, oauth, faults } = createKeapSandboxApp(options);
+  const host = options.host ?? '127.0.0.1';
+  const server = createServer(app);
+  await listen(server, options.port ?? 0, host);
+  const { port } = server.address() as AddressInfo;
+  const origin = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return {
+    url: `${origin}/crm`,
+    tokenUrl: `${origin}/token`,
+    authorizeUrl: `${origin}/app/oauth/authorize`,
+    state,
+    issueAuthorizationCode: (redirectUri) => oauth.issueAuthorizationCode(redirectUri),
+    failNext: (count, status) => faults.failNext(count, status),
+    expireAccessTokens: () => oauth.expireAccessTokens(),
+    close: () => closeServer(server),
+  };
+}
+
+/** `npm run keap-sandbox`: serve the sandbox on KEAP_SANDBOX_PORT (default 4010) until SIGINT or SIGTERM. */
+export async function runKeapSandboxCli(env: Record<string, string | undefined> = process.env): Promise<void> {
+  const rawPort = env.KEAP_SANDBOX_PORT ?? '4010';
+  const port = Number(rawPort);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`KEAP_SANDBOX_PORT must be a port number (got ${JSON.stringify(rawPort)})`);
+  const sandbox = await startKeapSandbox({ port, host: '127.0.0.1' });
+  const { clientId, clientSecret } = SANDBOX_DEFAULTS.oauthClient;
+  process.stdout.write(
+    [
+      `Keap sandbox listening on ${sandbox.url}`,
+      `  API key (X-Keap-API-Key): ${SANDBOX_DEFAULTS.apiKey}`,
+      `  OAuth client id:          ${clientId}`,
+      `  OAuth client secret:      ${clientSecret}`,
+      `  token URL:                ${sandbox.tokenUrl}`,
+      `  authorize URL:            ${sandbox.authorizeUrl}`,
+      '',
+      'Point memberhook at it:',
+      `  KEAP_API_URL=${sandbox.url} KEAP_API_KEY=${SANDBOX_DEFAULTS.apiKey} npm start`,
+      '',
+    ].join('\n'),
+  );
+  let closing = false;
+  const stop = () => {
+    if (closing) return;
+    closing = true;
+    sandbox.close().then(
+      () => process.stdout.write('Keap sandbox stopped\n'),
+      (err: unknown) => {
+        process.stderr.write(`Keap sandbox: failed to stop: ${String(err)}\n`);
+        process.exitCode = 1;
+      },
+    );
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.close((err) => (err ? reject(err) : resolve()));
+    // Keep-alive connections (fetch keeps them) would hold close() open until they time out.
+    server.closeAllConnections();
+  });
+}

@@ -1,0 +1,140 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
+import { sendKeapError, THROTTLED_BODY } from './error-bodies.js';
+import type { SandboxRateLimiter } from './limits.js';
+import { sameSecret, type SandboxOAuthServer } from './oauth-server.js';
+import type { CredentialKind, RecordedRequest, SandboxState } from './state.js';
+
+/** What authentication found, kept on res.locals for the limiter and the request record. */
+interface ResolvedCredential {
+  kind: CredentialKind;
+  /** Whose quota the request uses: an API key counts alone, OAuth tokens count per client (as at Keap). */
+  bucket?: string;
+}
+
+function credentialOf(res: Response): ResolvedCredential | undefined {
+  return res.locals.keapCredential as ResolvedCredential | undefined;
+}
+
+/**
+ * Records every request in `state.requests`. The record is completed when the status line is written (not on
+ * 'finish'), so a test that awaited the answer always finds its request already recorded.
+ */
+export function recordRequests(state: SandboxState, now: () => number, logger: Logger | undefined): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const entry: RecordedRequest = {
+      method: req.method,
+      path: req.path,
+      query: plainQuery(req.query),
+      status: 0,
+      time: now(),
+      durationMs: 0,
+      credential: 'none',
+    };
+    state.requests.push(entry);
+    const writeHead = res.writeHead;
+    const complete = () => {
+      if (entry.status !== 0) return;
+      entry.status = res.statusCode;
+      entry.durationMs = now() - entry.time;
+      // Inside a mounted router req.path is relative, so the paths below come from the record, not req.
+      entry.credential = credentialOf(res)?.kind ?? (entry.path === '/token' ? 'client' : 'none');
+      // The token endpoint's body holds client secrets, codes and refresh tokens: never keep it.
+      if (entry.path.startsWith('/crm/') && req.body !== undefined) entry.body = structuredClone(req.body as unknown);
+      state.countStatus(entry.status);
+    };
+    res.writeHead = function (this: Response, ...args: unknown[]) {
+      // writeHead(status, ...) sets the status itself; read it before our record is completed.
+      if (typeof args[0] === 'number') res.statusCode = args[0];
+      complete();
+      return (writeHead as (...a: unknown[]) => Response).apply(this, args);
+    } as typeof res.writeHead;
+    res.on('finish', () => {
+      logger?.debug({ method: entry.method, path: entry.path, status: entry.status, credential: entry.credential, ms: entry.durationMs }, 'keap sandbox answered');
+    });
+    next();
+  };
+}
+
+/** Artificial latency before each API answer, to exercise client timeouts and concurrency. */
+export function delayAnswers(latencyMs: number): RequestHandler {
+  return async (_req, _res, next) => {
+    if (latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, latencyMs));
+    next();
+  };
+}
+
+/** `X-Keap-API-Key: <key>` (PAT or SAK) or `Authorization: Bearer <access token>`; anything else is a 401. */
+export function authenticate(apiKeys: readonly string[], oauth: SandboxOAuthServer): RequestHandler {
+  return (req, res, next) => {
+    const key = req.get('x-keap-api-key');
+    if (key !== undefined) {
+      res.locals.keapCredential = { kind: 'key', bucket: `key:${key}` } satisfies ResolvedCredential;
+      if (apiKeys.some((known) => sameSecret(key, known))) return next();
+      return sendKeapError(req, res, 401, 'Invalid API key');
+    }
+    const bearer = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];
+    if (bearer !== undefined) {
+      const check = oauth.checkAccessToken(bearer);
+      res.locals.keapCredential = { kind: 'bearer', ...(check.ok ? { bucket: `client:${check.clientId}` } : {}) } satisfies ResolvedCredential;
+      if (check.ok) return next();
+      return sendKeapError(req, res, 401, check.reason === 'expired' ? 'Access token expired' : 'Invalid access token');
+    }
+    res.locals.keapCredential = { kind: 'none' } satisfies ResolvedCredential;
+    sendKeapError(req, res, 401, 'Missing credentials: send X-Keap-API-Key or Authorization: Bearer');
+  };
+}
+
+/** Counts the request against its credential's windows and answers Keap's 429 when one is full. */
+export function enforceRateLimits(limiter: SandboxRateLimiter): RequestHandler {
+  return (_req, res, next) => {
+    const bucket = credentialOf(res)?.bucket;
+    if (bucket === undefined) return next();
+    const decision = limiter.take(bucket);
+    res.set(decision.headers);
+    if (decision.allowed) return next();
+    res.status(429).json(THROTTLED_BODY);
+  };
+}
+
+/** Statuses queued by `failNext`, answered to the next authenticated API requests in order. */
+export class FaultQueue {
+  private readonly pending: number[] = [];
+
+  failNext(count: number, status: number): void {
+    if (!Number.isInteger(count) || count < 0) throw new RangeError('count must be a whole number');
+    if (!Number.isInteger(status) || status < 400 || status > 599) throw new RangeError('status must be an HTTP error status (400-599)');
+    for (let i = 0; i < count; i += 1) this.pending.push(status);
+  }
+
+  take(): number | undefined {
+    return this.pending.shift();
+  }
+
+  get size(): number {
+    return this.pending.length;
+  }
+}
+
+/**
+ * Answers a queued failure instead of the real one. It runs after authentication and the rate limiter: the
+ * injected fault stands for Keap's service failing behind its gateway, so the request has used quota and the
+ * answer carries the throttle headers, and a request with bad credentials still gets its 401.
+ */
+export function injectFaults(faults: FaultQueue): RequestHandler {
+  return (req, res, next) => {
+    const status = faults.take();
+    if (status === undefined) return next();
+    sendKeapError(req, res, status, status === 401 ? 'Invalid access token' : `Injected failure (sandbox failNext ${status})`);
+  };
+}
+
+function plainQuery(query: Request['query']): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [key, value] of Object.entries(query)) {
+    if (typeof value === 'string') out[key] = value;
+    else if (Array.isArray(value)) out[key] = value.map(String);
+    else if (value !== undefined) out[key] = String(value);
+  }
+  return out;
+}

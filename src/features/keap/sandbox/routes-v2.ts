@@ -1,0 +1,175 @@
+import express, { type Request, type Response, type Router } from 'express';
+import { z } from 'zod';
+import { customFieldChanges, describeZodError, requireJsonObject } from './contact-changes.js';
+import { SandboxHttpError } from './error-bodies.js';
+import { pathId, queryInteger, queryList, queryString } from './query.js';
+import type { SandboxContact, SandboxContactChanges, SandboxState } from './state.js';
+
+/**
+ * REST v2 (`/crm/rest/v2/...`), shapes from keap-rest-v2.openapi.yml: ids are strings (Contact.id, tag_ids,
+ * CustomFieldValue.id, Tag.id, CategoryReference.id), and `fields` picks the optional properties.
+ */
+
+/** The `fields` names the spec lists for a Contact (also the `update_mask` enum). */
+export const V2_CONTACT_FIELDS = [
+  'addresses', 'anniversary_date', 'birth_date', 'company', 'contact_type', 'create_time', 'custom_fields', 'email_addresses',
+  'family_name', 'fax_numbers', 'given_name', 'id', 'job_title', 'leadsource_id', 'links', 'middle_name', 'notes', 'origin',
+  'owner_id', 'phone_numbers', 'preferred_locale', 'preferred_name', 'prefix', 'referral_code', 'score_value', 'social_accounts',
+  'source_type', 'spouse_name', 'suffix', 'tag_ids', 'time_zone', 'update_time', 'utm_parameters', 'website', 'account_id',
+  'assistant_name', 'assistant_phone', 'billing_information', 'created_by', 'groups', 'last_updated_by',
+] as const;
+const KNOWN_FIELDS = new Set<string>(V2_CONTACT_FIELDS);
+
+/**
+ * What a GET answers without `fields`. custom_fields and tag_ids are left out on purpose: a client that forgets to
+ * ask for them should notice here, not in production.
+ */
+export const V2_DEFAULT_FIELDS = ['id', 'given_name', 'family_name', 'email_addresses', 'create_time', 'update_time'] as const;
+
+const MAX_PAGE_SIZE = 1000;
+
+const patchBodySchema = z.looseObject({
+  given_name: z.string().max(40).optional(),
+  family_name: z.string().max(40).optional(),
+  email_addresses: z
+    .array(z.object({ email: z.string().max(100), field: z.enum(['EMAIL1', 'EMAIL2', 'EMAIL3']), opt_in_reason: z.string().optional() }))
+    .optional(),
+  // v2 types CustomFieldValue.id as a string; a number here is a client bug the spec would reject too.
+  custom_fields: z.array(z.object({ id: z.string(), content: z.unknown().optional() })).optional(),
+});
+
+export function v2Routes(state: SandboxState): Router {
+  const router = express.Router();
+
+  router.get('/contacts/model', (_req, res) => {
+    res.json({
+      custom_fields: [...state.customFields.values()].map((f) => ({
+        id: String(f.id),
+        label: f.label,
+        field_name: f.field_name,
+        field_type: f.field_type,
+        record_type: 'CONTACT',
+      })),
+      optional_properties: V2_CONTACT_FIELDS.filter((f) => !(V2_DEFAULT_FIELDS as readonly string[]).includes(f)),
+    });
+  });
+
+  router.get('/contacts/:contact_id', (req: Request, res: Response) => {
+    const contact = findContact(state, req.params.contact_id);
+    res.json(v2Contact(state, contact, requestedFields(req.query.fields) ?? new Set(V2_DEFAULT_FIELDS)));
+  });
+
+  router.patch('/contacts/:contact_id', (req: Request, res: Response) => {
+    const contact = findContact(state, req.params.contact_id);
+    const mask = queryList(req.query.update_mask);
+    for (const name of mask ?? []) {
+      if (!KNOWN_FIELDS.has(name)) throw new SandboxHttpError(400, `update_mask: unknown property ${JSON.stringify(name)}`);
+    }
+    const parsed = patchBodySchema.safeParse(requireJsonObject(req.body));
+    if (!parsed.success) throw new SandboxHttpError(400, describeZodError(parsed.error));
+    const body = parsed.data;
+    // With an update_mask only the listed properties change; without one, every property in the body does.
+    const applies = (name: string) => (mask ? mask.includes(name) : name in body);
+    const changes: SandboxContactChanges = {};
+    if (applies('given_name') && body.given_name !== undefined) changes.given_name = body.given_name;
+    if (applies('family_name') && body.family_name !== undefined) changes.family_name = body.family_name;
+    // The spec says listed arrays replace what is there; for email addresses the sandbox does exactly that.
+    if (applies('email_addresses') && body.email_addresses !== undefined) {
+      changes.email_addresses = body.email_addresses.map(({ email, field }) => ({ email, field }));
+    }
+    // Custom fields merge: only the listed ids change (see the sandbox README notes in index.ts).
+    if (applies('custom_fields') && body.custom_fields !== undefined) changes.custom_fields = customFieldChanges(state, body.custom_fields);
+    const updated = state.updateContact(contact.id, changes);
+    const fields = requestedFields(req.query.fields) ?? new Set([...V2_DEFAULT_FIELDS, ...Object.keys(changes)]);
+    res.json(v2Contact(state, updated, fields));
+  });
+
+  router.get('/contacts/:contact_id/tags', (req: Request, res: Response) => {
+    const contact = findContact(state, req.params.contact_id);
+    if (req.query.filter !== undefined) throw new SandboxHttpError(501, 'the sandbox does not implement filter on applied tags');
+    const pageSize = queryInteger(req.query.page_size, 'page_size', { min: 0, max: MAX_PAGE_SIZE }) || MAX_PAGE_SIZE;
+    const offset = decodePageToken(queryString(req.query.page_token, 'page_token'));
+    const applied = contact.tag_ids.map((tagId) => ({ tag: state.requireTag(tagId), appliedAt: contact.tag_applied_at.get(tagId) ?? contact.date_created }));
+    const order = parseOrderBy(queryString(req.query.order_by, 'order_by'));
+    applied.sort((a, b) => {
+      const key = order.field === 'name' ? a.tag.name.localeCompare(b.tag.name) : order.field === 'create_time' ? a.tag.create_time.localeCompare(b.tag.create_time) : a.appliedAt.localeCompare(b.appliedAt);
+      return (key || a.tag.id - b.tag.id) * (order.desc ? -1 : 1);
+    });
+    const page = applied.slice(offset, offset + pageSize);
+    const more = offset + pageSize < applied.length;
+    res.json({
+      tags: page.map(({ tag, appliedAt }) => ({
+        tag: {
+          id: String(tag.id),
+          name: tag.name,
+          ...(tag.description !== undefined ? { description: tag.description } : {}),
+          // v2's CategoryReference carries only the id; the category's name is not part of an applied tag.
+          ...(tag.category ? { category: { id: String(tag.category.id) } } : {}),
+          create_time: tag.create_time,
+          update_time: tag.create_time,
+        },
+        applied_time: appliedAt,
+      })),
+      // Absent on the last page, so `while (next_page_token)` ends.
+      ...(more ? { next_page_token: encodePageToken(offset + pageSize) } : {}),
+    });
+  });
+
+  return router;
+}
+
+function findContact(state: SandboxState, raw: unknown): SandboxContact {
+  const id = pathId(raw, 'contact_id');
+  const contact = state.contacts.get(id);
+  if (!contact) throw new SandboxHttpError(404, `Contact ${id} not found`);
+  return contact;
+}
+
+function requestedFields(value: unknown): Set<string> | undefined {
+  const fields = queryList(value);
+  if (fields === undefined || fields.length === 0) return undefined;
+  for (const name of fields) if (!KNOWN_FIELDS.has(name)) throw new SandboxHttpError(400, `fields: unknown property ${JSON.stringify(name)}`);
+  return new Set(['id', ...fields]);
+}
+
+/** A Contact as v2 answers it, with only the properties in `fields` that the sandbox keeps. */
+export function v2Contact(state: SandboxState, contact: SandboxContact, fields: ReadonlySet<string>): Record<string, unknown> {
+  const out: Record<string, unknown> = { id: String(contact.id) };
+  if (fields.has('given_name') && contact.given_name !== undefined) out.given_name = contact.given_name;
+  if (fields.has('family_name') && contact.family_name !== undefined) out.family_name = contact.family_name;
+  if (fields.has('email_addresses')) out.email_addresses = contact.email_addresses.map(({ email, field }) => ({ email, field }));
+  if (fields.has('custom_fields')) {
+    // Every contact field is listed; one never set has content null, as Keap answers it.
+    out.custom_fields = [...state.customFields.values()].map((f) => ({ id: String(f.id), content: contact.custom_fields.get(f.id) ?? null }));
+  }
+  if (fields.has('tag_ids')) out.tag_ids = contact.tag_ids.map(String);
+  if (fields.has('create_time')) out.create_time = contact.date_created;
+  if (fields.has('update_time')) out.update_time = contact.last_updated;
+  return out;
+}
+
+function parseOrderBy(raw: string | undefined): { field: 'name' | 'create_time' | 'applied_time'; desc: boolean } {
+  if (raw === undefined) return { field: 'applied_time', desc: false };
+  const [field, direction = 'asc'] = raw.trim().split(/[\s,]+/);
+  if ((field !== 'name' && field !== 'create_time' && field !== 'applied_time') || (direction !== 'asc' && direction !== 'desc')) {
+    throw new SandboxHttpError(400, 'order_by: the sandbox supports name, create_time or applied_time, then asc or desc');
+  }
+  return { field, desc: direction === 'desc' };
+}
+
+/** Page tokens are opaque to clients; here they carry the offset of the next page. */
+function encodePageToken(offset: number): string {
+  return Buffer.from(JSON.stringify({ offset })).toString('base64url');
+}
+
+function decodePageToken(token: string | undefined): number {
+  if (token === undefined || token === '') return 0;
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    const offset = (parsed as { offset?: unknown }).offset;
+    if (typeof offset === 'number' && Number.isInteger(offset) && offset >= 0) return offset;
+  } catch {
+    // fall through to the 400
+  }
+  throw new SandboxHttpError(400, 'page_token: not a token this API issued');
+}
