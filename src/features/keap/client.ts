@@ -1,0 +1,439 @@
+import { systemClock, type Clock } from '../../core/clock.js';
+import type { Logger } from '../../core/logger.js';
+import { KeapError, KeapPermanentError, KeapRetryableError, keapFetchFailure, keapMessageOf } from './errors.js';
+import { KeapOAuth } from './oauth.js';
+import { KeapRateLimiter } from './rate-limiter.js';
+import type {
+  KeapContact,
+  KeapContactModel,
+  KeapContactPage,
+  KeapContactSummary,
+  KeapContactTag,
+  KeapCustomFieldDefinition,
+  KeapCustomFieldValue,
+  KeapEmailAddress,
+  KeapRateReport,
+  KeapTokenStore,
+  StoredTokens,
+} from './types.js';
+
+/**
+ * The app's Keap client: authentication (API key, or OAuth2 with refresh and rotation), Keap's rate limits,
+ * timeouts, short retries, and the handful of v1/v2 calls memberhook makes, each checked against Keap's spec files.
+ *
+ * Errors are typed for the caller (the job queue): KeapRetryableError for 429, 5xx, network failures and timeouts,
+ * with a hint how long to wait; KeapPermanentError for 400/401/403/404 with Keap's message.
+ */
+
+export interface KeapClientOptions {
+  /** Everything up to /crm, e.g. https://api.infusionsoft.com/crm */
+  apiUrl: string;
+  /** A Personal Access Token or Service Account Key; used instead of OAuth when set. */
+  apiKey?: string | undefined;
+  oauth?: { clientId: string; clientSecret: string; tokenUrl: string } | undefined;
+  /** Where OAuth tokens live (unused with an API key). */
+  tokenStore: KeapTokenStore;
+  rateLimit: { perSecond: number; perMinute: number };
+  /** Per HTTP request, including reading the body; default 10 s. */
+  timeoutMs?: number;
+  clock?: Clock;
+  logger: Logger;
+  /**
+   * Retries inside one call: after a 429 (once the limiter's pause has passed) and after a 5xx or network failure
+   * (with back-off). Timeouts are not retried here: they already cost `timeoutMs`. Default 2. Every call the client
+   * makes is idempotent (reads, and a PATCH that sets fixed values), so repeating one is safe.
+   */
+  maxRetries?: number;
+  /** How long the contact model (custom field definitions) is cached; default 10 minutes. */
+  modelCacheTtlMs?: number;
+  /** Refresh OAuth tokens this long before they expire; default 5 minutes. */
+  refreshBeforeMs?: number;
+  /** A shared limiter (several clients on one key); one is made from `rateLimit` otherwise. */
+  limiter?: KeapRateLimiter;
+  /** For tests that record what is sent; the global fetch otherwise. */
+  fetch?: typeof fetch;
+}
+
+type Query = Record<string, string | number | undefined>;
+
+interface RequestSpec {
+  method: 'GET' | 'PATCH' | 'POST' | 'PUT' | 'DELETE';
+  /** From /rest on, e.g. /rest/v2/contacts/101 */
+  path: string;
+  query?: Query;
+  body?: unknown;
+}
+
+const CONTACT_FIELDS = ['email_addresses', 'given_name', 'family_name', 'custom_fields', 'tag_ids'];
+/** Keap's largest page for v1 lists. */
+const V1_MAX_LIMIT = 1000;
+/** A contact with more tags than this many pages hold is not something to page through forever. */
+const MAX_TAG_PAGES = 50;
+/** A label not in a cached model triggers a fresh fetch (a field created since), at most this often. */
+const MODEL_MISS_REFETCH_MS = 60_000;
+
+export class KeapClient {
+  readonly limiter: KeapRateLimiter;
+  /** Present when OAuth is configured (and no API key): the connect flow uses it. */
+  readonly oauth: KeapOAuth | undefined;
+  private readonly apiUrl: string;
+  private readonly apiKey: string | undefined;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly timeoutMs: number;
+  private readonly maxRetries: number;
+  private readonly modelTtlMs: number;
+  private readonly fetchImpl: typeof fetch;
+  private readonly secrets: string[];
+  private model: { value: KeapContactModel; fetchedAt: number } | null = null;
+  private modelRequest: Promise<KeapContactModel> | null = null;
+
+  constructor(options: KeapClientOptions) {
+    this.apiUrl = options.apiUrl.replace(/\/+$/, '');
+    this.apiKey = options.apiKey || undefined;
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger;
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.maxRetries = Math.max(0, options.maxRetries ?? 2);
+    this.modelTtlMs = options.modelCacheTtlMs ?? 10 * 60_000;
+    this.fetchImpl = options.fetch ?? globalThis.fetch;
+    this.limiter = options.limiter ?? new KeapRateLimiter({ ...options.rateLimit, clock: this.clock, logger: this.logger });
+    this.oauth =
+      options.oauth && !this.apiKey
+        ? new KeapOAuth({
+            ...options.oauth,
+            tokenStore: options.tokenStore,
+            logger: this.logger,
+            clock: this.clock,
+            timeoutMs: this.timeoutMs,
+            fetch: this.fetchImpl,
+            ...(options.refreshBeforeMs !== undefined ? { refreshBeforeMs: options.refreshBeforeMs } : {}),
+          })
+        : undefined;
+    this.secrets = [this.apiKey, options.oauth?.clientSecret].filter((s): s is string => typeof s === 'string' && s.length > 0);
+  }
+
+  /** How the client authenticates: 'key', 'oauth', or 'none' (every call fails until one is configured). */
+  get authMode(): 'key' | 'oauth' | 'none' {
+    return this.apiKey ? 'key' : this.oauth ? 'oauth' : 'none';
+  }
+
+  /** The latest throttle and quota figures from Keap's headers. */
+  get lastReported(): KeapRateReport | null {
+    return this.limiter.lastReported;
+  }
+
+  /** OAuth: trades the code from Keap's redirect for tokens and stores them. */
+  exchangeAuthorizationCode(code: string, redirectUri: string): Promise<StoredTokens> {
+    if (!this.oauth) throw new Error('Keap OAuth is not configured (KEAP_CLIENT_ID and KEAP_CLIENT_SECRET, and no KEAP_API_KEY)');
+    return this.oauth.exchangeAuthorizationCode(code, redirectUri);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Calls
+
+  /** A contact with its emails, names, custom field values and tag ids (v2). */
+  async getContact(id: number): Promise<KeapContact> {
+    const path = `/rest/v2/contacts/${contactIdSegment(id, 'GET', '/rest/v2/contacts/{contact_id}')}`;
+    const raw = await this.request<Record<string, unknown>>({ method: 'GET', path, query: { fields: CONTACT_FIELDS.join(',') } });
+    return normalizeContact(raw, id);
+  }
+
+  /**
+   * The tags applied to a contact, with names and category names. This is v1's listAppliedTags: v2 gives a tag's
+   * category only as an id (CategoryReference), while v1's SimpleTag carries the category's name.
+   */
+  async getContactTags(id: number): Promise<KeapContactTag[]> {
+    const path = `/rest/v1/contacts/${contactIdSegment(id, 'GET', '/rest/v1/contacts/{contactId}/tags')}/tags`;
+    const tags: KeapContactTag[] = [];
+    for (let page = 0, offset = 0; page < MAX_TAG_PAGES; page++) {
+      const body = await this.request<Record<string, unknown>>({ method: 'GET', path, query: { limit: V1_MAX_LIMIT, offset } });
+      const items = Array.isArray(body.tags) ? (body.tags as unknown[]) : [];
+      for (const item of items) {
+        const tag = (item as { tag?: Record<string, unknown> } | null)?.tag;
+        const tagId = Number(tag?.id);
+        if (!tag || !Number.isSafeInteger(tagId)) continue;
+        tags.push({ id: tagId, name: typeof tag.name === 'string' ? tag.name : '', category: typeof tag.category === 'string' ? tag.category : '' });
+      }
+      offset += items.length;
+      const count = typeof body.count === 'number' ? body.count : offset;
+      if (items.length === 0 || offset >= count) break;
+    }
+    return tags;
+  }
+
+  /** Contact custom field definitions and optional properties (v2 model), cached for `modelCacheTtlMs`. */
+  async getContactModel(options: { fresh?: boolean } = {}): Promise<KeapContactModel> {
+    const cached = this.model;
+    if (!options.fresh && cached && this.clock.now() - cached.fetchedAt < this.modelTtlMs) return cached.value;
+    // Parallel jobs at start-up share one request.
+    this.modelRequest ??= this.fetchContactModel().finally(() => {
+      this.modelRequest = null;
+    });
+    return this.modelRequest;
+  }
+
+  /** The contact custom field definitions (cached; see getContactModel). */
+  async getCustomFields(): Promise<KeapCustomFieldDefinition[]> {
+    return (await this.getContactModel()).customFields;
+  }
+
+  /**
+   * A custom field's id from its label (case-insensitive, as people type it) or its id; undefined when the
+   * account has no such field. A miss refetches the model (at most once a minute) in case the field is new.
+   */
+  async getCustomFieldIdByLabel(labelOrId: string | number): Promise<string | undefined> {
+    const find = (model: KeapContactModel) => findCustomField(model.customFields, labelOrId)?.id;
+    const found = find(await this.getContactModel());
+    if (found !== undefined) return found;
+    if (this.model && this.clock.now() - this.model.fetchedAt < MODEL_MISS_REFETCH_MS) return undefined;
+    return find(await this.getContactModel({ fresh: true }));
+  }
+
+  /** Forgets the cached contact model (after custom fields change in Keap). */
+  invalidateContactModel(): void {
+    this.model = null;
+  }
+
+  /**
+   * Sets custom field values on a contact (v2 PATCH with update_mask=custom_fields, so nothing else changes).
+   * Field ids are sent as the strings v2 types them as.
+   */
+  async updateContactCustomFields(id: number, fields: ReadonlyArray<{ id: number | string; content: unknown }>): Promise<void> {
+    const path = `/rest/v2/contacts/${contactIdSegment(id, 'PATCH', '/rest/v2/contacts/{contact_id}')}`;
+    const customFields: KeapCustomFieldValue[] = fields.map((f) => ({ id: String(f.id), content: f.content }));
+    await this.request({ method: 'PATCH', path, query: { update_mask: 'custom_fields' }, body: { custom_fields: customFields } });
+  }
+
+  /**
+   * Contacts whose last update is at or after `since`, oldest change first (v1 list, for polling). Page with
+   * `offset`; `nextOffset` is null on the last page.
+   */
+  async listContactsChangedSince(since: Date, page: { limit?: number; offset?: number } = {}): Promise<KeapContactPage> {
+    if (Number.isNaN(since.getTime())) throw new RangeError('since must be a valid date');
+    const limit = Math.min(Math.max(1, Math.trunc(page.limit ?? V1_MAX_LIMIT)), V1_MAX_LIMIT);
+    const offset = Math.max(0, Math.trunc(page.offset ?? 0));
+    const body = await this.request<Record<string, unknown>>({
+      method: 'GET',
+      path: '/rest/v1/contacts',
+      query: { since: since.toISOString(), order: 'last_updated', order_direction: 'ASCENDING', limit, offset },
+    });
+    const contacts = (Array.isArray(body.contacts) ? (body.contacts as unknown[]) : []).flatMap((c) => {
+      const summary = normalizeSummary(c);
+      return summary ? [summary] : [];
+    });
+    const count = typeof body.count === 'number' ? body.count : offset + contacts.length;
+    const nextOffset = contacts.length > 0 && offset + contacts.length < count ? offset + contacts.length : null;
+    return { contacts, count, nextOffset };
+  }
+
+  /** Checks the credentials and the connection with one cheap call (the contact model, fetched fresh). */
+  async testConnection(): Promise<{ ok: true; customFields: number; authMode: 'key' | 'oauth' }> {
+    const model = await this.getContactModel({ fresh: true });
+    return { ok: true, customFields: model.customFields.length, authMode: this.authMode === 'oauth' ? 'oauth' : 'key' };
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Plumbing
+
+  private async fetchContactModel(): Promise<KeapContactModel> {
+    const body = await this.request<Record<string, unknown>>({ method: 'GET', path: '/rest/v2/contacts/model' });
+    const customFields = (Array.isArray(body.custom_fields) ? (body.custom_fields as unknown[]) : []).flatMap((f): KeapCustomFieldDefinition[] => {
+      const field = (typeof f === 'object' && f !== null ? f : {}) as Record<string, unknown>;
+      if ((typeof field.id !== 'string' && typeof field.id !== 'number') || typeof field.label !== 'string') return [];
+      return [
+        {
+          id: String(field.id),
+          label: field.label,
+          fieldName: typeof field.field_name === 'string' ? field.field_name : null,
+          fieldType: typeof field.field_type === 'string' ? field.field_type : null,
+        },
+      ];
+    });
+    const optionalProperties = Array.isArray(body.optional_properties) ? body.optional_properties.filter((p): p is string => typeof p === 'string') : [];
+    const value = { customFields, optionalProperties };
+    this.model = { value, fetchedAt: this.clock.now() };
+    return value;
+  }
+
+  /** One API call with retries for transient failures (see maxRetries). */
+  private async request<T = unknown>(spec: RequestSpec): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return (await this.send(spec, attempt)) as T;
+      } catch (err) {
+        if (!(err instanceof KeapRetryableError) || err.reason === 'timeout' || attempt >= this.maxRetries) throw err;
+        // A 429 has paused the limiter, and the retry queues behind that pause; others back off with jitter.
+        if (!err.throttled) await this.clock.sleep(Math.round(err.retryAfterMs * (0.8 + 0.4 * Math.random())));
+        this.logger.debug({ method: spec.method, path: spec.path, attempt: attempt + 1, reason: err.reason }, 'keap call retrying');
+      }
+    }
+  }
+
+  /** One attempt: waits for the limiter, sends, feeds Keap's headers back, and on a 401 under OAuth refreshes once. */
+  private async send(spec: RequestSpec, attempt: number): Promise<unknown> {
+    const url = this.url(spec.path, spec.query);
+    let token = await this.bearerToken();
+    for (let refreshed = false; ; refreshed = true) {
+      await this.limiter.acquire();
+      const headers: Record<string, string> = { accept: 'application/json' };
+      if (this.apiKey) headers['x-keap-api-key'] = this.apiKey;
+      else if (token !== undefined) headers.authorization = `Bearer ${token}`;
+      if (spec.body !== undefined) headers['content-type'] = 'application/json';
+
+      const started = performance.now();
+      let res: Response;
+      let text: string;
+      try {
+        res = await this.fetchImpl(url, {
+          method: spec.method,
+          headers,
+          ...(spec.body !== undefined ? { body: JSON.stringify(spec.body) } : {}),
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+        text = await res.text();
+      } catch (err) {
+        const failure = keapFetchFailure(err, { method: spec.method, path: spec.path, timeoutMs: this.timeoutMs });
+        this.logger.debug({ method: spec.method, path: spec.path, status: 0, ms: Math.round(performance.now() - started), error: failure.reason }, 'keap call');
+        if (failure.reason === 'network') throw withBackoff(failure, attempt);
+        throw failure;
+      }
+      const heldMs = this.limiter.observe(res.headers, res.status);
+      this.logger.debug({ method: spec.method, path: spec.path, status: res.status, ms: Math.round(performance.now() - started) }, 'keap call');
+
+      const body = parseBody(text);
+      if (res.ok) {
+        if (body.invalid) {
+          throw new KeapRetryableError(`Keap ${spec.method} ${spec.path} answered ${res.status} with a body that is not JSON`, {
+            status: res.status, method: spec.method, path: spec.path, reason: 'server', retryAfterMs: backoffMs(attempt),
+          });
+        }
+        return body.value;
+      }
+      if (res.status === 401 && this.oauth && token !== undefined && !refreshed) {
+        token = await this.oauth.accessTokenAfterUnauthorized(token);
+        continue;
+      }
+      throw this.errorFor(spec, res.status, body.value, heldMs, attempt, token);
+    }
+  }
+
+  private async bearerToken(): Promise<string | undefined> {
+    if (this.apiKey) return undefined;
+    if (this.oauth) return this.oauth.accessToken();
+    throw new KeapPermanentError('Keap is not configured: set KEAP_API_KEY, or KEAP_CLIENT_ID and KEAP_CLIENT_SECRET and connect Keap', {
+      status: 401,
+      method: 'GET',
+      path: '/rest',
+    });
+  }
+
+  private errorFor(spec: RequestSpec, status: number, body: unknown, heldMs: number, attempt: number, token: string | undefined): KeapError {
+    const keapMessage = keapMessageOf(body, token ? [...this.secrets, token] : this.secrets);
+    const details = { status, method: spec.method, path: spec.path, keapMessage };
+    const message = `Keap ${spec.method} ${spec.path} failed with ${status}${keapMessage ? `: ${keapMessage}` : ''}`;
+    if (status === 429) {
+      return new KeapRetryableError(message, { ...details, reason: 'throttled', retryAfterMs: Math.max(heldMs, 1_000) });
+    }
+    if (status >= 500 || status === 408) {
+      return new KeapRetryableError(message, { ...details, reason: 'server', retryAfterMs: backoffMs(attempt) });
+    }
+    return new KeapPermanentError(message, details);
+  }
+
+  private url(path: string, query: Query | undefined): string {
+    const url = new URL(`${this.apiUrl}${path}`);
+    for (const [key, value] of Object.entries(query ?? {})) if (value !== undefined) url.searchParams.set(key, String(value));
+    return url.toString();
+  }
+}
+
+/** 1 s, 2 s, 4 s ... up to 30 s: the wait suggested after the `attempt`-th failure (0-based). */
+function backoffMs(attempt: number): number {
+  return Math.min(30_000, 1_000 * 2 ** attempt);
+}
+
+function withBackoff(err: KeapRetryableError, attempt: number): KeapRetryableError {
+  if (err.retryAfterMs === backoffMs(attempt)) return err;
+  return new KeapRetryableError(err.message, {
+    status: err.status, method: err.method, path: err.path, reason: err.reason, retryAfterMs: backoffMs(attempt), cause: err.cause,
+  });
+}
+
+function parseBody(text: string): { value: unknown; invalid: boolean } {
+  if (text.trim() === '') return { value: undefined, invalid: false };
+  try {
+    return { value: JSON.parse(text) as unknown, invalid: false };
+  } catch {
+    return { value: text, invalid: true };
+  }
+}
+
+function contactIdSegment(id: number, method: string, path: string): string {
+  if (!Number.isSafeInteger(id) || id <= 0) {
+    throw new KeapPermanentError(`Not a Keap contact id: ${JSON.stringify(id)}`, { status: 400, method, path });
+  }
+  return String(id);
+}
+
+export function findCustomField(fields: readonly KeapCustomFieldDefinition[], labelOrId: string | number): KeapCustomFieldDefinition | undefined {
+  const wanted = String(labelOrId).trim();
+  const byId = fields.find((f) => f.id === wanted);
+  if (byId) return byId;
+  const lower = wanted.toLowerCase();
+  return fields.find((f) => f.label.trim().toLowerCase() === lower);
+}
+
+function emailsOf(raw: unknown): KeapEmailAddress[] {
+  if (!Array.isArray(raw)) return [];
+  return raw.flatMap((e): KeapEmailAddress[] => {
+    const item = (typeof e === 'object' && e !== null ? e : {}) as Record<string, unknown>;
+    const email = typeof item.email === 'string' ? item.email.trim() : '';
+    return email ? [{ email, field: typeof item.field === 'string' ? item.field : '' }] : [];
+  });
+}
+
+function primaryEmail(emails: KeapEmailAddress[]): string | null {
+  return (emails.find((e) => e.field === 'EMAIL1') ?? emails[0])?.email ?? null;
+}
+
+function text(value: unknown): string {
+  return typeof value === 'string' ? value : '';
+}
+
+/** A v2 Contact as the app uses it: numeric ids, EMAIL1 first, '' for absent names. */
+export function normalizeContact(raw: Record<string, unknown>, requestedId: number): KeapContact {
+  const id = Number(raw.id);
+  const emails = emailsOf(raw.email_addresses);
+  const customFields = (Array.isArray(raw.custom_fields) ? (raw.custom_fields as unknown[]) : []).flatMap((f): KeapCustomFieldValue[] => {
+    const field = (typeof f === 'object' && f !== null ? f : {}) as Record<string, unknown>;
+    if (typeof field.id !== 'string' && typeof field.id !== 'number') return [];
+    return [{ id: String(field.id), content: field.content ?? null }];
+  });
+  const tagIds = (Array.isArray(raw.tag_ids) ? (raw.tag_ids as unknown[]) : []).map(Number).filter((t) => Number.isSafeInteger(t));
+  return {
+    id: Number.isSafeInteger(id) && id > 0 ? id : requestedId,
+    email: primaryEmail(emails),
+    emails,
+    givenName: text(raw.given_name),
+    familyName: text(raw.family_name),
+    customFields,
+    tagIds,
+    raw,
+  };
+}
+
+function normalizeSummary(raw: unknown): KeapContactSummary | null {
+  const c = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
+  const id = Number(c.id);
+  if (!Number.isSafeInteger(id) || id <= 0) return null;
+  const emails = emailsOf(c.email_addresses);
+  return {
+    id,
+    email: primaryEmail(emails),
+    emails,
+    givenName: text(c.given_name),
+    familyName: text(c.family_name),
+    lastUpdated: typeof c.last_updated === 'string' ? c.last_updated : null,
+  };
+}

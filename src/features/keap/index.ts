@@ -1,0 +1,28 @@
+import type { Config } from '../../config.js';
+import type { Clock } from '../../core/clock.js';
+import type { Db } from '../../core/db.js';
+import type { Logger } from '../../core/logger.js';
+import { KeapClient } from './client.js';
+import { SqliteKeapTokenStore } from './token-store.js';
+
+export { KeapClient, findCustomField, normalizeContact, type KeapClientOptions } from './client.js';
+export { KeapError, KeapPermanentError, KeapReauthorizationRequiredError, KeapRetryableError, isKeapError, type KeapRetryReason } from './errors.js';
+export { KeapOAuth, type KeapOAuthOptions } from './oauth.js';
+export { KeapRateLimiter, type HeaderSource, type KeapRateLimiterOptions } from './rate-limiter.js';
+export { MemoryKeapTokenStore, SqliteKeapTokenStore } from './token-store.js';
+export type * from './types.js';
+
+/** The app's Keap client from its settings: API key when set, else OAuth with tokens in the database. */
+export function createKeapClient(config: Pick<Config, 'keap'>, db: Db, logger: Logger, clock: Clock): KeapClient {
+  const k = config.keap;
+  return new KeapClient({
+    apiUrl: k.apiUrl,
+    apiKey: k.apiKey,
+    oauth: k.oauth ? { clientId: k.oauth.clientId, clientSecret: k.oauth.clientSecret, tokenUrl: k.tokenUrl } : undefined,
+    tokenStore: new SqliteKeapTokenStore(db),
+    rateLimit: k.rateLimit,
+    timeoutMs: k.timeoutMs,
+    clock,
+    logger,
+  });
+}

@@ -1,0 +1,256 @@
+import { systemClock, type Clock } from '../../core/clock.js';
+import type { Logger } from '../../core/logger.js';
+import type { KeapLimitFigures, KeapRateReport } from './types.js';
+
+/**
+ * Keeps the app's Keap calls under Keap's limits (for a key: 10 per second and 240 per minute) so that a burst of
+ * webhook jobs slows down instead of collecting 429s.
+ *
+ * Algorithm: a sliding-window log. A call may start when fewer than `perSecond` calls started in the last second
+ * and fewer than `perMinute` in the last minute (each window stretched by a small safety margin). Why not a token
+ * bucket: Keap counts in fixed windows (the per-second and per-minute counters reset at the boundary), and a bucket
+ * that refills continuously lets N calls go at the end of one second and a few more early in the next, which a
+ * fixed-window counter on the other side can see as N+1 in one window. The log guarantees at most N in EVERY window
+ * of that length, hence in any fixed window too, and still lets a full burst of N go at once. The margin absorbs the
+ * difference between when we start a call and when Keap's gateway counts it.
+ *
+ * Waiters are served strictly in arrival order (FIFO), one pump handing out slots, so a call never starves behind
+ * later ones. Keap's own figures steer it too: every response is fed to `observe`, which pauses the whole limiter
+ * when Keap says a window or the daily quota is used up (and our own log does not already explain it), and for the
+ * hinted window after a 429. Time comes from the Clock, so tests can drive it by hand.
+ */
+
+const SECOND = 1_000;
+const MINUTE = 60_000;
+const DAY = 86_400_000;
+/** Keap sends no Retry-After; a 429 with no exhausted window in its headers waits this long (its per-second window). */
+const DEFAULT_THROTTLE_PAUSE_MS = SECOND;
+/** An expiry-time further away than this is not believed (a clock or unit mix-up); a day plus slack is the most. */
+const MAX_QUOTA_PAUSE_MS = DAY + 3_600_000;
+
+export interface KeapRateLimiterOptions {
+  perSecond: number;
+  perMinute: number;
+  clock?: Clock;
+  /** Added to each window's length; default 50 ms. */
+  safetyMarginMs?: number;
+  logger?: Logger;
+}
+
+/** Response headers as fetch gives them, or a plain object (lower-case names). */
+export type HeaderSource = { get(name: string): string | null } | Record<string, string | string[] | undefined>;
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+  cleanup: () => void;
+}
+
+export class KeapRateLimiter {
+  readonly perSecond: number;
+  readonly perMinute: number;
+  private readonly clock: Clock;
+  private readonly marginMs: number;
+  private readonly logger: Logger | undefined;
+  /** Start times of the most recent calls, oldest first; at most max(perSecond, perMinute) kept. */
+  private readonly starts: number[] = [];
+  private readonly queue: Waiter[] = [];
+  private pumping = false;
+  private pausedUntilMs = 0;
+  private pauseReasonText: string | null = null;
+  private report: KeapRateReport | null = null;
+
+  constructor(options: KeapRateLimiterOptions) {
+    for (const name of ['perSecond', 'perMinute'] as const) {
+      const value = options[name];
+      if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a whole number of at least 1 (got ${value})`);
+    }
+    this.perSecond = options.perSecond;
+    this.perMinute = options.perMinute;
+    this.clock = options.clock ?? systemClock;
+    this.marginMs = Math.max(0, options.safetyMarginMs ?? 50);
+    this.logger = options.logger;
+  }
+
+  /** The latest throttle and quota figures Keap reported, or null before the first response. */
+  get lastReported(): KeapRateReport | null {
+    return this.report;
+  }
+
+  /** Epoch ms until which the limiter holds every call because Keap said so, or null when it does not. */
+  get pausedUntil(): number | null {
+    return this.pausedUntilMs > this.clock.now() ? this.pausedUntilMs : null;
+  }
+
+  get pauseReason(): string | null {
+    return this.pausedUntil === null ? null : this.pauseReasonText;
+  }
+
+  /** Calls waiting for a slot. */
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  /**
+   * Resolves when a call may start, and counts it as started. Callers are served in the order they asked.
+   * An aborted signal takes the caller out of the line (the promise rejects with the signal's reason).
+   */
+  acquire(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const now = this.clock.now();
+    if (true) {
+      this.record(now);
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        const index = this.queue.indexOf(waiter);
+        if (index >= 0) this.queue.splice(index, 1);
+        reject(signal?.reason);
+      };
+      const waiter: Waiter = { resolve, reject, cleanup: () => signal?.removeEventListener('abort', onAbort) };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.queue.push(waiter);
+      void this.pump();
+    });
+  }
+
+  /** Holds every call until `until` (epoch ms); an earlier time than a pause already set changes nothing. */
+  pauseUntil(until: number, reason: string): void {
+    if (until <= this.pausedUntilMs) return;
+    this.pausedUntilMs = until;
+    this.pauseReasonText = reason;
+    this.logger?.info({ pauseMs: until - this.clock.now(), reason }, 'keap calls paused');
+  }
+
+  /**
+   * Reads Keap's throttle and quota headers from a response. When a window's `available` is 0 the limiter pauses
+   * until that window has passed (for the daily quota: until its expiry-time), unless our own log already holds
+   * calls back for that window. A 429 always pauses everything for the window its headers point at, a second when
+   * they point at none. Returns how long, from now, calls are held (0 when they are not).
+   */
+  observe(headers: HeaderSource, status: number): number {
+    const now = this.clock.now();
+    const report: KeapRateReport = {
+      at: now,
+      productThrottle: readFigures(headers, 'x-keap-product-throttle'),
+      productQuota: readFigures(headers, 'x-keap-product-quota'),
+      tenantThrottle: readFigures(headers, 'x-keap-tenant-throttle'),
+    };
+    const reported = report.productThrottle || report.productQuota || report.tenantThrottle;
+    if (reported) this.report = report;
+    const throttled = status === 429;
+    let exhausted = false;
+
+    for (const [name, figures] of [['product throttle', report.productThrottle], ['tenant throttle', report.tenantThrottle]] as const) {
+      if (figures?.available !== 0) continue;
+      exhausted = true;
+      const windowMs = windowLength(figures) ?? SECOND;
+      // Our own log already waits out a window we filled ourselves; pausing on top would only lose throughput.
+      if (!throttled && this.ownLogFull(windowMs, now)) continue;
+      this.pauseUntil(now + windowMs, `Keap ${name} used up (${figures.limit ?? '?'} per ${describeWindow(windowMs)})`);
+    }
+    const quota = report.productQuota;
+    if (quota?.available === 0) {
+      exhausted = true;
+      const expiry = quota.expiryTime !== null && quota.expiryTime > now ? Math.min(quota.expiryTime, now + MAX_QUOTA_PAUSE_MS) : now + (windowLength(quota) ?? DAY);
+      this.pauseUntil(expiry, `Keap quota used up (${quota.limit ?? '?'} per ${describeWindow(windowLength(quota) ?? DAY)})`);
+    }
+    if (throttled && !exhausted) this.pauseUntil(now + DEFAULT_THROTTLE_PAUSE_MS, 'Keap answered 429');
+    return Math.max(0, this.pausedUntilMs - now);
+  }
+
+  /** How long, from `now`, until the next call may start. */
+  delayAt(now: number): number {
+    let until = this.pausedUntilMs;
+    const n = this.starts.length;
+    if (n >= this.perSecond) until = Math.max(until, this.starts[n - this.perSecond]! + SECOND + this.marginMs);
+    if (n >= this.perMinute) until = Math.max(until, this.starts[n - this.perMinute]! + MINUTE + this.marginMs);
+    return until - now;
+  }
+
+  private ownLogFull(windowMs: number, now: number): boolean {
+    const limit = windowMs === SECOND ? this.perSecond : windowMs === MINUTE ? this.perMinute : undefined;
+    if (limit === undefined) return false;
+    const since = now - windowMs - this.marginMs;
+    let count = 0;
+    for (let i = this.starts.length - 1; i >= 0 && this.starts[i]! > since; i--) count++;
+    return count >= limit;
+  }
+
+  private record(now: number): void {
+    this.starts.push(now);
+    const keep = Math.max(this.perSecond, this.perMinute);
+    if (this.starts.length > keep) this.starts.splice(0, this.starts.length - keep);
+  }
+
+  /** The one loop that hands out slots, in order; it runs while anyone waits. */
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0) {
+        const now = this.clock.now();
+        const wait = this.delayAt(now);
+        if (wait > 0) {
+          await this.clock.sleep(wait);
+          continue;
+        }
+        const waiter = this.queue.shift()!;
+        this.record(now);
+        waiter.cleanup();
+        waiter.resolve();
+      }
+    } catch (err) {
+      // Only a broken clock gets here; fail the waiters rather than leave them hanging.
+      for (const waiter of this.queue.splice(0)) {
+        waiter.cleanup();
+        waiter.reject(err);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+}
+
+function header(headers: HeaderSource, name: string): string | null {
+  if (typeof (headers as { get?: unknown }).get === 'function') return (headers as { get(name: string): string | null }).get(name);
+  const value = (headers as Record<string, string | string[] | undefined>)[name];
+  return Array.isArray(value) ? (value[0] ?? null) : (value ?? null);
+}
+
+function numberOrNull(value: string | null): number | null {
+  if (value === null || value.trim() === '') return null;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : null;
+}
+
+function readFigures(headers: HeaderSource, prefix: string): KeapLimitFigures | null {
+  const figures: KeapLimitFigures = {
+    limit: numberOrNull(header(headers, `${prefix}-limit`)),
+    available: numberOrNull(header(headers, `${prefix}-available`)),
+    used: numberOrNull(header(headers, `${prefix}-used`)),
+    timeUnit: header(headers, `${prefix}-time-unit`),
+    interval: numberOrNull(header(headers, `${prefix}-interval`)),
+    expiryTime: numberOrNull(header(headers, `${prefix}-expiry-time`)),
+  };
+  return Object.values(figures).some((v) => v !== null) ? figures : null;
+}
+
+const UNIT_MS: Record<string, number> = { millisecond: 1, second: SECOND, minute: MINUTE, hour: 3_600_000, day: DAY };
+
+/** A window's length from its `time-unit` and `interval` headers, or null when the unit is unknown. */
+function windowLength(figures: KeapLimitFigures): number | null {
+  const unit = figures.timeUnit?.trim().toLowerCase().replace(/s$/, '');
+  const ms = unit === undefined ? undefined : UNIT_MS[unit];
+  if (ms === undefined) return null;
+  const interval = figures.interval !== null && figures.interval > 0 ? figures.interval : 1;
+  return ms * interval;
+}
+
+function describeWindow(ms: number): string {
+  if (ms === SECOND) return 'second';
+  if (ms === MINUTE) return 'minute';
+  if (ms === DAY) return 'day';
+  return `${ms} ms`;
+}

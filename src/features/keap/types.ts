@@ -1,0 +1,109 @@
+/**
+ * The Keap records the app works with, normalized from the API's shapes (v2 ids are strings, v1 ids numbers;
+ * here contact and tag ids are numbers, custom field ids strings, as v2 and the contact model give them).
+ */
+
+export type KeapEmailField = 'EMAIL1' | 'EMAIL2' | 'EMAIL3' | 'EMAIL_FIELD_UNSPECIFIED';
+
+export interface KeapEmailAddress {
+  email: string;
+  field: KeapEmailField | string;
+}
+
+export interface KeapCustomFieldValue {
+  /** The custom field's id as Keap's v2 API and contact model give it (a numeric string). */
+  id: string;
+  /** Keap answers null for a field never set. */
+  content: unknown;
+}
+
+export interface KeapContact {
+  id: number;
+  /** EMAIL1 when the contact has it, else the first address; null for a contact without any. */
+  email: string | null;
+  emails: KeapEmailAddress[];
+  /** '' when Keap has none. */
+  givenName: string;
+  familyName: string;
+  customFields: KeapCustomFieldValue[];
+  tagIds: number[];
+  /** Keap's answer as it came (v2 Contact), for plugins that want a property the app does not map. */
+  raw: Record<string, unknown>;
+}
+
+export interface KeapContactTag {
+  id: number;
+  name: string;
+  /** The tag category's name; '' for a tag without one. */
+  category: string;
+}
+
+/** A custom field definition from the contact model. */
+export interface KeapCustomFieldDefinition {
+  id: string;
+  label: string;
+  /** Keap's column name, e.g. `Password0`, when given. */
+  fieldName: string | null;
+  /** e.g. TEXT, DATE, WHOLE_NUMBER, when given. */
+  fieldType: string | null;
+}
+
+export interface KeapContactModel {
+  customFields: KeapCustomFieldDefinition[];
+  optionalProperties: string[];
+}
+
+/** One contact in a "changed since" listing (v1 RestPartialContact, normalized). */
+export interface KeapContactSummary {
+  id: number;
+  email: string | null;
+  emails: KeapEmailAddress[];
+  givenName: string;
+  familyName: string;
+  /** ISO 8601, as Keap gives it; null when missing. */
+  lastUpdated: string | null;
+}
+
+export interface KeapContactPage {
+  contacts: KeapContactSummary[];
+  /** How many contacts match in all (Keap's `count`). */
+  count: number;
+  /** The offset for the next page, or null when this page was the last. */
+  nextOffset: number | null;
+}
+
+/** OAuth tokens as stored; written together, since every refresh rotates the refresh token. */
+export interface StoredTokens {
+  accessToken: string;
+  refreshToken: string;
+  /** Epoch milliseconds when the access token stops working. */
+  expiresAt: number;
+  scope: string | null;
+}
+
+export interface KeapTokenStore {
+  load(): StoredTokens | null;
+  /** Must write both tokens in one atomic step: a lost refresh token is a lost connection. */
+  save(tokens: StoredTokens): void;
+}
+
+/** One of Keap's throttle or quota header groups, as last reported. */
+export interface KeapLimitFigures {
+  limit: number | null;
+  available: number | null;
+  used: number | null;
+  /** e.g. second, minute, day */
+  timeUnit: string | null;
+  interval: number | null;
+  /** Quotas only: epoch ms when the bucket resets. */
+  expiryTime: number | null;
+}
+
+/** The latest figures Keap reported in its response headers (for a dashboard). */
+export interface KeapRateReport {
+  /** Epoch ms of the response that carried them. */
+  at: number;
+  productThrottle: KeapLimitFigures | null;
+  productQuota: KeapLimitFigures | null;
+  tenantThrottle: KeapLimitFigures | null;
+}
