@@ -3,11 +3,20 @@ import helmet from 'helmet';
 import type { AppContext } from './context.js';
 import { errorHandler } from './core/error-handler.js';
 import { notFound } from './core/errors.js';
+import { apiRoutes } from './features/api/routes.js';
+import { memberRoutes } from './features/members/routes.js';
+import { webhookRoutes } from './features/webhooks/routes.js';
 
 export const SITE_NAME = 'memberhook';
 
+export interface AppOptions {
+  /** Rejected webhook requests allowed per client IP per window before 429s (stops key guessing). */
+  webhookRejectionLimit?: number;
+  webhookRejectionWindowMs?: number;
+}
+
 /** Builds the express app from its parts without listening, so tests drive it in-process with supertest. */
-export function createApp(ctx: AppContext): Express {
+export function createApp(ctx: AppContext, options: AppOptions = {}): Express {
   const app = express();
   app.disable('x-powered-by');
   // Behind one reverse proxy (the usual deployment) req.ip must be the client's, or per-IP limits punish everyone.
@@ -18,6 +27,14 @@ export function createApp(ctx: AppContext): Express {
     ctx.db.prepare('SELECT 1').get();
     res.json({ ok: true });
   });
+  app.use(
+    webhookRoutes(ctx.webhooks, {
+      rejectionLimit: options.webhookRejectionLimit ?? ctx.config.webhooks.rejectionLimit,
+      rejectionWindowMs: options.webhookRejectionWindowMs ?? ctx.config.webhooks.rejectionWindowMs,
+    }),
+  );
+  app.use(apiRoutes(ctx));
+  app.use(memberRoutes(ctx));
 
   app.use((req, _res, next) => next(notFound(`no page at ${req.method} ${req.path}`)));
   app.use(errorHandler({ logger: ctx.logger, views: ctx.views, siteName: SITE_NAME }));

@@ -40,6 +40,11 @@ const envSchema = z
     ADMIN_EMAIL: z.email('expected an email address').optional(),
     ADMIN_PASSWORD: z.string().min(10, 'expected at least 10 characters').max(200, 'expected at most 200 characters').optional(),
     API_TOKEN: printableSecret(24).optional(),
+    WEBHOOK_REJECTION_LIMIT: positiveInt('a positive whole number of requests').default(30),
+    WEBHOOK_REJECTION_WINDOW_MS: positiveInt('a positive whole number of milliseconds').default(600_000),
+    JOB_MAX_ATTEMPTS: positiveInt('a positive whole number').default(8),
+    JOB_RETRY_BASE_MS: positiveInt('a positive whole number of milliseconds').default(60_000),
+    WORKER_CONCURRENCY: positiveInt('a positive whole number').default(4),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'expected one of fatal, error, warn, info, debug, trace, silent').default('info'),
   })
   .superRefine((env, ctx) => {
@@ -79,6 +84,8 @@ export interface Config {
   mail: { smtpUrl: string | undefined; from: string };
   admin: { email: string; password: string } | undefined;
   apiToken: string | undefined;
+  webhooks: { rejectionLimit: number; rejectionWindowMs: number };
+  jobs: { maxAttempts: number; retryBaseMs: number; concurrency: number };
   logLevel: string;
 }
 
@@ -127,6 +134,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM ?? `memberhook <no-reply@${new URL(publicUrl).hostname}>` },
     admin: e.ADMIN_EMAIL && e.ADMIN_PASSWORD ? { email: e.ADMIN_EMAIL, password: e.ADMIN_PASSWORD } : undefined,
     apiToken: e.API_TOKEN,
+    webhooks: { rejectionLimit: e.WEBHOOK_REJECTION_LIMIT, rejectionWindowMs: e.WEBHOOK_REJECTION_WINDOW_MS },
+    jobs: { maxAttempts: e.JOB_MAX_ATTEMPTS, retryBaseMs: e.JOB_RETRY_BASE_MS, concurrency: e.WORKER_CONCURRENCY },
     logLevel: e.LOG_LEVEL,
   };
 }

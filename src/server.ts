@@ -1,20 +1,35 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
-import { createApp } from './app.js';
+import { join } from 'node:path';
+import { createApp, SITE_NAME } from './app.js';
 import type { Config } from './config.js';
 import type { AppContext } from './context.js';
+import { systemClock, type Clock } from './core/clock.js';
 import { openDatabase } from './core/db.js';
 import { HookRegistry } from './core/hooks.js';
 import { createLogger, type Logger } from './core/logger.js';
+import { createMailer } from './core/mail.js';
 import { SettingsStore } from './core/settings.js';
 import { ViewRenderer } from './core/views.js';
-import { resolveAccessKey } from './features/webhooks/access-key.js';
+import { createKeapClient } from './features/keap/index.js';
+import { classifyJobError } from './job-failures.js';
+import { KeapMemberSync, WELCOME_ACTION, WRITE_BACK_ACTION } from './features/keap/member-sync.js';
+import { ensureConfiguredAdmin } from './features/members/admin-account.js';
+import { MemberService } from './features/members/service.js';
+import { WelcomeSender } from './features/members/welcome-sender.js';
+import { EventStore } from './features/queue/store.js';
+import { DEFAULT_RETRY_POLICY, QueueWorker, type RetryPolicy } from './features/queue/worker.js';
+import { AccessKeyring } from './features/webhooks/access-key.js';
+import { WebhookService } from './features/webhooks/service.js';
 
 export interface StartOptions {
   logger?: Logger;
   /** Where to show things meant for the operator's eyes once (a generated access key); never the logger. */
   console?: (line: string) => void;
+  clock?: Clock;
+  /** Worker tuning, for tests and benchmarks. */
+  worker?: { concurrency?: number; retry?: RetryPolicy; pollMs?: number; start?: boolean };
 }
 
 export interface RunningServer {
@@ -27,51 +42,84 @@ export interface RunningServer {
 /** Checks that only make sense once the database is open; they fail the start with one clear line. */
 export class StartupError extends Error {}
 
-/** Opens the database, builds every service, and listens. Used by `npm start` and by tests, in-process. */
-export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
+/** Opens the database and builds every service; nothing listens or runs yet. */
+export async function buildContext(config: Config, options: StartOptions = {}): Promise<AppContext> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
+  const clock = options.clock ?? systemClock;
   const show = options.console ?? ((line: string) => process.stdout.write(`${line}\n`));
   const { db, applied } = openDatabase({ filename: config.databaseFile });
   try {
     for (const m of applied) logger.info({ version: m.version, name: m.name }, 'database migration applied');
     const settings = new SettingsStore(db);
-    const role = db.prepare<[string], { is_admin: number }>('SELECT is_admin FROM roles WHERE slug = ?').get(config.defaultRole);
+    const hooks = new HookRegistry(logger);
+    const views = new ViewRenderer();
+    const members = new MemberService(db, hooks);
+    const role = members.role(config.defaultRole);
     if (!role) throw new StartupError(`Invalid setting DEFAULT_ROLE: no role named "${config.defaultRole}" exists`);
-    if (role.is_admin) throw new StartupError(`Invalid setting DEFAULT_ROLE: "${config.defaultRole}" has admin rights and cannot be a default`);
+    if (role.isAdmin) throw new StartupError(`Invalid setting DEFAULT_ROLE: "${config.defaultRole}" has admin rights and cannot be a default`);
 
-    const accessKey = resolveAccessKey(settings, config.accessKey);
-    if (accessKey.source === 'generated') {
-      show(`A webhook access key was generated and stored. It is shown this once; put it in your Keap HTTP Posts as access_key:\n\n    ${accessKey.key}\n`);
+    const accessKeys = new AccessKeyring(settings, config.accessKey);
+    if (accessKeys.source === 'generated') {
+      show(`A webhook access key was generated and stored. It is shown this once; put it in your Keap HTTP Posts as access_key:\n\n    ${accessKeys.current()}\n`);
     }
+    if (config.admin) await ensureConfiguredAdmin(members, config.admin, logger);
 
-    const ctx: AppContext = { config, db, logger, hooks: new HookRegistry(logger), views: new ViewRenderer(), settings };
-    const app = createApp(ctx);
-    const server = createServer(app);
-    // No HOST: Node's default, every interface (IPv6 and IPv4 where the machine has them).
-    if (config.host) server.listen(config.port, config.host);
-    else server.listen(config.port);
-    await once(server, 'listening');
-    const address = server.address() as AddressInfo;
-    const shownHost = !config.host || config.host === '::' || config.host === '0.0.0.0' ? 'localhost' : config.host;
-    const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${address.port}`;
-
-    let closing: Promise<void> | undefined;
-    const close = () => {
-      closing ??= (async () => {
-        server.close();
-        server.closeIdleConnections();
-        // Requests in flight get a moment to finish; then the rest are cut so shutdown never hangs.
-        const forced = setTimeout(() => server.closeAllConnections(), 5_000);
-        forced.unref();
-        if (server.listening) await once(server, 'close').catch(() => undefined);
-        clearTimeout(forced);
-        db.close();
-      })();
-      return closing;
-    };
-    return { ctx, url, server, close };
+    const events = new EventStore(db);
+    const mailer = createMailer({ smtpUrl: config.mail.smtpUrl, from: config.mail.from, outboxDir: join(config.dataDir, 'outbox'), logger });
+    const keap = createKeapClient(config, db, logger, clock);
+    const worker = new QueueWorker({
+      store: events,
+      logger,
+      clock,
+      classifyError: classifyJobError,
+      concurrency: config.jobs.concurrency,
+      retry: { ...DEFAULT_RETRY_POLICY, maxAttempts: config.jobs.maxAttempts, baseDelayMs: config.jobs.retryBaseMs },
+      ...options.worker,
+    });
+    const memberSync = new KeapMemberSync({ keap, members, events, hooks, settings, config, logger, onEnqueued: () => worker.notify() });
+    const welcome = new WelcomeSender({ members, mailer, views, hooks, siteName: SITE_NAME, publicUrl: config.publicUrl });
+    const webhooks = new WebhookService({ events, worker, hooks, logger, accessKey: () => accessKeys.current(), findRole: (slug) => members.role(slug) });
+    worker.register('add', (job) => memberSync.add(job));
+    worker.register('update', (job) => memberSync.update(job));
+    worker.register('update_tags', (job) => memberSync.updateTags(job));
+    worker.register(WRITE_BACK_ACTION, (job) => memberSync.writeBackPassword(job));
+    worker.register(WELCOME_ACTION, (job) => welcome.run(job));
+    return { config, db, logger, clock, hooks, views, settings, mailer, keap, members, events, worker, memberSync, webhooks, accessKeys };
   } catch (err) {
     db.close();
     throw err;
   }
+}
+
+/** Builds everything, starts the worker and listens. Used by `npm start` and by tests, in-process. */
+export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
+  const ctx = await buildContext(config, options);
+  const app = createApp(ctx);
+  const server = createServer(app);
+  // No HOST: Node's default, every interface (IPv6 and IPv4 where the machine has them).
+  if (config.host) server.listen(config.port, config.host);
+  else server.listen(config.port);
+  await once(server, 'listening');
+  if (options.worker?.start !== false) ctx.worker.start();
+  const address = server.address() as AddressInfo;
+  const shownHost = !config.host || config.host === '::' || config.host === '0.0.0.0' ? 'localhost' : config.host;
+  const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${address.port}`;
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      server.close();
+      server.closeIdleConnections();
+      // Requests in flight get a moment to finish; then the rest are cut so shutdown never hangs.
+      const forced = setTimeout(() => server.closeAllConnections(), 5_000);
+      forced.unref();
+      await ctx.worker.stop();
+      if (server.listening) await once(server, 'close').catch(() => undefined);
+      clearTimeout(forced);
+      ctx.mailer.close();
+      ctx.db.close();
+    })();
+    return closing;
+  };
+  return { ctx, url, server, close };
 }

@@ -51,9 +51,9 @@ test('a DEFAULT_ROLE that does not exist or has admin rights stops the start wit
 test('unknown pages answer 404: JSON for programs, a page for people', async () => {
   const running = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: tempDataDir() }), { logger: captureLogs().logger, console: () => {} });
   try {
-    const api = await fetch(`${running.url}/api/v1/nothing`);
+    const api = await fetch(`${running.url}/webhooks/nothing`);
     assert.equal(api.status, 404);
-    assert.deepEqual(await api.json(), { ok: false, error: 'no page at GET /api/v1/nothing' });
+    assert.deepEqual(await api.json(), { ok: false, error: 'no page at GET /webhooks/nothing' });
     const page = await fetch(`${running.url}/nothing`);
     assert.equal(page.status, 404);
     assert.match(page.headers.get('content-type') ?? '', /text\/html/);

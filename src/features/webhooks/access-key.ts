@@ -25,6 +25,26 @@ export function resolveAccessKey(settings: SettingsStore, fromEnvironment: strin
   return { key: value, source: inserted ? 'generated' : 'stored' };
 }
 
+/** The current webhook access key, kept in memory for the hot path and replaced at once on rotation. */
+export class AccessKeyring {
+  private key: string;
+  readonly source: ResolvedAccessKey['source'];
+
+  constructor(private readonly settings: SettingsStore, fromEnvironment: string | undefined) {
+    const resolved = resolveAccessKey(settings, fromEnvironment);
+    this.key = resolved.key;
+    this.source = resolved.source;
+  }
+
+  current(): string {
+    return this.key;
+  }
+
+  matches(given: unknown): boolean {
+    return accessKeyMatches(this.key, given);
+  }
+}
+
 /**
  * Constant-time comparison. Both sides are hashed first so the comparison time does not even reveal the
  * key's length.

@@ -1,0 +1,179 @@
+/**
+ * npm run bench: how fast memberhook acknowledges Keap's HTTP Posts, and how long 500 `add`s take end to end
+ * against the Keap sandbox held to Keap's published key limits. memberhook runs as its own process (the
+ * built dist/), as in production; the load generator and the sandbox run in this one.
+ *
+ *   npm run bench                 # both parts, 3 ack runs
+ *   BENCH_RUNS=5 npm run bench    # more runs for a steadier median
+ *   BENCH_PART=ack npm run bench  # only the ack part (BENCH_PART=e2e for the other)
+ */
+import autocannon from 'autocannon';
+import Database from 'better-sqlite3';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { startKeapSandbox, type KeapSandbox } from '../src/features/keap/sandbox/index.js';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const PART = process.env.BENCH_PART ?? 'all';
+const ACCESS_KEY = 'bench-access-key-0123456789-abcdefghijklmn';
+const KEAP_KEY = 'bench-keap-key';
+const LIMITS = { perSecond: 10, perMinute: 240 };
+
+interface Memberhook {
+  url: string;
+  dataDir: string;
+  child: ChildProcess;
+  peakRssMb(): number;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function startMemberhook(sandbox: KeapSandbox, extraEnv: Record<string, string> = {}): Promise<Memberhook> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'memberhook-bench-'));
+  const port = await freePort();
+  const child = spawn(process.execPath, ['dist/main.js'], {
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      ACCESS_KEY,
+      KEAP_API_URL: sandbox.url,
+      KEAP_API_KEY: KEAP_KEY,
+      KEAP_RATE_PER_SECOND: String(LIMITS.perSecond),
+      KEAP_RATE_PER_MINUTE: String(LIMITS.perMinute),
+      LOG_LEVEL: 'warn',
+      ...extraEnv,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`memberhook exited with ${code}`)));
+    child.stdout!.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('listening on')) resolve();
+    });
+  });
+  const peakRssMb = () => {
+    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+  };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    dataDir,
+    child,
+    peakRssMb,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+/** Part 1: acknowledged posts per second and latency at 50 connections (the worker runs too, held by Keap's limits). */
+async function benchAcks(sandbox: KeapSandbox): Promise<void> {
+  const rows: Array<{ rps: number; p50: number; p99: number; errors: number; rss: number }> = [];
+  for (let run = 1; run <= RUNS; run++) {
+    const mh = await startMemberhook(sandbox);
+    let contact = 1_000_000 * run;
+    const result = await autocannon({
+      url: `${mh.url}/`,
+      connections: 50,
+      duration: 10,
+      requests: [
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          // A different contact each time: no coalescing, every post is a new durable row.
+          setupRequest: (req) => ({ ...req, body: `contactId=${++contact}&wpf_action=update&access_key=${ACCESS_KEY}` }),
+        },
+      ],
+    });
+    const rss = mh.peakRssMb();
+    await mh.stop();
+    const errors = result.non2xx + result.errors + result.timeouts;
+    rows.push({ rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors, rss });
+    console.log(`ack run ${run}: ${result.requests.average.toFixed(0)} posts/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, ${errors} errors, peak RSS ${rss.toFixed(0)} MB`);
+  }
+  console.log(
+    `\nacks, median of ${RUNS}: ${median(rows.map((r) => r.rps)).toFixed(0)} posts/s, p50 ${median(rows.map((r) => r.p50))} ms, ` +
+      `p99 ${median(rows.map((r) => r.p99))} ms, peak RSS ${median(rows.map((r) => r.rss)).toFixed(0)} MB (targets: >= 3000/s, p99 < 25 ms, < 200 MB)\n`,
+  );
+}
+
+/** The least time Keap's limits allow for `calls` requests: 10 per second and 240 in any minute. */
+export function minimumSeconds(calls: number, limits = LIMITS): number {
+  if (calls <= 0) return 0;
+  const fullMinutes = Math.floor((calls - 1) / limits.perMinute);
+  const rest = (calls - 1) % limits.perMinute;
+  return fullMinutes * 60 + rest / limits.perSecond;
+}
+
+/** Part 2: 500 adds end to end (member, password write-back, welcome email to the outbox) at Keap's key limits. */
+async function benchAdds(): Promise<void> {
+  const COUNT = 500;
+  const sandbox = await startKeapSandbox({ apiKeys: [KEAP_KEY], limits: LIMITS });
+  const ids: number[] = [];
+  for (let i = 0; i < COUNT; i++) {
+    ids.push(sandbox.state.addContact({ given_name: `Bench${i}`, family_name: 'Member', email: `bench${i}@example.test` }).id);
+  }
+  const mh = await startMemberhook(sandbox, { KEAP_PASSWORD_FIELD: 'Password' });
+  const requestsBefore = sandbox.state.requests.length;
+  const started = performance.now();
+  for (let i = 0; i < ids.length; i += 50) {
+    await Promise.all(
+      ids.slice(i, i + 50).map(async (id) => {
+        const res = await fetch(`${mh.url}/`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: `contactId=${id}&wpf_action=add&access_key=${ACCESS_KEY}&send_notification=true`,
+        });
+        if (res.status !== 200) throw new Error(`post for ${id} answered ${res.status}`);
+      }),
+    );
+  }
+  const acked = performance.now();
+  const db = new Database(join(mh.dataDir, 'memberhook.db'), { readonly: true });
+  const pending = db.prepare("SELECT count(*) FROM events WHERE status IN ('queued', 'processing')").pluck();
+  while ((pending.get() as number) > 0) await delay(250);
+  const seconds = (performance.now() - started) / 1000;
+  const statuses = db.prepare('SELECT status, count(*) AS n FROM events GROUP BY status').all();
+  const members = db.prepare('SELECT count(*) FROM members').pluck().get() as number;
+  db.close();
+  const calls = sandbox.state.requests.slice(requestsBefore);
+  const throttled = calls.filter((r) => r.status === 429).length;
+  const minimum = minimumSeconds(calls.length - throttled);
+  const rss = mh.peakRssMb();
+  await mh.stop();
+  await sandbox.close();
+  console.log(`500 adds: all ${COUNT} posts acknowledged in ${((acked - started) / 1000).toFixed(2)} s; jobs finished in ${seconds.toFixed(1)} s`);
+  console.log(`  Keap calls: ${calls.length} (${throttled} answered 429); the limits allow them in no less than ${minimum.toFixed(1)} s: ratio ${(seconds / minimum).toFixed(3)} (target <= 1.2)`);
+  console.log(`  members: ${members}; events by status: ${JSON.stringify(statuses)}; peak RSS ${rss.toFixed(0)} MB`);
+}
+
+async function main(): Promise<void> {
+  if (PART === 'all' || PART === 'ack') {
+    const sandbox = await startKeapSandbox({ apiKeys: [KEAP_KEY], limits: LIMITS });
+    await benchAcks(sandbox);
+    await sandbox.close();
+  }
+  if (PART === 'all' || PART === 'e2e') await benchAdds();
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

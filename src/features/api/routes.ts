@@ -1,0 +1,178 @@
+import express, { Router, type RequestHandler } from 'express';
+import { z } from 'zod';
+import type { AppContext } from '../../context.js';
+import { AppError, badRequest, conflict, notFound, unauthorized } from '../../core/errors.js';
+import { accessKeyMatches } from '../webhooks/access-key.js';
+import { isUniqueViolation } from '../members/service.js';
+import type { Member } from '../members/store.js';
+import { EVENT_STATUSES, type EventRecord } from '../queue/store.js';
+
+const PAGE_SIZE_DEFAULT = 50;
+const PAGE_SIZE_MAX = 200;
+
+const pageParams = {
+  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
+  per_page: z.coerce.number().int().min(1).max(PAGE_SIZE_MAX).default(PAGE_SIZE_DEFAULT),
+};
+const idParam = z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
+const userQuery = z.strictObject({
+  email: z.string().max(254).optional(),
+  role: z.string().max(64).optional(),
+  tag: z.coerce.number().int().nonnegative().optional(),
+  q: z.string().max(100).optional(),
+  ...pageParams,
+});
+
+const userPatch = z.strictObject({
+  email: z.email().max(254).optional(),
+  username: z.string().trim().min(1).max(254).optional(),
+  role: z.string().max(64).optional(),
+  first_name: z.string().max(200).optional(),
+  last_name: z.string().max(200).optional(),
+  password: z.string().min(10).max(200).optional(),
+});
+
+const eventQuery = z.strictObject({
+  contact_id: z.coerce.number().int().positive().optional(),
+  status: z.enum(EVENT_STATUSES).optional(),
+  action: z.string().max(64).optional(),
+  source: z.string().max(64).optional(),
+  ...pageParams,
+});
+
+/** `/api/v1`: JSON for scripts, behind `Authorization: Bearer <API_TOKEN>`. */
+export function apiRoutes(ctx: AppContext): Router {
+  const router = Router();
+  router.use('/api', requireApiToken(ctx), express.json({ limit: '100kb' }));
+
+  router.get('/api/v1/users', (req, res) => {
+    const q = parse(userQuery, req.query, 'query');
+    const { members, total } = ctx.members.list({ ...q, pageSize: q.per_page });
+    res.json({ users: members.map(userJson), page: q.page, per_page: q.per_page, total });
+  });
+
+  router.get('/api/v1/users/:id', (req, res) => {
+    res.json({ user: userJson(ctx.members.get(parse(idParam, req.params.id, 'id'))) });
+  });
+
+  router.patch('/api/v1/users/:id', async (req, res) => {
+    const id = parse(idParam, req.params.id, 'id');
+    const body = parse(userPatch, req.body ?? {}, 'body');
+    ctx.members.get(id);
+    if (body.role !== undefined && !ctx.members.role(body.role)) throw badRequest(`role "${body.role}" does not exist`, 'role');
+    try {
+      await ctx.members.update(id, {
+        profile: {
+          ...(body.email !== undefined ? { email: body.email } : {}),
+          ...(body.first_name !== undefined ? { firstName: body.first_name } : {}),
+          ...(body.last_name !== undefined ? { lastName: body.last_name } : {}),
+        },
+        ...(body.username !== undefined ? { username: body.username } : {}),
+        ...(body.role !== undefined ? { role: body.role } : {}),
+      });
+    } catch (err) {
+      if (isUniqueViolation(err, 'members.email')) throw conflict('another member has that email');
+      if (isUniqueViolation(err, 'members.username')) throw conflict('another member has that username');
+      throw err;
+    }
+    if (body.password !== undefined) await ctx.members.setPassword(id, body.password);
+    res.json({ user: userJson(ctx.members.get(id)) });
+  });
+
+  router.delete('/api/v1/users/:id', async (req, res) => {
+    await ctx.members.delete(parse(idParam, req.params.id, 'id'));
+    res.json({ ok: true });
+  });
+
+  router.get('/api/v1/events', (req, res) => {
+    const q = parse(eventQuery, req.query, 'query');
+    const { events, total } = ctx.events.list({
+      page: q.page,
+      pageSize: q.per_page,
+      ...(q.contact_id !== undefined ? { contactId: q.contact_id } : {}),
+      ...(q.status !== undefined ? { status: q.status } : {}),
+      ...(q.action !== undefined ? { action: q.action } : {}),
+      ...(q.source !== undefined ? { source: q.source } : {}),
+    });
+    res.json({ events: events.map(eventJson), page: q.page, per_page: q.per_page, total });
+  });
+
+  router.get('/api/v1/events/:id', (req, res) => {
+    const event = findEvent(ctx, parse(idParam, req.params.id, 'id'));
+    res.json({ event: { ...eventJson(event), attempts_log: ctx.events.attempts(event.id) } });
+  });
+
+  router.post('/api/v1/events/:id/replay', (req, res) => {
+    const event = findEvent(ctx, parse(idParam, req.params.id, 'id'));
+    if (event.status === 'rejected') throw badRequest(`event ${event.id} was rejected when it arrived; there is no job to replay`);
+    if (event.status === 'queued' || event.status === 'processing') throw conflict(`event ${event.id} is ${event.status} already`);
+    ctx.events.replay(event.id);
+    ctx.worker.notify();
+    res.json({ ok: true, event: eventJson(ctx.events.get(event.id)!) });
+  });
+
+  return router;
+}
+
+function requireApiToken(ctx: AppContext): RequestHandler {
+  return (req, _res, next) => {
+    const token = ctx.config.apiToken;
+    if (!token) return next(unauthorized('the JSON API is off: set API_TOKEN to use it'));
+    const match = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '');
+    if (!match || !accessKeyMatches(token, match[1])) return next(unauthorized('missing or invalid bearer token'));
+    next();
+  };
+}
+
+function findEvent(ctx: AppContext, id: number): EventRecord {
+  const event = ctx.events.get(id);
+  if (!event) throw notFound(`no event with id ${id}`);
+  return event;
+}
+
+/** Validates with zod; the first problem becomes a 400 naming the field and what was expected. */
+function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const field = issue.path.length ? issue.path.join('.') : where;
+  const message = issue.code === 'unrecognized_keys' ? `unknown ${where} field(s): ${issue.keys.join(', ')}` : `${field}: ${issue.message}`;
+  throw new AppError(400, message, { code: 'invalid_input', field });
+}
+
+export function userJson(m: Member) {
+  return {
+    id: m.id,
+    email: m.email,
+    username: m.username,
+    role: m.role,
+    first_name: m.firstName,
+    last_name: m.lastName,
+    keap_contact_id: m.keapContactId,
+    tags: m.tags.map((t) => ({ id: t.id, name: t.name, category: t.category })),
+    fields: m.fields,
+    created_at: m.createdAt,
+    updated_at: m.updatedAt,
+  };
+}
+
+export function eventJson(e: EventRecord) {
+  return {
+    id: e.id,
+    source: e.source,
+    action: e.action,
+    contact_id: e.contactId,
+    object_type: e.objectType,
+    object_id: e.objectId,
+    event_type: e.eventType,
+    status: e.status,
+    attempts: e.attempts,
+    error: e.error,
+    result: e.result,
+    params: e.params,
+    coalesced: e.coalesced,
+    created_at: e.createdAt,
+    updated_at: e.updatedAt,
+  };
+}

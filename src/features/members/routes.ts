@@ -1,0 +1,132 @@
+import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import { SITE_NAME } from '../../app.js';
+import type { AppContext } from '../../context.js';
+import { csrfProtection } from '../../core/csrf.js';
+import { LoginThrottle } from './login-throttle.js';
+import { verifyPassword } from './passwords.js';
+import { endSession, loadMember, requireMember, startSession } from './sessions.js';
+import type { Member } from './store.js';
+
+declare module '../../core/hooks.js' {
+  interface ActionMap {
+    'member.logged_in': [member: Member];
+    'member.logged_out': [member: Member];
+  }
+}
+
+/** The one answer to a wrong password and to an unknown login alike, so the form never says which. */
+export const LOGIN_FAILED_MESSAGE = 'Email/username or password is wrong';
+
+/** Member pages: `/login`, `/logout`, `/account`, and `GET /` (to the account). */
+export function memberRoutes(ctx: AppContext): Router {
+  const router = Router();
+  const throttle = new LoginThrottle(ctx.db, ctx.clock);
+  const formBody = express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 20 });
+  const noStore: RequestHandler = (_req, res, next) => {
+    // Pages with a member's data or a form token: never kept by a shared cache or the back button.
+    res.set('Cache-Control', 'no-store');
+    next();
+  };
+  // Only these paths get the form parser and CSRF check: POST / is Keap's webhook and must stay untouched.
+  router.use(['/login', '/logout', '/account'], formBody, csrfProtection(ctx), noStore, loadMember(ctx));
+
+  const render = (res: Response, status: number, view: string, data: Record<string, unknown>) => {
+    res
+      .status(status)
+      .type('html')
+      .send(ctx.views.render(`member/${view}`, { siteName: SITE_NAME, csrfToken: res.locals.csrfToken, member: res.locals.member, ...data }));
+  };
+
+  router.get('/', (_req, res) => res.redirect(303, '/account'));
+
+  router.get('/login', (req, res) => {
+    const next = safeNextPath(req.query.next);
+    if (res.locals.member) return res.redirect(303, next ?? '/account');
+    render(res, 200, 'login', { title: 'Log in', next });
+  });
+
+  router.post('/login', async (req, res) => {
+    const body = req.body as Record<string, unknown>;
+    const login = text(body.login).trim();
+    const password = text(body.password);
+    const next = safeNextPath(body.next);
+    const form = { title: 'Log in', login, next };
+    if (!login || !password) return render(res, 400, 'login', { ...form, error: 'Enter your email or username and your password.' });
+
+    const attempt = { ip: clientIp(req), login };
+    // Before bcrypt: a locked attempt costs nothing and says nothing about the password.
+    const verdict = throttle.admit(attempt);
+    if (!verdict.allowed) {
+      res.set('Retry-After', String(Math.ceil(verdict.retryAfterMs / 1000)));
+      return render(res, 429, 'login', { ...form, error: tooManyAttempts(verdict.retryAfterMs) });
+    }
+    const member = ctx.members.findByLogin(login);
+    // verifyPassword compares against a dummy hash when there is no member, so both failures take as long.
+    const ok = await verifyPassword(password, member ? ctx.members.passwordHash(member.id) : null);
+    if (!member || !ok) {
+      ctx.logger.info({ ip: attempt.ip }, 'member login failed');
+      return render(res, 401, 'login', { ...form, error: LOGIN_FAILED_MESSAGE });
+    }
+    throttle.succeeded(attempt);
+    startSession(ctx, req, res, member.id);
+    ctx.logger.info({ memberId: member.id }, 'member logged in');
+    await ctx.hooks.doAction('member.logged_in', member);
+    res.redirect(303, next ?? '/account');
+  });
+
+  // GET never changes state (link prefetchers and crawlers follow links): it asks, the form does it.
+  router.get('/logout', (_req, res) => {
+    if (!res.locals.member) return res.redirect(303, '/login');
+    render(res, 200, 'logout', { title: 'Log out' });
+  });
+
+  router.post('/logout', async (req, res) => {
+    const member = res.locals.member;
+    endSession(ctx, req, res);
+    if (member) {
+      ctx.logger.info({ memberId: member.id }, 'member logged out');
+      await ctx.hooks.doAction('member.logged_out', member);
+    }
+    res.redirect(303, '/login');
+  });
+
+  router.get('/account', requireMember(ctx), (_req, res) => {
+    const member = res.locals.member!;
+    render(res, 200, 'account', {
+      title: 'Your account',
+      name: displayName(member),
+      roleName: ctx.members.role(member.role)?.name ?? member.role,
+    });
+  });
+
+  return router;
+}
+
+/**
+ * Where to go after logging in: a path on this site only. `//evil.com` and `/\evil.com` are other sites to a
+ * browser, so a second slash or any backslash, control character or space is refused.
+ */
+export function safeNextPath(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value.length > 2048) return undefined;
+  if (!value.startsWith('/') || value.startsWith('//')) return undefined;
+  // eslint-disable-next-line no-control-regex
+  if (/[\\\u0000-\u0020\u007f]/.test(value)) return undefined;
+  return value;
+}
+
+export function tooManyAttempts(retryAfterMs: number): string {
+  const minutes = Math.max(1, Math.ceil(retryAfterMs / 60_000));
+  return `Too many attempts. Try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`;
+}
+
+function text(value: unknown): string {
+  return typeof value === 'string' ? value : '';
+}
+
+function clientIp(req: Request): string {
+  return req.ip ?? req.socket.remoteAddress ?? 'unknown';
+}
+
+function displayName(member: Member): string {
+  return `${member.firstName} ${member.lastName}`.trim() || member.username;
+}

@@ -1,0 +1,197 @@
+import type { Db } from '../../core/db.js';
+import { badRequest, notFound } from '../../core/errors.js';
+import type { HookRegistry } from '../../core/hooks.js';
+import { isUniqueViolation, MemberStore, type Member, type MemberChanges, type MemberQuery, type MemberTag, type Role } from './store.js';
+import { hashPassword } from './passwords.js';
+
+declare module '../../core/hooks.js' {
+  interface ActionMap {
+    'member.created': [member: Member];
+    'member.updated': [member: Member, changed: string[]];
+    'member.tags_changed': [member: Member, change: { added: MemberTag[]; removed: MemberTag[] }];
+    'member.role_changed': [member: Member, change: { from: string; to: string }];
+    'member.deleted': [member: Member];
+  }
+}
+
+/** A member as it should be after applying what Keap says about its contact. */
+export interface MemberProfile {
+  email: string;
+  firstName: string;
+  lastName: string;
+  fields: Record<string, unknown>;
+  tags: MemberTag[];
+}
+
+export interface NewMemberInput extends MemberProfile {
+  username: string;
+  role: string;
+  /** Plain password; hashed here. */
+  password: string;
+  keapContactId: number | null;
+}
+
+export interface ProfileUpdate {
+  profile: Partial<MemberProfile>;
+  username?: string;
+  role?: string;
+  keapContactId?: number;
+}
+
+/** The member rules every other feature goes through: SQL stays in the store, hooks fire after commit. */
+export class MemberService {
+  readonly store: MemberStore;
+
+  constructor(
+    private readonly db: Db,
+    private readonly hooks: HookRegistry,
+  ) {
+    this.store = new MemberStore(db);
+  }
+
+  get(id: number): Member {
+    const member = this.store.findById(id);
+    if (!member) throw notFound(`no member with id ${id}`);
+    return member;
+  }
+
+  findById(id: number): Member | undefined {
+    return this.store.findById(id);
+  }
+
+  findByContactId(contactId: number): Member | undefined {
+    return this.store.findByContactId(contactId);
+  }
+
+  findByEmail(email: string): Member | undefined {
+    return this.store.findByEmail(email);
+  }
+
+  /** Email or username, as typed on the login form. */
+  findByLogin(login: string): Member | undefined {
+    return this.store.findByEmail(login) ?? this.store.findByUsername(login);
+  }
+
+  passwordHash(id: number): string | null {
+    return this.store.passwordHash(id);
+  }
+
+  usernameTaken(username: string): boolean {
+    return this.store.findByUsername(username) !== undefined;
+  }
+
+  list(query: MemberQuery): { members: Member[]; total: number } {
+    return this.store.list(query);
+  }
+
+  role(slug: string): Role | undefined {
+    return this.store.roleBySlugOrUndefined(slug);
+  }
+
+  roles(): Role[] {
+    return this.store.roles();
+  }
+
+  /**
+   * Creates a member. `withinTransaction` runs in the same transaction as the insert (to queue follow-up
+   * work atomically with the member). A clash on email, username or contact id throws SQLite's UNIQUE
+   * error untouched so the caller can tell a lost race from a bug.
+   */
+  async create(input: NewMemberInput, withinTransaction?: (member: Member) => void): Promise<Member> {
+    const role = this.requireRole(input.role);
+    const passwordHash = await hashPassword(input.password);
+    const member = this.db.transaction(() => {
+      const id = this.store.insert({
+        email: input.email,
+        username: input.username,
+        roleId: role.id,
+        passwordHash,
+        firstName: input.firstName,
+        lastName: input.lastName,
+        keapContactId: input.keapContactId,
+        fields: input.fields,
+      });
+      this.store.replaceTags(id, input.tags);
+      const created = this.store.findById(id)!;
+      withinTransaction?.(created);
+      return created;
+    }).immediate();
+    await this.hooks.doAction('member.created', member);
+    if (member.tags.length > 0) await this.hooks.doAction('member.tags_changed', member, { added: member.tags, removed: [] });
+    return member;
+  }
+
+  /**
+   * Applies the parts of `update.profile` that are given. Returns the member as it is afterwards and the names
+   * of what changed; fires member.updated / tags_changed / role_changed after commit when something did.
+   */
+  async update(memberId: number, update: ProfileUpdate): Promise<{ member: Member; changed: string[] }> {
+    const before = this.get(memberId);
+    const { profile } = update;
+    const changes: MemberChanges = {};
+    const changed: string[] = [];
+    const set = <K extends keyof MemberChanges>(key: K, name: string, value: MemberChanges[K], current: unknown) => {
+      if (value === undefined || JSON.stringify(value) === JSON.stringify(current)) return;
+      changes[key] = value;
+      changed.push(name);
+    };
+    if (profile.email !== undefined && profile.email.toLowerCase() !== before.email.toLowerCase()) set('email', 'email', profile.email, before.email);
+    if (update.username !== undefined && update.username !== before.username) set('username', 'username', update.username, before.username);
+    set('firstName', 'first_name', profile.firstName, before.firstName);
+    set('lastName', 'last_name', profile.lastName, before.lastName);
+    set('fields', 'fields', profile.fields, before.fields);
+    set('keapContactId', 'keap_contact_id', update.keapContactId, before.keapContactId);
+    let roleChange: { from: string; to: string } | undefined;
+    if (update.role !== undefined && update.role !== before.role) {
+      changes.roleId = this.requireRole(update.role).id;
+      changed.push('role');
+      roleChange = { from: before.role, to: update.role };
+    }
+    const tagChange = profile.tags ? diffTags(before.tags, profile.tags) : undefined;
+    if (tagChange && (tagChange.added.length || tagChange.removed.length || tagsRenamed(before.tags, profile.tags!))) changed.push('tags');
+
+    if (changed.length === 0) return { member: before, changed };
+    const member = this.db.transaction(() => {
+      this.store.update(memberId, changes);
+      if (changed.includes('tags')) this.store.replaceTags(memberId, profile.tags!);
+      return this.store.findById(memberId)!;
+    }).immediate();
+    await this.hooks.doAction('member.updated', member, changed);
+    if (tagChange && (tagChange.added.length || tagChange.removed.length)) await this.hooks.doAction('member.tags_changed', member, tagChange);
+    if (roleChange) await this.hooks.doAction('member.role_changed', member, roleChange);
+    return { member, changed };
+  }
+
+  async setPassword(memberId: number, password: string): Promise<void> {
+    const hash = await hashPassword(password);
+    this.store.update(memberId, { passwordHash: hash });
+  }
+
+  async delete(memberId: number): Promise<void> {
+    const member = this.get(memberId);
+    this.store.delete(memberId);
+    await this.hooks.doAction('member.deleted', member);
+  }
+
+  private requireRole(slug: string): Role {
+    const role = this.store.roleBySlugOrUndefined(slug);
+    if (!role) throw badRequest(`role "${slug}" does not exist`, 'role');
+    return role;
+  }
+}
+
+export { isUniqueViolation };
+
+function diffTags(before: MemberTag[], after: MemberTag[]): { added: MemberTag[]; removed: MemberTag[] } {
+  const beforeIds = new Set(before.map((t) => t.id));
+  const afterIds = new Set(after.map((t) => t.id));
+  return { added: after.filter((t) => !beforeIds.has(t.id)), removed: before.filter((t) => !afterIds.has(t.id)) };
+}
+
+function tagsRenamed(before: MemberTag[], after: MemberTag[]): boolean {
+  const byId = new Map(before.map((t) => [t.id, t]));
+  return after.some((t) => {
+    const old = byId.get(t.id);
+    return old !== undefined && (old.name !== t.name || old.category !== t.category);
+  });
+}

@@ -1,0 +1,257 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as delay } from 'node:timers/promises';
+import { SEED } from '../src/features/keap/sandbox/seed.js';
+import { verifyPassword } from '../src/features/members/passwords.js';
+import { startHarness, TEST_ACCESS_KEY, type Harness } from './support/harness.js';
+
+const CONTACTS = '/crm/rest/v2/contacts';
+
+async function withHarness(fn: (h: Harness) => Promise<void>, options: Parameters<typeof startHarness>[0] = {}): Promise<void> {
+  const h = await startHarness(options);
+  try {
+    await fn(h);
+  } finally {
+    await h.close();
+  }
+}
+
+async function addAndSettle(h: Harness, params: Record<string, string>) {
+  const res = await h.post({ wpf_action: 'add', ...params });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  await h.settle();
+  return h.server.ctx.events.get(res.body.event_id as number)!;
+}
+
+const patchesTo = (h: Harness, contactId: number) => h.sandbox.state.requests.filter((r) => r.method === 'PATCH' && r.path === `${CONTACTS}/${contactId}`);
+
+test('add creates a member from the contact, writes the generated password back to Keap and emails it', () =>
+  withHarness(async (h) => {
+    const event = await addAndSettle(h, { contactId: String(SEED.contacts.ada), send_notification: 'yes', role: 'member' });
+    assert.equal(event.status, 'done', event.error ?? '');
+    const { ctx } = h.server;
+    const member = ctx.members.findByContactId(SEED.contacts.ada)!;
+    assert.equal(member.email, 'ada@example.com');
+    assert.equal(member.username, 'ada@example.com', 'no username field configured: the email');
+    assert.equal(member.role, 'member');
+    assert.deepEqual([member.firstName, member.lastName], ['Ada', 'Lovelace']);
+    assert.deepEqual(member.tags.map((t) => t.name).sort(), ['Member', 'Newsletter', 'VIP']);
+    assert.equal(member.tags.find((t) => t.name === 'VIP')!.category, 'Membership');
+    assert.equal(member.fields['Favorite Color'], 'Purple');
+
+    const written = h.sandbox.state.customFieldValue(SEED.contacts.ada, SEED.fields.password);
+    assert.equal(typeof written, 'string');
+    assert.ok((written as string).length >= 16, 'a long generated password');
+    assert.equal(await verifyPassword(written as string, ctx.members.passwordHash(member.id)), true, 'Keap holds the password that works');
+
+    assert.equal(h.smtp.messages.length, 1);
+    const mail = h.smtp.messages[0]!;
+    assert.deepEqual(mail.to, ['ada@example.com']);
+    assert.match(mail.text, /ada@example\.com/);
+    assert.ok(mail.text.includes(written as string), 'the email carries the generated password');
+    assert.match(mail.text, /http:\/\/members\.example\.test\/login/);
+    assert.equal(ctx.db.prepare('SELECT count(*) FROM pending_passwords').pluck().get(), 0, 'the plain password is gone once delivered');
+  }));
+
+test('twenty parallel add posts give one member, one email and one write-back', () =>
+  withHarness(async (h) => {
+    const id = SEED.contacts.margaret;
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => h.post({ wpf_action: 'add', contactId: String(id), send_notification: 'true', ...(i % 3 === 0 ? { role: 'member' } : {}) })),
+    );
+    assert.ok(answers.every((a) => a.status === 200));
+    await h.settle();
+    const { ctx } = h.server;
+    assert.equal(ctx.db.prepare('SELECT count(*) FROM members WHERE keap_contact_id = ?').pluck().get(id), 1);
+    assert.equal(h.smtp.messages.length, 1);
+    assert.equal(patchesTo(h, id).length, 1);
+    const failed = ctx.db.prepare("SELECT count(*) FROM events WHERE status IN ('failed', 'dead')").pluck().get();
+    assert.equal(failed, 0);
+  }));
+
+test('add takes the username and password from their Keap fields and writes nothing back', () =>
+  withHarness(
+    async (h) => {
+      await addAndSettle(h, { contactId: String(SEED.contacts.grace) });
+      await addAndSettle(h, { contactId: String(SEED.contacts.alan) });
+      const { ctx } = h.server;
+      assert.equal(ctx.members.findByContactId(SEED.contacts.grace)!.username, 'ghopper');
+      const alan = ctx.members.findByContactId(SEED.contacts.alan)!;
+      assert.equal(await verifyPassword('Enigma-1912', ctx.members.passwordHash(alan.id)), true);
+      assert.equal(alan.fields.Password, undefined, 'the password field is not copied into the profile');
+      assert.equal(patchesTo(h, SEED.contacts.alan).length, 0);
+      assert.equal(h.smtp.messages.length, 0, 'no welcome email unless asked');
+    },
+    { env: { KEAP_USERNAME_FIELD: 'username' } },
+  ));
+
+test('add adopts an existing member with the same email in any case instead of duplicating it', () =>
+  withHarness(async (h) => {
+    const { ctx } = h.server;
+    const existing = await ctx.members.create({ email: 'ADA@Example.com', username: 'ada', role: 'subscriber', password: 'old-password-1', keapContactId: null, firstName: '', lastName: '', fields: {}, tags: [] });
+    const event = await addAndSettle(h, { contactId: String(SEED.contacts.ada), send_notification: 'true' });
+    assert.equal(event.status, 'done');
+    assert.equal(ctx.db.prepare('SELECT count(*) FROM members').pluck().get(), 1);
+    const linked = ctx.members.findById(existing.id)!;
+    assert.equal(linked.keapContactId, SEED.contacts.ada);
+    assert.equal(linked.firstName, 'Ada');
+    assert.equal(await verifyPassword('old-password-1', ctx.members.passwordHash(existing.id)), true, 'its password is kept');
+    assert.equal(h.smtp.messages.length, 0, 'no welcome for an adopted member');
+    assert.equal(patchesTo(h, SEED.contacts.ada).length, 0);
+  }));
+
+test('a contact without an email fails with a readable reason; a missing contact fails once, not forever', () =>
+  withHarness(async (h) => {
+    const noEmail = await addAndSettle(h, { contactId: String(SEED.contacts.noEmail) });
+    assert.equal(noEmail.status, 'failed');
+    assert.equal(noEmail.error, `contact ${SEED.contacts.noEmail} has no email address`);
+    const missing = await addAndSettle(h, { contactId: '999999' });
+    assert.equal(missing.status, 'failed');
+    assert.equal(missing.attempts, 1);
+    assert.match(missing.error ?? '', /404|not found/i);
+    assert.equal(h.sandbox.state.requests.filter((r) => r.path === `${CONTACTS}/999999`).length, 1);
+  }));
+
+test('update pulls fields and tags, follows an email change and applies a role; without a member it is skipped', () =>
+  withHarness(async (h) => {
+    const { ctx } = h.server;
+    const id = SEED.contacts.ada;
+    const skipped = await addAndSettle(h, { wpf_action: 'update', contactId: String(id) });
+    assert.equal(skipped.status, 'skipped');
+    assert.equal(skipped.result, `no member is linked to contact ${id}`);
+
+    await addAndSettle(h, { contactId: String(id) });
+    h.sandbox.state.updateContact(id, {
+      given_name: 'Augusta',
+      email_addresses: [{ email: 'augusta@example.com', field: 'EMAIL1' }],
+      custom_fields: { 'Favorite Color': 'Green' },
+      tag_ids: [SEED.tags.member],
+    });
+    const updated = await addAndSettle(h, { wpf_action: 'update', contactId: String(id), role: 'member' });
+    assert.equal(updated.status, 'done', updated.error ?? '');
+    const member = ctx.members.findByContactId(id)!;
+    assert.equal(member.firstName, 'Augusta');
+    assert.equal(member.email, 'augusta@example.com');
+    assert.equal(member.fields['Favorite Color'], 'Green');
+    assert.equal(member.role, 'member');
+    assert.deepEqual(member.tags.map((t) => t.id), [SEED.tags.member]);
+  }));
+
+test("update fails with the reason when the contact's new email belongs to another member", () =>
+  withHarness(async (h) => {
+    const { ctx } = h.server;
+    await addAndSettle(h, { contactId: String(SEED.contacts.ada) });
+    await ctx.members.create({ email: 'taken@example.com', username: 'taken', role: 'subscriber', password: 'some-password-1', keapContactId: null, firstName: '', lastName: '', fields: {}, tags: [] });
+    h.sandbox.state.updateContact(SEED.contacts.ada, { email_addresses: [{ email: 'Taken@example.com', field: 'EMAIL1' }] });
+    const event = await addAndSettle(h, { wpf_action: 'update', contactId: String(SEED.contacts.ada) });
+    assert.equal(event.status, 'failed');
+    assert.match(event.error!, /Taken@example\.com already belongs to member \d+/);
+    assert.equal(ctx.members.findByContactId(SEED.contacts.ada)!.email, 'ada@example.com');
+  }));
+
+test('update_tags changes tags only', () =>
+  withHarness(async (h) => {
+    const { ctx } = h.server;
+    const id = SEED.contacts.grace;
+    await addAndSettle(h, { contactId: String(id) });
+    h.sandbox.state.updateContact(id, { given_name: 'Changed', tag_ids: [SEED.tags.vip, SEED.tags.paymentFailed] });
+    const seen: string[] = [];
+    ctx.hooks.addAction('member.tags_changed', (_m, change) => void seen.push(`+${change.added.map((t) => t.name).join(',')} -${change.removed.map((t) => t.name).join(',')}`));
+    const event = await addAndSettle(h, { wpf_action: 'update_tags', contactId: String(id) });
+    assert.equal(event.status, 'done');
+    const member = ctx.members.findByContactId(id)!;
+    assert.deepEqual(member.tags.map((t) => t.name).sort(), ['Payment Failed', 'VIP']);
+    assert.equal(member.firstName, 'Grace', 'names are not touched by update_tags');
+    assert.deepEqual(seen, ['+VIP,Payment Failed -Member']);
+  }));
+
+test('a member with admin rights keeps its role, email and password whatever a webhook says', () =>
+  withHarness(async (h) => {
+    const { ctx } = h.server;
+    const admin = await ctx.members.create({ email: 'ada@example.com', username: 'boss', role: 'administrator', password: 'admin-password-1', keapContactId: SEED.contacts.ada, firstName: '', lastName: '', fields: {}, tags: [] });
+    h.sandbox.state.updateContact(SEED.contacts.ada, { email_addresses: [{ email: 'new-ada@example.com', field: 'EMAIL1' }] });
+    await addAndSettle(h, { wpf_action: 'update', contactId: String(SEED.contacts.ada), role: 'member' });
+    await addAndSettle(h, { wpf_action: 'add', contactId: String(SEED.contacts.ada), role: 'subscriber' });
+    const after = ctx.members.findById(admin.id)!;
+    assert.equal(after.role, 'administrator');
+    assert.equal(after.email, 'ada@example.com');
+    assert.equal(await verifyPassword('admin-password-1', ctx.members.passwordHash(admin.id)), true);
+    assert.equal(patchesTo(h, SEED.contacts.ada).length, 0);
+  }));
+
+test('a burst of Keap 429s is waited out and the job is done', () =>
+  withHarness(async (h) => {
+    h.sandbox.failNext(3, 429);
+    const event = await addAndSettle(h, { contactId: String(SEED.contacts.margaret) });
+    assert.equal(event.status, 'done', event.error ?? '');
+    assert.equal(event.attempts, 1, 'throttling did not use up attempts');
+    assert.ok(h.server.ctx.members.findByContactId(SEED.contacts.margaret));
+  }));
+
+test('Keap 500s are retried, first by the client and then by the queue with back-off, until the job is done', () =>
+  withHarness(
+    async (h) => {
+      // More failures than the client's own quick retries (3 tries): the job itself must come back later.
+      h.sandbox.failNext(4, 500);
+      const res = await h.post({ wpf_action: 'add', contactId: String(SEED.contacts.margaret) });
+      await h.settle();
+      const { ctx } = h.server;
+      const id = res.body.event_id as number;
+      const event = ctx.events.get(id)!;
+      assert.equal(event.status, 'done', event.error ?? '');
+      assert.deepEqual(ctx.events.attempts(id).map((a) => a.outcome), ['retry', 'done']);
+      assert.match(ctx.events.attempts(id)[0]!.error!, /500/);
+      assert.equal(h.sandbox.state.requests.filter((r) => r.path === `${CONTACTS}/${SEED.contacts.margaret}` && r.method === 'GET').length, 5);
+      assert.ok(ctx.members.findByContactId(SEED.contacts.margaret));
+    },
+    { env: { JOB_RETRY_BASE_MS: '50' } },
+  ));
+
+test('jobs queued when memberhook stops are all done after it starts again', () =>
+  withHarness(async (h) => {
+    await h.restart({ worker: { start: false } });
+    const ids = [SEED.contacts.ada, SEED.contacts.grace, SEED.contacts.alan, SEED.contacts.margaret];
+    for (const id of ids) assert.equal((await h.post({ wpf_action: 'add', contactId: String(id), send_notification: 'true' })).status, 200);
+    assert.equal(h.server.ctx.members.list({ page: 1, pageSize: 10 }).total, 0, 'nothing ran yet');
+    await h.restart();
+    await h.settle();
+    const { ctx } = h.server;
+    assert.equal(ctx.members.list({ page: 1, pageSize: 10 }).total, ids.length);
+    assert.equal(h.smtp.messages.length, ids.length);
+    assert.equal(ctx.db.prepare("SELECT count(*) FROM events WHERE status <> 'done'").pluck().get(), 0);
+  }));
+
+test('hooks fire after commit for a created member', () =>
+  withHarness(async (h) => {
+    const { ctx } = h.server;
+    const seen: string[] = [];
+    ctx.hooks.addAction('webhook.received', (event) => void seen.push(`received ${event.action}`));
+    ctx.hooks.addAction('member.created', (member) => {
+      // After commit: another connection-less read through the service sees the member.
+      seen.push(`created ${ctx.members.findById(member.id)?.email}`);
+    });
+    ctx.hooks.addFilter('member.username', (username) => username.split('@')[0]!);
+    ctx.hooks.addFilter('member.fields_from_contact', (fields) => ({ ...fields, source: 'keap' }));
+    await addAndSettle(h, { contactId: String(SEED.contacts.ada) });
+    assert.deepEqual(seen, ['received add', 'created ada@example.com']);
+    const member = ctx.members.findByContactId(SEED.contacts.ada)!;
+    assert.equal(member.username, 'ada');
+    assert.equal(member.fields.source, 'keap');
+  }));
+
+test('the access key and generated passwords appear in no event, API answer or log line', () =>
+  withHarness(async (h) => {
+    await addAndSettle(h, { contactId: String(SEED.contacts.ada), send_notification: 'true' });
+    await h.post({ wpf_action: 'add', contactId: '1', access_key: 'wrong-key-attempt' });
+    const password = h.sandbox.state.customFieldValue(SEED.contacts.ada, SEED.fields.password) as string;
+    assert.ok(password);
+    const events = await h.api('/api/v1/events');
+    const users = await h.api('/api/v1/users');
+    const details = await Promise.all((events.body.events as Array<{ id: number }>).map((e) => h.api(`/api/v1/events/${e.id}`)));
+    const everything = JSON.stringify([events.body, users.body, details.map((d) => d.body), h.server.ctx.db.prepare('SELECT * FROM events').all(), h.server.ctx.db.prepare('SELECT * FROM event_attempts').all()]);
+    for (const secret of [TEST_ACCESS_KEY, password, 'wrong-key-attempt']) {
+      assert.equal(everything.includes(secret), false, 'secret in events or API');
+      assert.equal(h.logs.text().includes(secret), false, 'secret in logs');
+    }
+    assert.equal(users.body.users.length, 1);
+  }));

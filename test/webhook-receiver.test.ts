@@ -1,0 +1,163 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import request from 'supertest';
+import type { Express } from 'express';
+import { createApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { buildContext } from '../src/server.js';
+import type { AppContext } from '../src/context.js';
+import { captureLogs } from './support/logs.js';
+import { tempDataDir } from './support/temp.js';
+
+const KEY = 'receiver-test-key-0123456789-abcdefghij';
+let ctx: AppContext;
+let app: Express;
+let logs: ReturnType<typeof captureLogs>;
+
+before(async () => {
+  logs = captureLogs();
+  ctx = await buildContext(loadConfig({ DATA_DIR: tempDataDir(), ACCESS_KEY: KEY, KEAP_API_URL: 'http://127.0.0.1:9/crm', KEAP_API_KEY: 'unused-key' }), {
+    logger: logs.logger,
+    console: () => {},
+  });
+  // The worker stays off: these tests are about what the receiver answers and records.
+  app = createApp(ctx, { webhookRejectionLimit: 1_000 });
+});
+after(() => ctx.db.close());
+
+const lastEvent = () => ctx.db.prepare('SELECT * FROM events ORDER BY id DESC LIMIT 1').get() as Record<string, unknown> | undefined;
+const eventCount = () => ctx.db.prepare('SELECT count(*) FROM events').pluck().get() as number;
+
+test('an accepted form post is one durable queued row and a 200 naming it', async () => {
+  const res = await request(app).post('/').type('form').send({ contactId: '101', wpf_action: 'add', access_key: KEY, send_notification: 'true', role: 'member', Email: 'x@example.com' });
+  assert.equal(res.status, 200);
+  assert.equal(res.body.ok, true);
+  assert.equal(res.body.status, 'queued');
+  const row = ctx.events.get(res.body.event_id)!;
+  assert.equal(row.status, 'queued');
+  assert.equal(row.action, 'add');
+  assert.equal(row.contactId, 101);
+  assert.equal(row.source, 'http_post');
+  assert.deepEqual([row.objectType, row.objectId, row.eventType], ['contact', '101', 'contact.add']);
+  assert.deepEqual(row.params, { contact_id: 101, Email: 'x@example.com', send_notification: true, role: 'member' });
+});
+
+test('/webhooks/keap takes the same post; the query string works and the body wins on conflict', async () => {
+  const res = await request(app).post(`/webhooks/keap?wpf_action=update&contact_id=5&access_key=${KEY}`).type('form').send({ contact_id: '202' });
+  assert.equal(res.status, 200);
+  const row = ctx.events.get(res.body.event_id)!;
+  assert.equal(row.action, 'update');
+  assert.equal(row.contactId, 202);
+});
+
+test('a JSON body is accepted, numbers and booleans included', async () => {
+  const res = await request(app).post('/webhooks/keap').send({ wpf_action: 'update_tags', contactId: 303, access_key: KEY, send_notification: false });
+  assert.equal(res.status, 200);
+  assert.equal(ctx.events.get(res.body.event_id)!.action, 'update_tags');
+});
+
+test('identical posts while the first is still queued share one job', async () => {
+  const post = () => request(app).post('/').type('form').send({ contactId: '404', wpf_action: 'add', access_key: KEY });
+  const answers = await Promise.all(Array.from({ length: 20 }, post));
+  const ids = new Set(answers.map((r) => r.body.event_id));
+  assert.ok(answers.every((r) => r.status === 200));
+  assert.equal(ids.size, 1);
+  assert.equal(ctx.events.get([...ids][0])!.coalesced, 19);
+});
+
+test('test answers ok without recording anything', async () => {
+  const before = eventCount();
+  const res = await request(app).post('/').type('form').send({ wpf_action: 'test', access_key: KEY });
+  assert.equal(res.status, 200);
+  assert.deepEqual(res.body, { ok: true, test: true });
+  assert.equal(eventCount(), before);
+});
+
+test('a wrong or missing access key is a 403 that never says which part was wrong, recorded without the key', async () => {
+  for (const key of ['wrong-key', '', undefined, KEY.slice(0, -1), `${KEY}x`]) {
+    const body: Record<string, string> = { contactId: '1', wpf_action: 'add' };
+    if (key !== undefined) body.access_key = key;
+    const res = await request(app).post('/webhooks/keap').type('form').send(body);
+    assert.equal(res.status, 403);
+    assert.deepEqual(res.body, { ok: false, error: 'invalid access key' });
+    const row = lastEvent()!;
+    assert.equal(row.status, 'rejected');
+    assert.equal(row.last_error, 'invalid access key');
+    if (key) assert.equal(String(row.params).includes(key), false, 'the sent key is not stored');
+  }
+  // Even a nonsense action and id get the same 403 without a key: nothing is revealed before authentication.
+  const res = await request(app).post('/').type('form').send({ wpf_action: 'drop_tables', contactId: 'x' });
+  assert.deepEqual([res.status, res.body.error], [403, 'invalid access key']);
+});
+
+test('bad input is a 400 naming what was wrong, recorded as rejected, and queues nothing', async () => {
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ contactId: '1' }, /missing wpf_action: expected one of add, update, update_tags, test/],
+    [{ wpf_action: 'delete', contactId: '1' }, /unknown wpf_action "delete": expected one of add, update, update_tags, test/],
+    [{ wpf_action: 'add' }, /missing contactId/],
+    [{ wpf_action: 'add', contactId: '0' }, /contactId must be a positive whole number, got "0"/],
+    [{ wpf_action: 'add', contactId: '12abc' }, /contactId must be a positive whole number/],
+    [{ wpf_action: 'add', contactId: '-5' }, /contactId must be a positive whole number/],
+    [{ wpf_action: 'add', contactId: '1', contact_id: '2' }, /contactId and contact_id disagree/],
+    [{ wpf_action: 'add', contactId: '1', send_notification: 'maybe' }, /send_notification must be true or false/],
+    [{ wpf_action: 'add', contactId: '1', role: 'gold' }, /role "gold" does not exist/],
+    [{ wpf_action: 'add', contactId: '1', role: 'administrator' }, /role "administrator" cannot be assigned by webhook/],
+  ];
+  for (const [params, expected] of cases) {
+    const queuedBefore = ctx.db.prepare("SELECT count(*) FROM events WHERE status = 'queued'").pluck().get();
+    const res = await request(app).post('/').type('form').send({ ...params, access_key: KEY });
+    assert.equal(res.status, 400, JSON.stringify(params));
+    assert.equal(res.body.ok, false);
+    assert.match(res.body.error, expected);
+    assert.equal(lastEvent()!.status, 'rejected');
+    assert.match(String(lastEvent()!.last_error), expected);
+    assert.equal(ctx.db.prepare("SELECT count(*) FROM events WHERE status = 'queued'").pluck().get(), queuedBefore);
+  }
+});
+
+test('repeated parameters and non-object JSON are refused, not guessed at', async () => {
+  const repeated = await request(app).post(`/?contactId=1&contactId=2&wpf_action=add&access_key=${KEY}`);
+  assert.equal(repeated.status, 400);
+  assert.match(repeated.body.error, /contactId was given more than once/);
+  const array = await request(app).post('/webhooks/keap').set('content-type', 'application/json').send('[1,2]');
+  assert.equal(array.status, 400);
+  assert.match(array.body.error, /must be form fields or a JSON object/);
+});
+
+test('malformed JSON is a 400 and a body over 1 MB is a 413', async () => {
+  const bad = await request(app).post('/webhooks/keap').set('content-type', 'application/json').send('{"wpf_action": "add",');
+  assert.equal(bad.status, 400);
+  assert.deepEqual(bad.body, { ok: false, error: 'malformed JSON body' });
+  const huge = await request(app).post('/webhooks/keap').type('form').send({ wpf_action: 'add', contactId: '1', access_key: KEY, junk: 'x'.repeat(1_100_000) });
+  assert.equal(huge.status, 413);
+  assert.equal(huge.body.ok, false);
+});
+
+test('a GET carrying wpf_action does nothing (405 on /webhooks/keap)', async () => {
+  const before = eventCount();
+  const res = await request(app).get(`/webhooks/keap?wpf_action=add&contactId=1&access_key=${KEY}`);
+  assert.equal(res.status, 405);
+  assert.equal(res.headers.allow, 'POST');
+  const root = await request(app).get(`/?wpf_action=add&contactId=1&access_key=${KEY}`);
+  assert.equal(root.status, 405);
+  assert.equal(eventCount(), before);
+});
+
+test('rejections from one address are limited; accepted posts never are', async () => {
+  const limited = createApp(ctx, { webhookRejectionLimit: 5, webhookRejectionWindowMs: 60_000 });
+  for (let i = 0; i < 40; i++) {
+    const ok = await request(limited).post('/').type('form').send({ wpf_action: 'update', contactId: String(1000 + i), access_key: KEY });
+    assert.equal(ok.status, 200, 'a burst of valid posts is never throttled');
+  }
+  for (let i = 0; i < 5; i++) assert.equal((await request(limited).post('/').type('form').send({ wpf_action: 'add', contactId: '1', access_key: 'guess' })).status, 403);
+  const blocked = await request(limited).post('/').type('form').send({ wpf_action: 'add', contactId: '1', access_key: 'guess' });
+  assert.equal(blocked.status, 429);
+  assert.equal(blocked.body.ok, false);
+  assert.match(blocked.body.error, /too many rejected requests/);
+});
+
+test('the access key never reaches the log or the event records', async () => {
+  const rows = ctx.db.prepare('SELECT params, last_error FROM events').all();
+  assert.equal(JSON.stringify(rows).includes(KEY), false);
+  assert.equal(logs.text().includes(KEY), false);
+});
