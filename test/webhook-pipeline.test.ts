@@ -255,3 +255,67 @@ test('the access key and generated passwords appear in no event, API answer or l
     }
     assert.equal(users.body.users.length, 1);
   }));
+
+test('a welcome email the mail server refuses is retried by the worker; the member exists meanwhile', () =>
+  withHarness(
+    async (h) => {
+      h.smtp.failNext(2);
+      const res = await h.post({ wpf_action: 'add', contactId: String(SEED.contacts.margaret), send_notification: 'true' });
+      await h.settle();
+      const { ctx } = h.server;
+      assert.equal(ctx.events.get(res.body.event_id as number)!.status, 'done');
+      const welcome = ctx.events.list({ action: 'welcome_email', page: 1, pageSize: 5 }).events[0]!;
+      assert.equal(welcome.status, 'done');
+      assert.deepEqual(ctx.events.attempts(welcome.id).map((a) => a.outcome), ['retry', 'retry', 'done']);
+      assert.equal(h.smtp.messages.length, 1);
+      assert.ok(ctx.members.findByContactId(SEED.contacts.margaret));
+    },
+    { env: { JOB_RETRY_BASE_MS: '20' } },
+  ));
+
+test('a plugin can register another wpf_action whose job runs in the worker', () =>
+  withHarness(async (h) => {
+    const { ctx } = h.server;
+    const ran: number[] = [];
+    ctx.webhooks.registerAction('award_badge', async (job) => {
+      ran.push(job.contactId!);
+      return { status: 'done', result: 'badge awarded' };
+    });
+    const res = await h.post({ wpf_action: 'award_badge', contactId: '777' });
+    assert.equal(res.status, 200);
+    await h.settle();
+    assert.deepEqual(ran, [777]);
+    assert.equal(ctx.events.get(res.body.event_id as number)!.result, 'badge awarded');
+    const unknown = await h.post({ wpf_action: 'award_trophy', contactId: '777' });
+    assert.equal(unknown.status, 400);
+    assert.match(String(unknown.body.error), /expected one of add, update, update_tags, test, award_badge/);
+  }));
+
+test('member.updated and member.role_changed fire after an update changes them', () =>
+  withHarness(async (h) => {
+    const { ctx } = h.server;
+    await addAndSettle(h, { contactId: String(SEED.contacts.grace) });
+    const seen: string[] = [];
+    ctx.hooks.addAction('member.updated', (_m, changed) => void seen.push(`updated ${changed.join(',')}`));
+    ctx.hooks.addAction('member.role_changed', (_m, change) => void seen.push(`role ${change.from}->${change.to}`));
+    h.sandbox.state.updateContact(SEED.contacts.grace, { family_name: 'Murray Hopper' });
+    await addAndSettle(h, { wpf_action: 'update', contactId: String(SEED.contacts.grace), role: 'member' });
+    assert.deepEqual(seen, ['updated last_name,role', 'role subscriber->member']);
+    seen.length = 0;
+    await addAndSettle(h, { wpf_action: 'update', contactId: String(SEED.contacts.grace), role: 'member' });
+    assert.deepEqual(seen, [], 'nothing changed, nothing fired');
+  }));
+
+test('ADMIN_EMAIL and ADMIN_PASSWORD make sure that administrator exists, once', () =>
+  withHarness(
+    async (h) => {
+      const { ctx } = h.server;
+      const admin = ctx.members.findByEmail('owner@example.test')!;
+      assert.equal(admin.role, 'administrator');
+      await h.restart();
+      assert.equal(h.server.ctx.db.prepare('SELECT count(*) FROM members').pluck().get(), 1);
+      assert.equal(await verifyPassword('owner-password-123', h.server.ctx.members.passwordHash(admin.id)), true);
+      assert.equal(h.logs.text().includes('owner-password-123'), false);
+    },
+    { env: { ADMIN_EMAIL: 'owner@example.test', ADMIN_PASSWORD: 'owner-password-123' } },
+  ));

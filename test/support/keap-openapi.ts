@@ -170,7 +170,7 @@ let operations: Operation[] | undefined;
 
 function specDir(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [process.env.KEAP_SPEC_DIR, join(here, '../../keap'), join(here, '../../../shared/keap')].filter((d): d is string => !!d);
+  const candidates = [process.env.KEAP_SPEC_DIR, join(here, '../../spec'), join(here, '../../../shared/keap')].filter((d): d is string => !!d);
   const found = candidates.find((dir) => existsSync(join(dir, SPEC_FILES.v1)) && existsSync(join(dir, SPEC_FILES.v2)));
   if (!found) throw new Error(`Keap spec files not found; looked in ${candidates.map((c) => resolve(c)).join(', ')} (set KEAP_SPEC_DIR)`);
   return found;
