@@ -1,4 +1,5 @@
 import type { Db } from '../../core/db.js';
+import { selectPage } from '../../core/paging.js';
 
 /** A member as every other feature sees it. */
 export interface Member {
@@ -196,30 +197,27 @@ export class MemberStore {
   }
 
   list(query: MemberQuery): { members: Member[]; total: number } {
-    const where: string[] = [];
-    const params: Record<string, unknown> = {};
-    if (query.email) {
-      where.push('m.email = @email');
-      params.email = query.email;
-    }
-    if (query.role) {
-      where.push('r.slug = @role');
-      params.role = query.role;
-    }
-    if (query.tag !== undefined) {
-      where.push('EXISTS (SELECT 1 FROM member_tags t WHERE t.member_id = m.id AND t.tag_id = @tag)');
-      params.tag = query.tag;
-    }
-    if (query.q) {
-      // Prefix matches can use the NOCASE indexes on email and username; names are a scan of the filtered set.
-      where.push(`(m.email LIKE @q ESCAPE '\\' OR m.username LIKE @q ESCAPE '\\' OR m.first_name LIKE @q ESCAPE '\\' OR m.last_name LIKE @q ESCAPE '\\')`);
-      params.q = `${query.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-    }
-    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
-    const total = this.db.prepare<Record<string, unknown>, { n: number }>(`SELECT count(*) AS n FROM ${MEMBER_FROM} ${clause}`).get(params)!.n;
-    const rows = this.db
-      .prepare<Record<string, unknown>, MemberRow>(`SELECT ${MEMBER_COLUMNS} FROM ${MEMBER_FROM} ${clause} ORDER BY m.id LIMIT @limit OFFSET @offset`)
-      .all({ ...params, limit: query.pageSize, offset: (query.page - 1) * query.pageSize });
+    // Prefix matches can use the NOCASE indexes on email and username; names are a scan of the filtered set.
+    const prefix = query.q ? `${query.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : undefined;
+    const { rows, total } = selectPage<MemberRow>(
+      this.db,
+      {
+        columns: MEMBER_COLUMNS,
+        from: MEMBER_FROM,
+        conditions: [
+          { sql: 'm.email = @email', param: 'email', value: query.email },
+          { sql: 'r.slug = @role', param: 'role', value: query.role },
+          { sql: 'EXISTS (SELECT 1 FROM member_tags t WHERE t.member_id = m.id AND t.tag_id = @tag)', param: 'tag', value: query.tag },
+          {
+            sql: `(m.email LIKE @q ESCAPE '\\' OR m.username LIKE @q ESCAPE '\\' OR m.first_name LIKE @q ESCAPE '\\' OR m.last_name LIKE @q ESCAPE '\\')`,
+            param: 'q',
+            value: prefix,
+          },
+        ],
+        orderBy: 'm.id',
+      },
+      query,
+    );
     return { members: rows.map((row) => this.hydrate(row)!), total };
   }
 

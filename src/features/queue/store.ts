@@ -1,5 +1,6 @@
 import type { Db } from '../../core/db.js';
 import { isoNow } from '../../core/db.js';
+import { selectPage } from '../../core/paging.js';
 
 export type EventStatus = 'queued' | 'processing' | 'done' | 'skipped' | 'failed' | 'dead' | 'rejected';
 export const EVENT_STATUSES: readonly EventStatus[] = ['queued', 'processing', 'done', 'skipped', 'failed', 'dead', 'rejected'];
@@ -243,29 +244,21 @@ export class EventStore {
   }
 
   list(filter: EventFilter): { events: EventRecord[]; total: number } {
-    const where: string[] = [];
-    const params: Record<string, unknown> = {};
-    if (filter.contactId !== undefined) {
-      where.push('contact_id = @contactId');
-      params.contactId = filter.contactId;
-    }
-    if (filter.status) {
-      where.push('status = @status');
-      params.status = filter.status;
-    }
-    if (filter.action) {
-      where.push('action = @action');
-      params.action = filter.action;
-    }
-    if (filter.source) {
-      where.push('source = @source');
-      params.source = filter.source;
-    }
-    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
-    const total = this.db.prepare<Record<string, unknown>, { n: number }>(`SELECT count(*) AS n FROM events ${clause}`).get(params)!.n;
-    const rows = this.db
-      .prepare<Record<string, unknown>, EventRow>(`SELECT ${COLUMNS} FROM events ${clause} ORDER BY id DESC LIMIT @limit OFFSET @offset`)
-      .all({ ...params, limit: filter.pageSize, offset: (filter.page - 1) * filter.pageSize });
+    const { rows, total } = selectPage<EventRow>(
+      this.db,
+      {
+        columns: COLUMNS,
+        from: 'events',
+        conditions: [
+          { sql: 'contact_id = @contactId', param: 'contactId', value: filter.contactId },
+          { sql: 'status = @status', param: 'status', value: filter.status },
+          { sql: 'action = @action', param: 'action', value: filter.action },
+          { sql: 'source = @source', param: 'source', value: filter.source },
+        ],
+        orderBy: 'id DESC',
+      },
+      filter,
+    );
     return { events: rows.map(toRecord), total };
   }
 
