@@ -305,6 +305,25 @@ test('without retries a 429 is a retryable error with a one second hint, and eve
   assert.ok(Date.now() - started >= 800, 'another call waited for the pause');
 });
 
+test('a 429 for a used-up minute is not slept through inside the call: it fails at once with a minute-long hint', async (t) => {
+  // Another program on the same key uses up the minute; our client has seen none of it.
+  const { client, sb } = await setup(t, { sandbox: { limits: { perSecond: 10, perMinute: 3 } } });
+  for (let i = 0; i < 3; i++) {
+    const res = await fetch(`${sb.url}/rest/v2/contacts/${C.ada}`, { headers: { 'X-Keap-API-Key': API_KEY } });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+  }
+  const started = Date.now();
+  const err = await client.getContact(C.ada).catch((e: unknown) => e);
+  assert.ok(err instanceof KeapRetryableError);
+  assert.equal(err.throttled, true);
+  assert.ok(err.retryAfterMs > 50_000 && err.retryAfterMs <= 60_100, `hint ${err.retryAfterMs} ms`);
+  assert.ok(Date.now() - started < 1_000, 'no inline wait');
+  assert.ok(client.limiter.pausedUntil! > Date.now() + 50_000, 'the limiter holds every call for the minute');
+  assert.match(client.limiter.pauseReason ?? '', /product throttle/);
+  assert.equal(sb.state.statusCounts.get(429), 1, 'one 429, no hammering');
+});
+
 test('a Keap 500 is retryable; with retries the call gets through', async (t) => {
   const noRetry = await setup(t, { client: { maxRetries: 0 } });
   noRetry.sb.failNext(1, 500);

@@ -39,7 +39,7 @@ export interface KeapClientOptions {
   clock?: Clock;
   logger: Logger;
   /**
-   * Retries inside one call: after a 429 (once the limiter's pause has passed) and after a 5xx or network failure
+   * Retries inside one call: after a 429 (once the limiter's pause has passed, when that is at most 5 s) and after a 5xx or network failure
    * (with back-off). Timeouts are not retried here: they already cost `timeoutMs`. Default 2. Every call the client
    * makes is idempotent (reads, and a PATCH that sets fixed values), so repeating one is safe.
    */
@@ -69,6 +69,8 @@ const CONTACT_FIELDS = ['email_addresses', 'given_name', 'family_name', 'custom_
 const V1_MAX_LIMIT = 1000;
 /** A contact with more tags than this many pages hold is not something to page through forever. */
 const MAX_TAG_PAGES = 50;
+/** Longest 429 pause a call waits out itself before retrying; longer ones go back to the caller. */
+const MAX_INLINE_THROTTLE_WAIT_MS = 5_000;
 /** A label not in a cached model triggers a fresh fetch (a field created since), at most this often. */
 const MODEL_MISS_REFETCH_MS = 60_000;
 
@@ -263,6 +265,8 @@ export class KeapClient {
         return (await this.send(spec, attempt)) as T;
       } catch (err) {
         if (!(err instanceof KeapRetryableError) || err.reason === 'timeout' || attempt >= this.maxRetries) throw err;
+        // A long throttle (a used-up minute or day) is not slept through inside a job: the caller reschedules.
+        if (err.throttled && err.retryAfterMs > MAX_INLINE_THROTTLE_WAIT_MS) throw err;
         // A 429 has paused the limiter, and the retry queues behind that pause; others back off with jitter.
         if (!err.throttled) await this.clock.sleep(Math.round(err.retryAfterMs * (0.8 + 0.4 * Math.random())));
         this.logger.debug({ method: spec.method, path: spec.path, attempt: attempt + 1, reason: err.reason }, 'keap call retrying');

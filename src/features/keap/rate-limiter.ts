@@ -98,7 +98,7 @@ export class KeapRateLimiter {
   acquire(signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     const now = this.clock.now();
-    if (true) {
+    if (this.queue.length === 0 && this.delayAt(now) <= 0) {
       this.record(now);
       return Promise.resolve();
     }
