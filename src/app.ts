@@ -3,6 +3,7 @@ import helmet from 'helmet';
 import type { AppContext } from './context.js';
 import { errorHandler } from './core/error-handler.js';
 import { notFound } from './core/errors.js';
+import { adminRoutes } from './features/admin/routes.js';
 import { apiRoutes } from './features/api/routes.js';
 import { memberRoutes } from './features/members/routes.js';
 import { webhookRoutes } from './features/webhooks/routes.js';
@@ -21,20 +22,23 @@ export function createApp(ctx: AppContext, options: AppOptions = {}): Express {
   app.disable('x-powered-by');
   // Behind one reverse proxy (the usual deployment) req.ip must be the client's, or per-IP limits punish everyone.
   app.set('trust proxy', 'loopback, linklocal, uniquelocal');
-  app.use(helmet());
-
-  app.get('/healthz', (_req, res) => {
-    ctx.db.prepare('SELECT 1').get();
-    res.json({ ok: true });
-  });
+  // Keap's posts come before the browser security headers: they are answered to a program, thousands a
+  // minute in a burst, and a dozen headers meant for browsers would only slow the hottest path.
   app.use(
     webhookRoutes(ctx.webhooks, {
       rejectionLimit: options.webhookRejectionLimit ?? ctx.config.webhooks.rejectionLimit,
       rejectionWindowMs: options.webhookRejectionWindowMs ?? ctx.config.webhooks.rejectionWindowMs,
     }),
   );
+  app.use(helmet());
+
+  app.get('/healthz', (_req, res) => {
+    ctx.db.prepare('SELECT 1').get();
+    res.json({ ok: true });
+  });
   app.use(apiRoutes(ctx));
   app.use(memberRoutes(ctx));
+  app.use(adminRoutes(ctx));
 
   app.use((req, _res, next) => next(notFound(`no page at ${req.method} ${req.path}`)));
   app.use(errorHandler({ logger: ctx.logger, views: ctx.views, siteName: SITE_NAME }));

@@ -193,3 +193,24 @@ test('the default retry policy spreads about 8 runs over roughly a day', () => {
   assert.ok(gaps.every((g, i) => i === 0 || g >= gaps[i - 1]!), 'never shorter than the gap before');
   assert.ok(retryDelayMs(DEFAULT_RETRY_POLICY, 1, () => 0) < retryDelayMs(DEFAULT_RETRY_POLICY, 1, () => 1), 'jittered');
 });
+
+test('a job retried while an identical one waits does not collide with it; both run, in order', async () => {
+  const { worker, store } = setup();
+  let calls = 0;
+  worker.register('add', async () => {
+    calls++;
+    if (calls === 1) {
+      // Keap resends the same post while the first run is in flight.
+      const again = store.enqueue({ source: 'test', action: 'add', contactId: 21, params: {}, dedupeKey: 'add|21' });
+      assert.equal(again.coalesced, false, 'a running job is not pending work to fold into');
+      throw new Error('Keap 503');
+    }
+    return { status: 'done' };
+  });
+  const first = store.enqueue({ source: 'test', action: 'add', contactId: 21, params: {}, dedupeKey: 'add|21' }).id;
+  worker.start();
+  while (store.countByStatus().done !== 2) await delay(10);
+  await worker.stop();
+  assert.equal(store.get(first)!.attempts, 2);
+  assert.equal(calls, 3);
+});

@@ -149,11 +149,19 @@ test('rejections from one address are limited; accepted posts never are', async 
     const ok = await request(limited).post('/').type('form').send({ wpf_action: 'update', contactId: String(1000 + i), access_key: KEY });
     assert.equal(ok.status, 200, 'a burst of valid posts is never throttled');
   }
+  // Keap sends its bursts over many connections at once: fifty accepted posts in flight together are not refusals.
+  const parallel = await Promise.all(
+    Array.from({ length: 50 }, (_, i) => request(limited).post('/').type('form').send({ wpf_action: 'update', contactId: String(2000 + i), access_key: KEY })),
+  );
+  assert.deepEqual(new Set(parallel.map((r) => r.status)), new Set([200]));
   for (let i = 0; i < 5; i++) assert.equal((await request(limited).post('/').type('form').send({ wpf_action: 'add', contactId: '1', access_key: 'guess' })).status, 403);
   const blocked = await request(limited).post('/').type('form').send({ wpf_action: 'add', contactId: '1', access_key: 'guess' });
   assert.equal(blocked.status, 429);
   assert.equal(blocked.body.ok, false);
   assert.match(blocked.body.error, /too many rejected requests/);
+  assert.ok(Number(blocked.headers['retry-after']) > 0);
+  const stillBlocked = await request(limited).post('/').type('form').send({ wpf_action: 'update', contactId: '1', access_key: KEY });
+  assert.equal(stillBlocked.status, 429, 'until the window passes, even a valid post from that address waits');
 });
 
 test('the access key never reaches the log or the event records', async () => {

@@ -36,6 +36,8 @@ export interface RetryPolicy {
   maxThrottled: number;
 }
 
+const WAKE_COALESCE_MS = 5;
+
 /** About 8 runs over a day: 1 min, 3.2 min, 10 min, 33 min, 1.7 h, 5.6 h, then 12 h (≈ 20 h in all). */
 export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 8, baseDelayMs: 60_000, factor: 3.2, maxDelayMs: 12 * 3_600_000, maxThrottled: 200 };
 
@@ -70,6 +72,7 @@ export class QueueWorker {
   private running = false;
   private loops: Promise<void>[] = [];
   private wake: (() => void) | undefined;
+  private wakeTimer: NodeJS.Timeout | undefined;
   private wakeSignal: Promise<void> = Promise.resolve();
   private active = 0;
   private idleWaiters: Array<() => void> = [];
@@ -107,14 +110,23 @@ export class QueueWorker {
   /** Stops claiming and waits for running jobs to finish (they are requeued at next start if cut short). */
   async stop(): Promise<void> {
     this.running = false;
-    this.notify();
+    clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
+    this.wake?.();
     await Promise.all(this.loops);
     this.loops = [];
   }
 
-  /** Something was enqueued: wake idle loops now instead of at their next poll. */
+  /**
+   * Something was enqueued: wake idle loops soon instead of at their next poll. Wake-ups within a few
+   * milliseconds are folded into one, so a burst of posts costs the worker one look at the queue, not one each.
+   */
   notify(): void {
-    this.wake?.();
+    if (this.wakeTimer) return;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.wake?.();
+    }, WAKE_COALESCE_MS);
   }
 
   /** Resolves once no job is runnable now and none is running (tests and benchmarks wait on it). */
@@ -140,25 +152,32 @@ export class QueueWorker {
   private async loop(): Promise<void> {
     let lastRecovery = this.opts.clock.now();
     while (this.running) {
-      const now = this.opts.clock.now();
-      if (now - lastRecovery > this.opts.leaseMs) {
-        lastRecovery = now;
-        this.opts.store.requeueAbandoned(now, false);
-      }
-      const job = this.opts.store.claimNext(this.id, now, this.opts.leaseMs);
-      if (!job) {
-        this.checkIdle();
-        await this.sleepUntilWork();
-        continue;
-      }
-      this.active++;
       try {
-        await this.run(job);
-      } finally {
-        this.active--;
+        const now = this.opts.clock.now();
+        if (now - lastRecovery > this.opts.leaseMs) {
+          lastRecovery = now;
+          this.opts.store.requeueAbandoned(now, false);
+        }
+        const job = this.opts.store.claimNext(this.id, now, this.opts.leaseMs);
+        if (!job) {
+          this.checkIdle();
+          await this.sleepUntilWork();
+          continue;
+        }
+        this.active++;
+        try {
+          await this.run(job);
+        } finally {
+          this.active--;
+        }
+        // Finishing a job may unblock the next one for the same contact.
+        this.notify();
+      } catch (err) {
+        // The queue's own bookkeeping failed (disk full, database locked too long). The job stays in the table
+        // and its lease runs out; this loop must survive to pick it up again rather than take the process down.
+        this.opts.logger.error({ err }, 'worker loop error; pausing before the next look at the queue');
+        await new Promise((resolve) => setTimeout(resolve, this.opts.pollMs));
       }
-      // Finishing a job may unblock the next one for the same contact.
-      this.notify();
     }
   }
 

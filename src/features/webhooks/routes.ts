@@ -1,5 +1,5 @@
 import express, { Router, type RequestHandler } from 'express';
-import { rateLimit } from 'express-rate-limit';
+import { ipKeyGenerator, MemoryStore } from 'express-rate-limit';
 import { AppError } from '../../core/errors.js';
 import type { WebhookService } from './service.js';
 
@@ -17,16 +17,7 @@ export const WEBHOOK_BODY_LIMIT = '1mb';
  */
 export function webhookRoutes(service: WebhookService, options: WebhookRoutesOptions): Router {
   const router = Router();
-  const rejectionLimiter = rateLimit({
-    windowMs: options.rejectionWindowMs,
-    limit: options.rejectionLimit,
-    skipSuccessfulRequests: true,
-    standardHeaders: 'draft-8',
-    legacyHeaders: false,
-    handler: (_req, res) => {
-      res.status(429).json({ ok: false, error: 'too many rejected requests from this address; try again later' });
-    },
-  });
+  const rejectionLimiter = rejectionsOnlyLimiter(options);
   const parsers = [
     express.urlencoded({ extended: false, limit: WEBHOOK_BODY_LIMIT, parameterLimit: 200 }),
     express.json({ limit: WEBHOOK_BODY_LIMIT, strict: false }),
@@ -48,4 +39,29 @@ export function webhookRoutes(service: WebhookService, options: WebhookRoutesOpt
     next(new AppError(405, 'webhooks must be sent with POST', { code: 'method_not_allowed' }));
   });
   return router;
+}
+
+/**
+ * Counts a client's refused requests (4xx answers other than this limiter's own 429) and, past the limit, answers
+ * 429 until the window passes. The count is taken when a refusal has been answered, never before a request runs:
+ * express-rate-limit's skipSuccessfulRequests counts first and takes back later, so fifty accepted posts in
+ * flight at once from Keap's one address would look like fifty refusals. Its MemoryStore keeps the windows.
+ */
+function rejectionsOnlyLimiter(options: WebhookRoutesOptions): RequestHandler {
+  const store = new MemoryStore();
+  store.init({ windowMs: options.rejectionWindowMs } as Parameters<MemoryStore['init']>[0]);
+  return async (req, res, next) => {
+    const key = ipKeyGenerator(req.ip ?? 'unknown');
+    const seen = await store.get(key);
+    if (seen && seen.totalHits >= options.rejectionLimit) {
+      const retryAfter = Math.max(1, Math.ceil(((seen.resetTime?.getTime() ?? Date.now()) - Date.now()) / 1000));
+      res.set('Retry-After', String(retryAfter));
+      res.status(429).json({ ok: false, error: 'too many rejected requests from this address; try again later' });
+      return;
+    }
+    res.on('finish', () => {
+      if (res.statusCode >= 400 && res.statusCode < 500) void store.increment(key);
+    });
+    next();
+  };
 }

@@ -85,7 +85,7 @@ export class WebhookService {
     const params: Record<string, unknown> = { contact_id: request.contactId, ...request.extra };
     if (request.sendNotification !== undefined) params.send_notification = request.sendNotification;
     if (request.role !== undefined) params.role = request.role;
-    const { id, coalesced } = this.deps.events.enqueue({
+    const { id, coalesced } = await this.deps.events.enqueueSoon({
       source: WEBHOOK_SOURCE,
       action: request.action,
       contactId: request.contactId,
