@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createApp, SITE_NAME } from './app.js';
 import type { Config } from './config.js';
 import type { AppContext } from './context.js';
+import { startCheckpointer } from './core/checkpointer.js';
 import { systemClock, type Clock } from './core/clock.js';
 import { openDatabase } from './core/db.js';
 import { HookRegistry } from './core/hooks.js';
@@ -94,6 +95,7 @@ export async function buildContext(config: Config, options: StartOptions = {}): 
 /** Builds everything, starts the worker and listens. Used by `npm start` and by tests, in-process. */
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const ctx = await buildContext(config, options);
+  const checkpointer = startCheckpointer(ctx.db, ctx.logger);
   const app = createApp(ctx);
   const server = createServer(app);
   // No HOST: Node's default, every interface (IPv6 and IPv4 where the machine has them).
@@ -117,6 +119,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       if (server.listening) await once(server, 'close').catch(() => undefined);
       clearTimeout(forced);
       ctx.mailer.close();
+      await checkpointer.stop();
       ctx.db.close();
     })();
     return closing;

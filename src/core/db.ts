@@ -31,6 +31,8 @@ export function openDatabase(options: OpenDatabaseOptions): { db: Db; applied: M
   db.pragma('foreign_keys = ON');
   // Writers from other processes (the CLI while the server runs) wait instead of failing at once.
   db.pragma('busy_timeout = 5000');
+  // After a checkpoint lets the WAL start over, its file is cut back to this size instead of staying at its peak.
+  db.pragma('journal_size_limit = 33554432');
   const applied = migrate(db, readMigrations(options.migrationsDir ?? MIGRATIONS_DIR));
   return { db, applied };
 }
