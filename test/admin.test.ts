@@ -5,7 +5,6 @@ import type { Response } from 'supertest';
 import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import type { AppContext } from '../src/context.js';
-import type { Clock } from '../src/core/clock.js';
 import { buildContext } from '../src/server.js';
 import { ADMIN_IDLE_MS } from '../src/features/admin/access.js';
 import { runCreateAdmin } from '../src/features/admin/cli.js';
@@ -14,24 +13,13 @@ import { LOGIN_FAILED_MESSAGE } from '../src/features/members/routes.js';
 import type { Member } from '../src/features/members/store.js';
 import { captureLogs } from './support/logs.js';
 import { tempDataDir } from './support/temp.js';
+import { ManualClock } from './support/clock.js';
 
 const ADMIN_EMAIL = 'boss@example.com';
 const ADMIN_PASSWORD = 'admin password 0123';
 const MEMBER_PASSWORD = 'correct horse battery staple';
 const WRONG_PASSWORD = 'Tr0ub4dor&3-not-it';
 const HOUR = 60 * 60 * 1000;
-
-/** Time that moves only when a test says so; starts at the real now, so events stamped by the database line up. */
-class ManualClock implements Clock {
-  constructor(public ms = Date.now()) {}
-  now(): number {
-    return this.ms;
-  }
-  async sleep(): Promise<void> {}
-  advance(ms: number): void {
-    this.ms += ms;
-  }
-}
 
 interface Site {
   ctx: AppContext;

@@ -6,27 +6,15 @@ import type { Response } from 'supertest';
 import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import type { AppContext } from '../src/context.js';
-import type { Clock } from '../src/core/clock.js';
 import { buildContext } from '../src/server.js';
 import { LOGIN_FAILED_MESSAGE } from '../src/features/members/routes.js';
 import type { Member } from '../src/features/members/store.js';
 import { captureLogs } from './support/logs.js';
 import { tempDataDir } from './support/temp.js';
+import { ManualClock } from './support/clock.js';
 
 const PASSWORD = 'correct horse battery staple';
 const WRONG_PASSWORD = 'Tr0ub4dor&3-not-it';
-
-/** Time that moves only when a test says so. */
-class ManualClock implements Clock {
-  constructor(public ms = Date.parse('2031-03-01T09:00:00Z')) {}
-  now(): number {
-    return this.ms;
-  }
-  async sleep(): Promise<void> {}
-  advance(ms: number): void {
-    this.ms += ms;
-  }
-}
 
 interface Site {
   ctx: AppContext;
@@ -39,7 +27,7 @@ interface Site {
 /** A fresh site (own database, own clock) with one member, Ada. */
 async function site(env: Record<string, string> = {}, ada: Partial<{ firstName: string }> = {}): Promise<Site> {
   const logs = captureLogs();
-  const clock = new ManualClock();
+  const clock = new ManualClock(Date.parse('2031-03-01T09:00:00Z'));
   const config = loadConfig({ DATA_DIR: tempDataDir(), PORT: '0', ACCESS_KEY: 'x'.repeat(32), ...env });
   const ctx = await buildContext(config, { logger: logs.logger, console: () => {}, clock });
   after(() => {
