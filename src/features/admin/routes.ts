@@ -4,7 +4,7 @@ import { csrfProtection } from '../../core/csrf.js';
 import { LoginThrottle } from '../members/login-throttle.js';
 import { verifyPassword } from '../members/passwords.js';
 import { LOGIN_FAILED_MESSAGE, safeNextPath, tooManyAttempts } from '../members/routes.js';
-import { endSession, loadMember } from '../members/sessions.js';
+import { loadMember, logOut } from '../members/sessions.js';
 import { isAdminRequest, requireAdmin, startAdminSession } from './access.js';
 import { loadDashboard } from './dashboard.js';
 import { renderAdmin } from './pages.js';
@@ -99,12 +99,7 @@ export function adminRoutes(ctx: AppContext): Router {
   });
 
   admin.post('/logout', async (req, res) => {
-    const member = res.locals.member;
-    endSession(ctx, req, res);
-    if (member) {
-      ctx.logger.info({ memberId: member.id }, 'admin logged out');
-      await ctx.hooks.doAction('member.logged_out', member);
-    }
+    await logOut(ctx, req, res, 'admin');
     res.redirect(303, '/admin/login');
   });
 

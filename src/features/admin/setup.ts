@@ -71,18 +71,8 @@ export async function createFirstAdmin(ctx: AppContext, credentials: AdminCreden
     return { ok: false, reason: 'taken', errors: { email: 'A member already has this email. Choose another, or give that member admin rights with create-admin.' } };
   }
   try {
-    const member = await ctx.members.create(
-      {
-        email: credentials.email,
-        username: credentials.email,
-        role: adminRole(ctx).slug,
-        password: credentials.password,
-        keapContactId: null,
-        firstName: '',
-        lastName: '',
-        fields: {},
-        tags: [],
-      },
+    const member = await ctx.members.createAdministrator(
+      credentials,
       (created) => {
         // Inside the insert's transaction: another administrator (a racing post, the CLI) means this one loses.
         if (adminStore(ctx).adminCount() > 1 || !markSetupDone(ctx, `setup form, member ${created.id}`)) throw new SetupAlreadyDone();
@@ -115,17 +105,7 @@ export async function createOrPromoteAdmin(ctx: AppContext, credentials: AdminCr
     if (ctx.members.usernameTaken(credentials.email)) {
       throw new AdminInputError(`invalid --email: another member has "${credentials.email}" as its username`);
     }
-    const member = await ctx.members.create({
-      email: credentials.email,
-      username: credentials.email,
-      role: role.slug,
-      password: credentials.password,
-      keapContactId: null,
-      firstName: '',
-      lastName: '',
-      fields: {},
-      tags: [],
-    });
+    const member = await ctx.members.createAdministrator(credentials);
     result = { member, outcome: 'created' };
   } else {
     const promoted = !existing.roleIsAdmin;

@@ -11,17 +11,7 @@ export async function ensureConfiguredAdmin(members: MemberService, admin: { ema
   if (!adminRole) throw new Error('no role with admin rights exists');
   const existing = members.findByEmail(admin.email);
   if (!existing) {
-    const member = await members.create({
-      email: admin.email,
-      username: members.usernameTaken(admin.email) ? `admin-${Date.now()}` : admin.email,
-      role: adminRole.slug,
-      password: admin.password,
-      keapContactId: null,
-      firstName: '',
-      lastName: '',
-      fields: {},
-      tags: [],
-    });
+    const member = await members.createAdministrator(admin);
     logger.info({ member: member.id }, 'administrator from ADMIN_EMAIL created');
     return;
   }

@@ -4,7 +4,7 @@ import type { AppContext } from '../../context.js';
 import { csrfProtection } from '../../core/csrf.js';
 import { LoginThrottle } from './login-throttle.js';
 import { verifyPassword } from './passwords.js';
-import { endSession, loadMember, requireMember, startSession } from './sessions.js';
+import { loadMember, logOut, requireMember, startSession } from './sessions.js';
 import type { Member } from './store.js';
 
 declare module '../../core/hooks.js' {
@@ -81,12 +81,7 @@ export function memberRoutes(ctx: AppContext): Router {
   });
 
   router.post('/logout', async (req, res) => {
-    const member = res.locals.member;
-    endSession(ctx, req, res);
-    if (member) {
-      ctx.logger.info({ memberId: member.id }, 'member logged out');
-      await ctx.hooks.doAction('member.logged_out', member);
-    }
+    await logOut(ctx, req, res, 'member');
     res.redirect(303, '/login');
   });
 

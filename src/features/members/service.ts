@@ -162,6 +162,17 @@ export class MemberService {
     return { member, changed };
   }
 
+  /**
+   * A new administrator: username = email, the role with admin rights, no Keap link. The one place that knows
+   * what an admin account made outside Keap looks like (setup form, create-admin, ADMIN_EMAIL).
+   */
+  createAdministrator(credentials: { email: string; password: string }, withinTransaction?: (member: Member) => void): Promise<Member> {
+    const role = this.store.roles().find((r) => r.isAdmin);
+    if (!role) throw new Error('no role with admin rights exists');
+    const input: NewMemberInput = { email: credentials.email, username: credentials.email, role: role.slug, password: credentials.password, keapContactId: null, firstName: '', lastName: '', fields: {}, tags: [] };
+    return this.create(input, withinTransaction);
+  }
+
   async setPassword(memberId: number, password: string): Promise<void> {
     const hash = await hashPassword(password);
     this.store.update(memberId, { passwordHash: hash });

@@ -124,6 +124,15 @@ export function endSession(ctx: AppContext, req: Request, res: Response): void {
   delete res.locals.member;
 }
 
+/** Ends the session and fires `member.logged_out` (member and admin logout share this). */
+export async function logOut(ctx: AppContext, req: Request, res: Response, where: 'member' | 'admin'): Promise<void> {
+  const member = res.locals.member;
+  endSession(ctx, req, res);
+  if (!member) return;
+  ctx.logger.info({ memberId: member.id }, `${where} logged out`);
+  await ctx.hooks.doAction('member.logged_out', member);
+}
+
 /** The member whose session cookie came with the request, if it is a live session. */
 export function currentMember(ctx: AppContext, req: Request): Member | undefined {
   const memberId = memberSessions(ctx).memberIdFor(sessionToken(req));
