@@ -14,6 +14,7 @@ import type { Member } from '../src/features/members/store.js';
 import { captureLogs } from './support/logs.js';
 import { tempDataDir } from './support/temp.js';
 import { ManualClock } from './support/clock.js';
+import { setCookies, cookieNamed, csrfFrom, alertOf } from './support/pages.js';
 
 const ADMIN_EMAIL = 'boss@example.com';
 const ADMIN_PASSWORD = 'admin password 0123';
@@ -51,25 +52,6 @@ async function siteWithAdmin(env: Record<string, string> = {}): Promise<Site & {
 
 function createMember(ctx: AppContext, m: { email: string; username: string; role: string; password: string }): Promise<Member> {
   return ctx.members.create({ ...m, firstName: '', lastName: '', keapContactId: null, fields: {}, tags: [] });
-}
-
-function setCookies(res: Response): string[] {
-  const header = res.headers['set-cookie'] as unknown as string[] | string | undefined;
-  return Array.isArray(header) ? header : header ? [header] : [];
-}
-
-function cookieNamed(res: Response, name: string): string | undefined {
-  return setCookies(res).find((c) => c.startsWith(`${name}=`));
-}
-
-function csrfFrom(html: string): string {
-  const match = /name="_csrf" value="([^"]+)"/.exec(html);
-  assert.ok(match, 'the page has a form token');
-  return match[1]!;
-}
-
-function alertOf(html: string): string | undefined {
-  return /<p class="alert" role="alert">([^<]*)<\/p>/.exec(html)?.[1];
 }
 
 function fieldError(html: string, field: string): string | undefined {

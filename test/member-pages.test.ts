@@ -12,6 +12,7 @@ import type { Member } from '../src/features/members/store.js';
 import { captureLogs } from './support/logs.js';
 import { tempDataDir } from './support/temp.js';
 import { ManualClock } from './support/clock.js';
+import { setCookies, cookieNamed, cookieValue, csrfFrom, alertOf } from './support/pages.js';
 
 const PASSWORD = 'correct horse battery staple';
 const WRONG_PASSWORD = 'Tr0ub4dor&3-not-it';
@@ -49,29 +50,6 @@ async function site(env: Record<string, string> = {}, ada: Partial<{ firstName: 
     ],
   });
   return { ctx, app: createApp(ctx), clock, logs, ada: member };
-}
-
-function setCookies(res: Response): string[] {
-  const header = res.headers['set-cookie'] as unknown as string[] | string | undefined;
-  return Array.isArray(header) ? header : header ? [header] : [];
-}
-
-function cookieNamed(res: Response, name: string): string | undefined {
-  return setCookies(res).find((c) => c.startsWith(`${name}=`));
-}
-
-function cookieValue(setCookie: string): string {
-  return setCookie.split(';')[0]!.split('=').slice(1).join('=');
-}
-
-function csrfFrom(html: string): string {
-  const match = /name="_csrf" value="([^"]+)"/.exec(html);
-  assert.ok(match, 'the page has a form token');
-  return match[1]!;
-}
-
-function alertOf(html: string): string | undefined {
-  return /<p class="alert" role="alert">([^<]*)<\/p>/.exec(html)?.[1];
 }
 
 /** Opens the login form in this browser and posts it. */
