@@ -1,5 +1,7 @@
 import express, { type Express } from 'express';
 import helmet from 'helmet';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { AppContext } from './context.js';
 import { errorHandler } from './core/error-handler.js';
 import { notFound } from './core/errors.js';
@@ -9,6 +11,9 @@ import { memberRoutes } from './features/members/routes.js';
 import { webhookRoutes } from './features/webhooks/routes.js';
 
 export const SITE_NAME = 'memberhook';
+
+/** Static files served under /assets; the same relative path works from src and dist. */
+export const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'public');
 
 export interface AppOptions {
   /** Rejected webhook requests allowed per client IP per window before 429s (stops key guessing). */
@@ -31,6 +36,8 @@ export function createApp(ctx: AppContext, options: AppOptions = {}): Express {
     }),
   );
   app.use(helmet());
+  // A little progressive JavaScript and nothing else; every page works without it.
+  app.use('/assets', express.static(PUBLIC_DIR, { maxAge: '1h', index: false, fallthrough: true }));
 
   app.get('/healthz', (_req, res) => {
     ctx.db.prepare('SELECT 1').get();

@@ -87,6 +87,8 @@ export interface Config {
   webhooks: { rejectionLimit: number; rejectionWindowMs: number };
   jobs: { maxAttempts: number; retryBaseMs: number; concurrency: number };
   logLevel: string;
+  /** The variables that were set in the environment (not defaulted): those fix a setting against admin edits. */
+  fromEnvironment: ReadonlySet<string>;
 }
 
 export class ConfigError extends Error {
@@ -137,5 +139,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     webhooks: { rejectionLimit: e.WEBHOOK_REJECTION_LIMIT, rejectionWindowMs: e.WEBHOOK_REJECTION_WINDOW_MS },
     jobs: { maxAttempts: e.JOB_MAX_ATTEMPTS, retryBaseMs: e.JOB_RETRY_BASE_MS, concurrency: e.WORKER_CONCURRENCY },
     logLevel: e.LOG_LEVEL,
+    fromEnvironment: new Set(Object.keys(present).filter((name) => name in envSchema.shape)),
   };
 }

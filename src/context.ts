@@ -10,6 +10,7 @@ import type { KeapClient } from './features/keap/client.js';
 import type { KeapMemberSync } from './features/keap/member-sync.js';
 import type { MemberService } from './features/members/service.js';
 import type { EventStore } from './features/queue/store.js';
+import type { SiteSettings } from './features/settings/site-settings.js';
 import type { QueueWorker } from './features/queue/worker.js';
 import type { AccessKeyring } from './features/webhooks/access-key.js';
 import type { WebhookService } from './features/webhooks/service.js';
@@ -23,6 +24,8 @@ export interface AppContext {
   hooks: HookRegistry;
   views: ViewRenderer;
   settings: SettingsStore;
+  /** What admins edit on the settings pages (over environment defaults). */
+  site: SiteSettings;
   mailer: Mailer;
   keap: KeapClient;
   members: MemberService;

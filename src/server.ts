@@ -19,6 +19,7 @@ import { KeapMemberSync, WELCOME_ACTION, WRITE_BACK_ACTION } from './features/ke
 import { ensureConfiguredAdmin } from './features/members/admin-account.js';
 import { MemberService } from './features/members/service.js';
 import { WelcomeSender } from './features/members/welcome-sender.js';
+import { SiteSettings } from './features/settings/site-settings.js';
 import { EventStore } from './features/queue/store.js';
 import { DEFAULT_RETRY_POLICY, QueueWorker, type RetryPolicy } from './features/queue/worker.js';
 import { AccessKeyring } from './features/webhooks/access-key.js';
@@ -55,9 +56,11 @@ export async function buildContext(config: Config, options: StartOptions = {}): 
     const hooks = new HookRegistry(logger);
     const views = new ViewRenderer();
     const members = new MemberService(db, hooks);
-    const role = members.role(config.defaultRole);
-    if (!role) throw new StartupError(`Invalid setting DEFAULT_ROLE: no role named "${config.defaultRole}" exists`);
-    if (role.isAdmin) throw new StartupError(`Invalid setting DEFAULT_ROLE: "${config.defaultRole}" has admin rights and cannot be a default`);
+    const site = new SiteSettings(settings, config);
+    const defaultRole = site.defaultRole();
+    const role = members.role(defaultRole);
+    if (!role) throw new StartupError(`Invalid setting DEFAULT_ROLE: no role named "${defaultRole}" exists`);
+    if (role.isAdmin) throw new StartupError(`Invalid setting DEFAULT_ROLE: "${defaultRole}" has admin rights and cannot be a default`);
 
     const accessKeys = new AccessKeyring(settings, config.accessKey);
     if (accessKeys.source === 'generated') {
@@ -77,15 +80,15 @@ export async function buildContext(config: Config, options: StartOptions = {}): 
       retry: { ...DEFAULT_RETRY_POLICY, maxAttempts: config.jobs.maxAttempts, baseDelayMs: config.jobs.retryBaseMs },
       ...options.worker,
     });
-    const memberSync = new KeapMemberSync({ keap, members, events, hooks, settings, config, logger, onEnqueued: () => worker.notify() });
-    const welcome = new WelcomeSender({ members, mailer, views, hooks, siteName: SITE_NAME, publicUrl: config.publicUrl });
+    const memberSync = new KeapMemberSync({ keap, members, events, hooks, site, logger, onEnqueued: () => worker.notify() });
+    const welcome = new WelcomeSender({ members, mailer, views, hooks, siteName: SITE_NAME, publicUrl: config.publicUrl, template: () => site.welcomeTemplate() });
     const webhooks = new WebhookService({ events, worker, hooks, logger, accessKey: () => accessKeys.current(), findRole: (slug) => members.role(slug) });
     worker.register('add', (job) => memberSync.add(job));
     worker.register('update', (job) => memberSync.update(job));
     worker.register('update_tags', (job) => memberSync.updateTags(job));
     worker.register(WRITE_BACK_ACTION, (job) => memberSync.writeBackPassword(job));
     worker.register(WELCOME_ACTION, (job) => welcome.run(job));
-    return { config, db, logger, clock, hooks, views, settings, mailer, keap, members, events, worker, memberSync, webhooks, accessKeys };
+    return { config, db, logger, clock, hooks, views, settings, site, mailer, keap, members, events, worker, memberSync, webhooks, accessKeys };
   } catch (err) {
     db.close();
     throw err;

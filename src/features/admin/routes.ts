@@ -5,6 +5,12 @@ import { LoginThrottle } from '../members/login-throttle.js';
 import { verifyPassword } from '../members/passwords.js';
 import { LOGIN_FAILED_MESSAGE, safeNextPath, tooManyAttempts } from '../members/routes.js';
 import { loadMember, logOut } from '../members/sessions.js';
+import { memberAdminRoutes } from '../members/admin-routes.js';
+import { eventAdminRoutes } from '../queue/admin-routes.js';
+import { roleAdminRoutes } from '../roles/admin-routes.js';
+import { keapSettingsRoutes } from '../settings/keap-routes.js';
+import { memberSettingsRoutes } from '../settings/member-settings-routes.js';
+import { settingsAdminRoutes } from '../settings/routes.js';
 import { isAdminRequest, requireAdmin, startAdminSession } from './access.js';
 import { loadDashboard } from './dashboard.js';
 import { renderAdmin } from './pages.js';
@@ -108,6 +114,13 @@ export function adminRoutes(ctx: AppContext): Router {
   admin.get('/', (_req, res) => {
     renderAdmin(ctx, res, 200, 'dashboard', { title: 'Dashboard', section: 'dashboard', ...loadDashboard(ctx) });
   });
+  // Each feature owns its admin pages; they get the form parser, CSRF check, no-store and res.locals.admin from here.
+  admin.use(memberAdminRoutes(ctx));
+  admin.use(eventAdminRoutes(ctx));
+  admin.use(roleAdminRoutes(ctx));
+  admin.use(settingsAdminRoutes(ctx));
+  admin.use(keapSettingsRoutes(ctx));
+  admin.use(memberSettingsRoutes(ctx));
 
   return router;
 }

@@ -1,12 +1,11 @@
-import type { Config } from '../../config.js';
 import type { HookRegistry } from '../../core/hooks.js';
 import type { Logger } from '../../core/logger.js';
-import type { SettingsStore } from '../../core/settings.js';
 import type { EventRecord, EventStore } from '../queue/store.js';
 import { PermanentJobError, type JobOutcome } from '../queue/worker.js';
 import { isUniqueViolation, type MemberService } from '../members/service.js';
 import type { Member, MemberTag } from '../members/store.js';
 import { generatePassword } from '../members/passwords.js';
+import type { SiteSettings } from '../settings/site-settings.js';
 import type { KeapContact, KeapCustomFieldDefinition } from './types.js';
 
 declare module '../../core/hooks.js' {
@@ -29,15 +28,14 @@ export interface KeapContactApi {
 export const SYNC_SOURCE = 'internal';
 export const WRITE_BACK_ACTION = 'keap_password_writeback';
 export const WELCOME_ACTION = 'welcome_email';
-export const ALWAYS_SEND_WELCOME_SETTING = 'welcome.always_send';
 
 export interface MemberSyncDeps {
   keap: KeapContactApi;
   members: MemberService;
   events: EventStore;
   hooks: HookRegistry;
-  settings: SettingsStore;
-  config: Pick<Config, 'defaultRole'> & { keap: Pick<Config['keap'], 'passwordField' | 'usernameField'> };
+  /** Default role, Keap field names and the welcome setting, read on every job so admin edits apply at once. */
+  site: Pick<SiteSettings, 'defaultRole' | 'passwordField' | 'usernameField' | 'alwaysSendWelcome'>;
   logger: Logger;
   /** Something was queued (wakes the worker). */
   onEnqueued?: () => void;
@@ -110,14 +108,15 @@ export class KeapMemberSync {
 
   private async createMember(contact: KeapContact, params: WebhookJobParams, job: EventRecord): Promise<JobOutcome> {
     const [tags, fields] = await Promise.all([this.deps.keap.getContactTags(contact.id), this.fieldsFromContact(contact)]);
-    const { passwordField, usernameField } = this.deps.config.keap;
+    const passwordField = this.deps.site.passwordField();
+    const usernameField = this.deps.site.usernameField();
     const keapPassword = passwordField ? textContent(await this.fieldValue(contact, passwordField)) : undefined;
     const password = keapPassword || generatePassword();
     const generated = !keapPassword;
     const writeBack = generated && passwordField !== undefined;
-    const notify = params.sendNotification ?? this.deps.settings.get(ALWAYS_SEND_WELCOME_SETTING) === '1';
+    const notify = params.sendNotification ?? this.deps.site.alwaysSendWelcome();
     const username = await this.chooseUsername(contact, usernameField ? textContent(await this.fieldValue(contact, usernameField)) : undefined);
-    const role = params.role ?? this.deps.config.defaultRole;
+    const role = params.role ?? this.deps.site.defaultRole();
 
     try {
       const member = await this.deps.members.create(
@@ -209,7 +208,7 @@ export class KeapMemberSync {
   }
 
   private async passwordFieldId(): Promise<string | undefined> {
-    const field = this.deps.config.keap.passwordField;
+    const field = this.deps.site.passwordField();
     if (!field) return undefined;
     const id = await this.customFieldId(field);
     if (id === undefined) throw new PermanentJobError(`Keap has no contact custom field "${field}" (KEAP_PASSWORD_FIELD)`);

@@ -5,7 +5,7 @@ import type { EventRecord } from '../queue/store.js';
 import type { JobOutcome } from '../queue/worker.js';
 import type { MemberService } from './service.js';
 import type { Member } from './store.js';
-import { renderWelcomeEmail, type RenderedEmail } from './welcome-email.js';
+import { renderWelcomeEmail, type RenderedEmail, type WelcomeEmailOverrides } from './welcome-email.js';
 
 declare module '../../core/hooks.js' {
   interface FilterMap {
@@ -21,6 +21,8 @@ export interface WelcomeSenderDeps {
   hooks: HookRegistry;
   siteName: string;
   publicUrl: string;
+  /** The admin's edited templates, read on every send. */
+  template: () => WelcomeEmailOverrides;
 }
 
 /**
@@ -42,7 +44,7 @@ export class WelcomeSender {
       firstName: member.firstName,
       ...(password === undefined ? {} : { password }),
       loginUrl: `${this.deps.publicUrl}/login`,
-    });
+    }, this.deps.template());
     const message = await this.deps.hooks.applyFilters('welcome_email.message', rendered, member);
     // The job id makes the Message-ID: a resend after a crash is recognisable as the same message.
     const sent = await this.deps.mailer.send({ to: member.email, ...message, messageId: `<welcome-${job.id}@memberhook>` });

@@ -1,0 +1,96 @@
+import type { Config } from '../../config.js';
+import type { SettingsStore } from '../../core/settings.js';
+import type { WelcomeEmailOverrides } from '../members/welcome-email.js';
+
+/** Keys in the settings table for what admins edit on the settings pages. */
+export const SITE_SETTING = {
+  defaultRole: 'members.default_role',
+  passwordField: 'keap.password_field',
+  usernameField: 'keap.username_field',
+  alwaysSendWelcome: 'welcome.always_send',
+  welcomeSubject: 'welcome.subject',
+  welcomeText: 'welcome.text',
+  welcomeHtml: 'welcome.html',
+} as const;
+
+/** The environment variable that, when set, fixes a setting so the admin page shows it read-only. */
+export const ENV_OF = {
+  defaultRole: 'DEFAULT_ROLE',
+  passwordField: 'KEAP_PASSWORD_FIELD',
+  usernameField: 'KEAP_USERNAME_FIELD',
+} as const;
+
+export type EnvFixedSetting = keyof typeof ENV_OF;
+
+/**
+ * The settings admins can change at run time, read fresh on every use (a job picks up a change at once).
+ * Precedence: an environment variable that is set wins (it is the deployer's word, and the page says so);
+ * then the value stored from the admin pages; then the built-in default.
+ */
+export class SiteSettings {
+  constructor(
+    private readonly store: SettingsStore,
+    private readonly config: Pick<Config, 'defaultRole' | 'fromEnvironment'> & { keap: Pick<Config['keap'], 'passwordField' | 'usernameField'> },
+  ) {}
+
+  /** Whether an environment variable fixes this setting (the admin page then shows it read-only). */
+  fixedByEnvironment(setting: EnvFixedSetting): string | undefined {
+    const name = ENV_OF[setting];
+    return this.config.fromEnvironment.has(name) ? name : undefined;
+  }
+
+  defaultRole(): string {
+    if (this.fixedByEnvironment('defaultRole')) return this.config.defaultRole;
+    return this.store.get(SITE_SETTING.defaultRole) ?? this.config.defaultRole;
+  }
+
+  /** The Keap custom field (label or id) holding the member's password; undefined when none is used. */
+  passwordField(): string | undefined {
+    return this.optionalField('passwordField', this.config.keap.passwordField);
+  }
+
+  /** The Keap custom field (label or id) holding the member's username; undefined means "use the email". */
+  usernameField(): string | undefined {
+    return this.optionalField('usernameField', this.config.keap.usernameField);
+  }
+
+  alwaysSendWelcome(): boolean {
+    return this.store.get(SITE_SETTING.alwaysSendWelcome) === '1';
+  }
+
+  /** The admin's welcome email templates; an empty part falls back to the built-in one. */
+  welcomeTemplate(): WelcomeEmailOverrides {
+    return {
+      subject: this.store.get(SITE_SETTING.welcomeSubject) || undefined,
+      text: this.store.get(SITE_SETTING.welcomeText) || undefined,
+      html: this.store.get(SITE_SETTING.welcomeHtml) || undefined,
+    };
+  }
+
+  setDefaultRole(slug: string): void {
+    this.store.set(SITE_SETTING.defaultRole, slug);
+  }
+
+  /** An empty string stores "no field" (which overrides nothing set in the environment). */
+  setKeapFields(fields: { passwordField: string; usernameField: string }): void {
+    this.store.set(SITE_SETTING.passwordField, fields.passwordField);
+    this.store.set(SITE_SETTING.usernameField, fields.usernameField);
+  }
+
+  setAlwaysSendWelcome(on: boolean): void {
+    this.store.set(SITE_SETTING.alwaysSendWelcome, on ? '1' : '0');
+  }
+
+  setWelcomeTemplate(template: { subject: string; text: string; html: string }): void {
+    this.store.set(SITE_SETTING.welcomeSubject, template.subject);
+    this.store.set(SITE_SETTING.welcomeText, template.text);
+    this.store.set(SITE_SETTING.welcomeHtml, template.html);
+  }
+
+  private optionalField(setting: 'passwordField' | 'usernameField', fromConfig: string | undefined): string | undefined {
+    if (this.fixedByEnvironment(setting)) return fromConfig;
+    const stored = this.store.get(SITE_SETTING[setting]);
+    // A stored empty value is the admin's "none", which beats nothing in the environment.
+    return stored === undefined ? fromConfig : stored || undefined;
+  }
+}
