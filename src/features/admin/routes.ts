@@ -26,7 +26,8 @@ export function adminRoutes(ctx: AppContext): Router {
   const router = Router();
   const admin = Router();
   const throttle = new LoginThrottle(ctx.db, ctx.clock);
-  const formBody = express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 20 });
+  // 64 KB: the welcome email's HTML template is the largest thing an admin form carries.
+  const formBody = express.urlencoded({ extended: false, limit: '64kb', parameterLimit: 50 });
   const noStore: RequestHandler = (_req, res, next) => {
     // Admin pages carry members' data and form tokens: never kept by a cache or the back button.
     res.set('Cache-Control', 'no-store');
