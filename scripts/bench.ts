@@ -9,77 +9,16 @@
  */
 import autocannon from 'autocannon';
 import Database from 'better-sqlite3';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startKeapSandbox, type KeapSandbox } from '../src/features/keap/sandbox/index.js';
+import { ACCESS_KEY, KEAP_KEY, LIMITS, startMemberhook } from './support/memberhook-process.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const PART = process.env.BENCH_PART ?? 'all';
-const ACCESS_KEY = 'bench-access-key-0123456789-abcdefghijklmn';
-const KEAP_KEY = 'bench-keap-key';
-const LIMITS = { perSecond: 10, perMinute: 240 };
-
-interface Memberhook {
-  url: string;
-  dataDir: string;
-  child: ChildProcess;
-  peakRssMb(): number;
-  stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function startMemberhook(sandbox: KeapSandbox, extraEnv: Record<string, string> = {}): Promise<Memberhook> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'memberhook-bench-'));
-  const port = await freePort();
-  const child = spawn(process.execPath, ['dist/main.js'], {
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      DATA_DIR: dataDir,
-      ACCESS_KEY,
-      KEAP_API_URL: sandbox.url,
-      KEAP_API_KEY: KEAP_KEY,
-      KEAP_RATE_PER_SECOND: String(LIMITS.perSecond),
-      KEAP_RATE_PER_MINUTE: String(LIMITS.perMinute),
-      LOG_LEVEL: 'warn',
-      ...extraEnv,
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`memberhook exited with ${code}`)));
-    child.stdout!.on('data', (chunk: Buffer) => {
-      if (chunk.toString().includes('listening on')) resolve();
-    });
-  });
-  const peakRssMb = () => {
-    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
-  };
-  return {
-    url: `http://127.0.0.1:${port}`,
-    dataDir,
-    child,
-    peakRssMb,
-    async stop() {
-      child.kill('SIGTERM');
-      await new Promise((resolve) => child.once('exit', resolve));
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 

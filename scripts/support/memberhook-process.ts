@@ -1,0 +1,78 @@
+/** memberhook as its own process (the built dist/), the way it runs in production; for the bench and soak scripts. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { KeapSandbox } from '../../src/features/keap/sandbox/index.js';
+
+export const ACCESS_KEY = 'bench-access-key-0123456789-abcdefghijklmn';
+export const KEAP_KEY = 'bench-keap-key';
+/** Keap's published limits for one key (KEAP.md), which the sandbox enforces and the client obeys. */
+export const LIMITS = { perSecond: 10, perMinute: 240 };
+
+export interface Memberhook {
+  url: string;
+  dataDir: string;
+  child: ChildProcess;
+  peakRssMb(): number;
+  /** resident memory now, MB */
+  rssMb(): number;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export async function startMemberhook(sandbox: KeapSandbox, extraEnv: Record<string, string> = {}): Promise<Memberhook> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'memberhook-bench-'));
+  const port = await freePort();
+  const child = spawn(process.execPath, ['dist/main.js'], {
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      ACCESS_KEY,
+      KEAP_API_URL: sandbox.url,
+      KEAP_API_KEY: KEAP_KEY,
+      KEAP_RATE_PER_SECOND: String(LIMITS.perSecond),
+      KEAP_RATE_PER_MINUTE: String(LIMITS.perMinute),
+      LOG_LEVEL: 'warn',
+      ...extraEnv,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`memberhook exited with ${code}`)));
+    child.stdout!.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('listening on')) resolve();
+    });
+  });
+  const peakRssMb = () => {
+    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+  };
+  const rssMb = () => {
+    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+  };
+  return {
+    rssMb,
+    url: `http://127.0.0.1:${port}`,
+    dataDir,
+    child,
+    peakRssMb,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
