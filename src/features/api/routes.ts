@@ -6,6 +6,7 @@ import { accessKeyMatches } from '../webhooks/access-key.js';
 import { isUniqueViolation } from '../members/service.js';
 import type { Member } from '../members/store.js';
 import { EVENT_STATUSES, type EventRecord } from '../queue/store.js';
+import { apiTokenStore } from './tokens.js';
 
 const PAGE_SIZE_DEFAULT = 50;
 const PAGE_SIZE_MAX = 200;
@@ -41,7 +42,7 @@ const eventQuery = z.strictObject({
   ...pageParams,
 });
 
-/** `/api/v1`: JSON for scripts, behind `Authorization: Bearer <API_TOKEN>`. */
+/** `/api/v1`: JSON for scripts, behind `Authorization: Bearer <token>` (API_TOKEN or a token made in the admin). */
 export function apiRoutes(ctx: AppContext): Router {
   const router = Router();
   router.use('/api', requireApiToken(ctx), express.json({ limit: '100kb' }));
@@ -115,13 +116,34 @@ export function apiRoutes(ctx: AppContext): Router {
   return router;
 }
 
+/** What a caller without a usable token is told when the API has no token at all yet. */
+export const NO_API_TOKENS_MESSAGE =
+  'the JSON API has no tokens yet: an administrator can create one at /admin/settings/api-tokens (Settings, API tokens), or set API_TOKEN';
+export const INVALID_TOKEN_MESSAGE = 'missing or invalid bearer token';
+export const REVOKED_TOKEN_MESSAGE = 'this API token was revoked';
+
+/**
+ * `Authorization: Bearer <token>` with API_TOKEN from the environment (compared in constant time) or a live token
+ * created in the admin (looked up by its hash; see ApiTokenStore).
+ */
 function requireApiToken(ctx: AppContext): RequestHandler {
-  return (req, _res, next) => {
-    const token = ctx.config.apiToken;
-    if (!token) return next(unauthorized('the JSON API is off: set API_TOKEN to use it'));
-    const match = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '');
-    if (!match || !accessKeyMatches(token, match[1])) return next(unauthorized('missing or invalid bearer token'));
-    next();
+  const tokens = apiTokenStore(ctx);
+  return (req, res, next) => {
+    const envToken = ctx.config.apiToken;
+    const given = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];
+    if (given !== undefined) {
+      if (envToken && accessKeyMatches(envToken, given)) return next();
+      const check = tokens.check(given);
+      if (check.ok) return next();
+      if (check.reason === 'revoked') {
+        res.set('WWW-Authenticate', 'Bearer realm="memberhook API", error="invalid_token"');
+        return next(unauthorized(REVOKED_TOKEN_MESSAGE));
+      }
+    }
+    res.set('WWW-Authenticate', 'Bearer realm="memberhook API"');
+    // Only refusals pay for this query: accepted requests never reach it.
+    if (!envToken && !tokens.anyLive()) return next(unauthorized(NO_API_TOKENS_MESSAGE));
+    next(unauthorized(INVALID_TOKEN_MESSAGE));
   };
 }
 

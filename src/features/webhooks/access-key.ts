@@ -2,6 +2,7 @@ import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type { SettingsStore } from '../../core/settings.js';
 
 const SETTING = 'webhook.access_key';
+const ROTATION_SETTING = 'webhook.access_key_rotated';
 
 /** 32 random bytes, base64url: 43 characters, far beyond guessing (WP Fusion's are 8 hex characters). */
 export function generateAccessKey(): string {
@@ -25,15 +26,46 @@ export function resolveAccessKey(settings: SettingsStore, fromEnvironment: strin
   return { key: value, source: inserted ? 'generated' : 'stored' };
 }
 
+/** Who rotated the key last and when (in the settings table; never the key). */
+export interface AccessKeyRotation {
+  at: string;
+  by: { id: number; email: string };
+}
+
+declare module '../../core/hooks.js' {
+  interface ActionMap {
+    /** An admin replaced the webhook access key; the old one is refused from now on. The key is not passed. */
+    'access_key.rotated': [rotation: AccessKeyRotation];
+  }
+}
+
+/** Rotation is refused when ACCESS_KEY fixes the key: the next start would bring the old one back. */
+export class AccessKeyFixedError extends Error {
+  constructor() {
+    super('the webhook access key is set by ACCESS_KEY in the environment and cannot be rotated here');
+    this.name = 'AccessKeyFixedError';
+  }
+}
+
 /** The current webhook access key, kept in memory for the hot path and replaced at once on rotation. */
 export class AccessKeyring {
   private key: string;
-  readonly source: ResolvedAccessKey['source'];
+  private resolvedFrom: ResolvedAccessKey['source'];
 
   constructor(private readonly settings: SettingsStore, fromEnvironment: string | undefined) {
     const resolved = resolveAccessKey(settings, fromEnvironment);
     this.key = resolved.key;
-    this.source = resolved.source;
+    this.resolvedFrom = resolved.source;
+  }
+
+  /** Where the key came from: `generated` only for the start that made it, `stored` after a rotation. */
+  get source(): ResolvedAccessKey['source'] {
+    return this.resolvedFrom;
+  }
+
+  /** Whether ACCESS_KEY fixes the key (the admin page then offers no rotation). */
+  get fixedByEnvironment(): boolean {
+    return this.resolvedFrom === 'environment';
   }
 
   current(): string {
@@ -42,6 +74,39 @@ export class AccessKeyring {
 
   matches(given: unknown): boolean {
     return accessKeyMatches(this.key, given);
+  }
+
+  /**
+   * A short, non-secret fingerprint of the current key. A rotation form carries it so a resubmitted or stale
+   * form does not rotate a key its sender never saw.
+   */
+  fingerprint(): string {
+    return createHash('sha256').update(`fingerprint:${this.key}`).digest('hex').slice(0, 16);
+  }
+
+  /**
+   * Replaces the key with a new generated one, stored before it takes effect; the old key is refused from the
+   * next request on (the receiver reads `current()` on every post). Returns the new key for showing once.
+   */
+  rotate(by: AccessKeyRotation['by'], at: string): string {
+    if (this.fixedByEnvironment) throw new AccessKeyFixedError();
+    const key = generateAccessKey();
+    this.settings.set(SETTING, key);
+    this.settings.set(ROTATION_SETTING, JSON.stringify({ at, by: { id: by.id, email: by.email } } satisfies AccessKeyRotation));
+    this.key = key;
+    this.resolvedFrom = 'stored';
+    return key;
+  }
+
+  /** The last rotation, if the key was ever rotated. */
+  lastRotation(): AccessKeyRotation | undefined {
+    const raw = this.settings.get(ROTATION_SETTING);
+    if (!raw) return undefined;
+    try {
+      return JSON.parse(raw) as AccessKeyRotation;
+    } catch {
+      return undefined;
+    }
   }
 }
 
