@@ -1,8 +1,428 @@
-import { Router } from 'express';
+import { Router, type Request, type Response } from 'express';
+import { z } from 'zod';
 import type { AppContext } from '../../context.js';
+import { AppError, notFound } from '../../core/errors.js';
+import { formatTime } from '../admin/dashboard.js';
+import { renderAdmin } from '../admin/pages.js';
+import { WELCOME_ACTION } from '../keap/member-sync.js';
+import type { EventRecord } from '../queue/store.js';
+import { generatePassword } from './passwords.js';
+import { requestPasswordReset } from './password-reset.js';
+import { isUniqueViolation, LAST_ADMINISTRATOR_MESSAGE } from './service.js';
+import { MEMBER_SORTS, type Member, type MemberQuery, type MemberSort, type Role } from './store.js';
+
+export const PAGE_SIZE = 50;
+export const PASSWORD_MIN = 10;
+export const PASSWORD_MAX = 200;
+/** Source of the events the admin pages queue (the events table's `source`). */
+export const ADMIN_SOURCE = 'admin';
+export const SELF_DEMOTION_MESSAGE = 'You cannot take away your own admin rights: another administrator has to do that.';
+export const SELF_DELETION_MESSAGE = 'You cannot delete your own account: another administrator has to do that.';
+export const NOT_LINKED_MESSAGE = 'This member is not linked to a Keap contact, so there is nothing to resync.';
+
+const SORT_LABELS: Record<MemberSort, string> = { newest: 'Newest first', oldest: 'Oldest first', email: 'Email', name: 'Name' };
+const ID_PATTERN = /^[1-9]\d{0,14}$/;
+const emailSchema = z.email().max(254);
 
 /** Admin pages (mounted after requireAdmin): the Members pages: list, search, member page and its actions, add by hand. */
-export function memberAdminRoutes(_ctx: AppContext): Router {
+export function memberAdminRoutes(ctx: AppContext): Router {
   const router = Router();
+
+  router.get('/members', (req, res) => {
+    const { form, query, problems } = parseListQuery(ctx, req.query);
+    const { members, total } = ctx.members.list(query);
+    const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+    const href = (page: number) => listHref({ ...form, page });
+    const first = total === 0 ? 0 : (query.page - 1) * PAGE_SIZE + 1;
+    renderAdmin(ctx, res, problems.length ? 400 : 200, 'members/list', {
+      title: 'Members',
+      section: 'members',
+      form,
+      problems,
+      filtered: Boolean(form.q || form.role || form.tag),
+      roles: ctx.members.roles().map((r) => ({ slug: r.slug, name: r.name, selected: r.slug === form.role })),
+      tags: ctx.members.heldTags().map((t) => ({ id: t.id, name: t.name || `Tag ${t.id}`, selected: String(t.id) === form.tag })),
+      sorts: MEMBER_SORTS.map((s) => ({ value: s, label: SORT_LABELS[s], selected: s === form.sort })),
+      members: members.map(listRow),
+      total,
+      totalText: total.toLocaleString('en'),
+      shownFrom: first.toLocaleString('en'),
+      shownTo: (first === 0 ? 0 : first + members.length - 1).toLocaleString('en'),
+      page: query.page,
+      pages,
+      pagesText: pages.toLocaleString('en'),
+      pastEnd: total > 0 && query.page > pages,
+      lastHref: href(pages),
+      prevHref: query.page > 1 ? href(Math.min(query.page - 1, pages)) : undefined,
+      nextHref: query.page < pages ? href(query.page + 1) : undefined,
+      deleted: idFrom(req.query.deleted),
+    });
+  });
+
+  router.get('/members/new', (_req, res) => renderNewForm(ctx, res, 200, { role: ctx.site.defaultRole(), sendWelcome: true }, {}));
+
+  router.post('/members/new', async (req, res) => {
+    const body = req.body as Record<string, unknown>;
+    const form: NewMemberForm = {
+      email: text(body.email).trim(),
+      username: text(body.username).trim(),
+      firstName: text(body.first_name).trim(),
+      lastName: text(body.last_name).trim(),
+      role: text(body.role),
+      sendWelcome: text(body.send_welcome) !== '',
+    };
+    const password = text(body.password);
+    const errors = validateNewMember(ctx, form, password);
+    if (Object.keys(errors).length > 0) return renderNewForm(ctx, res, 400, form, errors);
+
+    const generated = password === '';
+    const chosen = generated ? generatePassword() : password;
+    let welcomeEvent: number | undefined;
+    let member: Member;
+    try {
+      member = await ctx.members.create(
+        {
+          email: form.email,
+          username: form.username || form.email,
+          role: form.role,
+          password: chosen,
+          firstName: form.firstName,
+          lastName: form.lastName,
+          keapContactId: null,
+          fields: {},
+          tags: [],
+        },
+        (created) => {
+          // In the member's own transaction, like member-sync: the email is queued exactly when the member exists,
+          // and a generated password waits for it (and only for it: no Keap contact to write it back to).
+          if (!form.sendWelcome) return;
+          if (generated) ctx.members.store.savePendingPassword(created.id, chosen, { keap: false, email: true });
+          welcomeEvent = enqueueWelcome(ctx, created, res.locals.admin!).id;
+        },
+      );
+    } catch (err) {
+      // Someone took the email or username between the check and the insert.
+      if (isUniqueViolation(err, 'members.email')) return renderNewForm(ctx, res, 400, form, { email: 'A member with this email already exists.' });
+      if (isUniqueViolation(err, 'members.username')) return renderNewForm(ctx, res, 400, form, { username: 'Another member has this username.' });
+      throw err;
+    }
+    if (welcomeEvent !== undefined) ctx.worker.notify();
+    ctx.logger.info({ memberId: member.id, adminId: res.locals.admin!.id }, 'member added by an administrator');
+    res.redirect(303, memberHref(member.id, { done: 'created', ...(welcomeEvent !== undefined ? { event: welcomeEvent } : {}), ...(generated ? { generated: 1 } : {}) }));
+  });
+
+  router.get('/members/:id', (req, res) => {
+    const member = memberFrom(ctx, req);
+    renderMember(ctx, req, res, 200, member, {});
+  });
+
+  router.post('/members/:id/role', async (req, res) => {
+    const member = memberFrom(ctx, req);
+    const admin = res.locals.admin!;
+    const slug = text((req.body as Record<string, unknown>).role);
+    const role = ctx.members.role(slug);
+    if (!role) return renderMember(ctx, req, res, 400, member, { error: slug ? `There is no role "${slug}".` : 'Choose a role.' });
+    if (member.id === admin.id && member.roleIsAdmin && !role.isAdmin) return renderMember(ctx, req, res, 409, member, { error: SELF_DEMOTION_MESSAGE });
+    try {
+      await ctx.members.update(member.id, { profile: {}, role: role.slug }, { keepAnAdministrator: true });
+    } catch (err) {
+      if (err instanceof AppError && err.status === 409) return renderMember(ctx, req, res, 409, member, { error: err.publicMessage });
+      throw err;
+    }
+    ctx.logger.info({ memberId: member.id, adminId: admin.id, from: member.role, to: role.slug }, 'member role changed by an administrator');
+    res.redirect(303, memberHref(member.id, { done: 'role' }));
+  });
+
+  router.post('/members/:id/reset-password', async (req, res) => {
+    const member = memberFrom(ctx, req);
+    await requestPasswordReset(ctx, member);
+    res.redirect(303, memberHref(member.id, { done: 'reset' }));
+  });
+
+  router.post('/members/:id/welcome', (req, res) => {
+    const member = memberFrom(ctx, req);
+    const { id } = enqueueWelcome(ctx, member, res.locals.admin!);
+    ctx.worker.notify();
+    res.redirect(303, memberHref(member.id, { done: 'welcome', event: id }));
+  });
+
+  router.post('/members/:id/resync', (req, res) => {
+    const member = memberFrom(ctx, req);
+    if (member.keapContactId === null) return renderMember(ctx, req, res, 400, member, { error: NOT_LINKED_MESSAGE });
+    const contactId = member.keapContactId;
+    // The row a Keap HTTP Post `wpf_action=update` makes (webhooks/service.ts), with its dedupe key: a resync asked
+    // for while an identical update is still queued is folded into it instead of fetching the contact twice.
+    const { id } = ctx.events.enqueue({
+      source: ADMIN_SOURCE,
+      action: 'update',
+      contactId,
+      params: { contact_id: contactId },
+      eventType: 'contact.update',
+      dedupeKey: ['update', contactId, '', ''].join('|'),
+    });
+    ctx.worker.notify();
+    ctx.logger.info({ memberId: member.id, adminId: res.locals.admin!.id, eventId: id }, 'member resync queued by an administrator');
+    res.redirect(303, memberHref(member.id, { done: 'resync', event: id }));
+  });
+
+  router.get('/members/:id/delete', (req, res) => {
+    const member = memberFrom(ctx, req);
+    renderDelete(ctx, res, 200, member);
+  });
+
+  router.post('/members/:id/delete', async (req, res) => {
+    const member = memberFrom(ctx, req);
+    const admin = res.locals.admin!;
+    if (member.id === admin.id) return renderDelete(ctx, res, 409, member, SELF_DELETION_MESSAGE);
+    try {
+      await ctx.members.delete(member.id, { keepAnAdministrator: true });
+    } catch (err) {
+      if (err instanceof AppError && err.status === 409) return renderDelete(ctx, res, 409, member, err.publicMessage);
+      throw err;
+    }
+    ctx.logger.info({ memberId: member.id, adminId: admin.id }, 'member deleted by an administrator');
+    res.redirect(303, `/admin/members?deleted=${member.id}`);
+  });
+
   return router;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The list
+
+interface ListForm {
+  q: string;
+  role: string;
+  tag: string;
+  sort: MemberSort;
+  page: number;
+}
+
+/**
+ * The list's query string as the form shows it and as the store takes it. A value that makes no sense (page=-1,
+ * sort=evil, a role that does not exist) is dropped and named in `problems`; the page then answers 400.
+ */
+function parseListQuery(ctx: AppContext, raw: Request['query']): { form: ListForm; query: MemberQuery; problems: string[] } {
+  const problems: string[] = [];
+  const value = (name: string): string => {
+    const v = raw[name];
+    if (v === undefined) return '';
+    if (typeof v === 'string') return v.trim();
+    problems.push(`${name}: give it once.`);
+    return '';
+  };
+  const form: ListForm = { q: value('q'), role: value('role'), tag: value('tag'), sort: 'newest', page: 1 };
+  if (form.q.length > 100) {
+    problems.push('Search: use at most 100 characters.');
+    form.q = '';
+  }
+  if (form.role && !ctx.members.role(form.role)) {
+    problems.push(`Role: there is no role "${form.role}".`);
+    form.role = '';
+  }
+  if (form.tag && !ID_PATTERN.test(form.tag)) {
+    problems.push('Tag: expected a tag id (a whole number).');
+    form.tag = '';
+  }
+  const sort = value('sort');
+  if ((MEMBER_SORTS as readonly string[]).includes(sort)) form.sort = sort as MemberSort;
+  else if (sort) problems.push(`Sort: expected one of ${MEMBER_SORTS.join(', ')}.`);
+  const page = value('page');
+  if (/^\d{1,7}$/.test(page) && Number(page) >= 1) form.page = Number(page);
+  else if (page) problems.push('Page: expected a whole number from 1.');
+  const query: MemberQuery = { page: form.page, pageSize: PAGE_SIZE, sort: form.sort };
+  if (form.q) query.q = form.q;
+  if (form.role) query.role = form.role;
+  if (form.tag) query.tag = Number(form.tag);
+  return { form, query, problems };
+}
+
+/** `/admin/members?...` with only the values that differ from the defaults. */
+function listHref(form: ListForm): string {
+  const params = new URLSearchParams();
+  if (form.q) params.set('q', form.q);
+  if (form.role) params.set('role', form.role);
+  if (form.tag) params.set('tag', form.tag);
+  if (form.sort !== 'newest') params.set('sort', form.sort);
+  if (form.page > 1) params.set('page', String(form.page));
+  const qs = params.toString();
+  return qs ? `/admin/members?${qs}` : '/admin/members';
+}
+
+const TAGS_IN_LIST = 3;
+
+function listRow(m: Member) {
+  return {
+    id: m.id,
+    email: m.email,
+    username: m.username === m.email ? undefined : m.username,
+    name: fullName(m),
+    role: m.role,
+    roleIsAdmin: m.roleIsAdmin,
+    tags: m.tags.slice(0, TAGS_IN_LIST).map((t) => t.name || `Tag ${t.id}`),
+    moreTags: m.tags.length > TAGS_IN_LIST ? m.tags.length - TAGS_IN_LIST : 0,
+    created: formatTime(m.createdAt),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The member page
+
+function memberFrom(ctx: AppContext, req: Request): Member {
+  const raw = String(req.params.id);
+  const member = ID_PATTERN.test(raw) ? ctx.members.findById(Number(raw)) : undefined;
+  if (!member) throw notFound(`There is no member #${raw}.`);
+  return member;
+}
+
+function memberHref(id: number, params: Record<string, string | number> = {}): string {
+  const qs = new URLSearchParams(Object.entries(params).map(([k, v]): [string, string] => [k, String(v)])).toString();
+  return `/admin/members/${id}${qs ? `?${qs}` : ''}`;
+}
+
+/**
+ * The contact in Keap's web app. Neither KEAP.md nor the REST specs document a link to the app (only API URLs), so
+ * this is the address Keap's own web app uses for a contact's record, as of 2026.
+ */
+export function keapContactUrl(contactId: number): string {
+  return `https://keap.app/contacts/details/${contactId}`;
+}
+
+const EVENTS_ON_MEMBER_PAGE = 20;
+
+function renderMember(ctx: AppContext, req: Request, res: Response, status: number, member: Member, extra: { error?: string }): void {
+  const admin = res.locals.admin!;
+  const events = member.keapContactId === null ? { events: [], total: 0 } : ctx.events.list({ contactId: member.keapContactId, page: 1, pageSize: EVENTS_ON_MEMBER_PAGE });
+  renderAdmin(ctx, res, status, 'members/show', {
+    title: member.email,
+    section: 'members',
+    member: {
+      ...member,
+      name: fullName(member),
+      created: formatTime(member.createdAt),
+      updated: formatTime(member.updatedAt),
+    },
+    fields: Object.entries(member.fields).map(([name, value]) => ({ name, value: typeof value === 'string' ? value : JSON.stringify(value) })),
+    roles: ctx.members.roles().map((r) => ({ slug: r.slug, name: r.name, isAdmin: r.isAdmin, selected: r.slug === member.role })),
+    isSelf: member.id === admin.id,
+    keapUrl: member.keapContactId === null ? undefined : keapContactUrl(member.keapContactId),
+    events: events.events.map(eventRow),
+    moreEvents: events.total > events.events.length,
+    eventsHref: member.keapContactId === null ? undefined : `/admin/events?contact_id=${member.keapContactId}`,
+    notice: status === 200 ? noticeFor(req, member) : undefined,
+    error: extra.error,
+  });
+}
+
+function eventRow(e: EventRecord) {
+  const bad = e.status === 'failed' || e.status === 'dead' || e.status === 'rejected';
+  return { id: e.id, action: e.action, source: e.source, status: e.status, bad, ok: e.status === 'done', detail: e.error ?? e.result, at: formatTime(e.createdAt) };
+}
+
+/** What the action that redirected here did, from a fixed list (the query string never supplies the words). */
+function noticeFor(req: Request, member: Member): { text: string; eventId?: number } | undefined {
+  const eventId = idFrom(req.query.event);
+  const withEvent = (text: string) => (eventId === undefined ? { text } : { text, eventId });
+  switch (req.query.done) {
+    case 'role':
+      return { text: `Role is now ${member.role}.` };
+    case 'reset':
+      return { text: `A password reset email with a single-use link is queued for ${member.email}.` };
+    case 'welcome':
+      return withEvent('Welcome email queued');
+    case 'resync':
+      return withEvent(`Resync from Keap contact ${member.keapContactId ?? ''} queued`);
+    case 'created': {
+      const generated = req.query.generated === '1';
+      if (eventId !== undefined) return withEvent(`Member added${generated ? ' with a generated password' : ''}; welcome email queued`);
+      return { text: `Member added.${generated ? ' Its password was generated and not shown: send a welcome email or a password reset so the member can log in.' : ''}` };
+    }
+    default:
+      return undefined;
+  }
+}
+
+function renderDelete(ctx: AppContext, res: Response, status: number, member: Member, error?: string): void {
+  const admin = res.locals.admin!;
+  const isSelf = member.id === admin.id;
+  const lastAdmin = member.roleIsAdmin && ctx.members.countAdministrators() <= 1;
+  renderAdmin(ctx, res, status, 'members/delete', {
+    title: `Delete ${member.email}`,
+    section: 'members',
+    member: { ...member, name: fullName(member) },
+    refusal: error ?? (isSelf ? SELF_DELETION_MESSAGE : lastAdmin ? LAST_ADMINISTRATOR_MESSAGE : undefined),
+    error,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Add by hand
+
+interface NewMemberForm {
+  email: string;
+  username: string;
+  firstName: string;
+  lastName: string;
+  role: string;
+  sendWelcome: boolean;
+}
+
+type NewMemberErrors = Partial<Record<'email' | 'username' | 'first_name' | 'last_name' | 'role' | 'password', string>>;
+
+function validateNewMember(ctx: AppContext, form: NewMemberForm, password: string): NewMemberErrors {
+  const errors: NewMemberErrors = {};
+  if (!form.email) errors.email = 'Enter an email address.';
+  else if (!emailSchema.safeParse(form.email).success) errors.email = 'Enter a valid email address, like someone@example.com.';
+  else if (ctx.members.findByEmail(form.email)) errors.email = 'A member with this email already exists.';
+  const username = form.username || form.email;
+  if (form.username.length > 254) errors.username = 'Use at most 254 characters.';
+  else if (username && !errors.email && ctx.members.usernameTaken(username)) {
+    if (form.username) errors.username = 'Another member has this username.';
+    else errors.username = 'Another member has this email as username: choose a username.';
+  }
+  if (form.firstName.length > 200) errors.first_name = 'Use at most 200 characters.';
+  if (form.lastName.length > 200) errors.last_name = 'Use at most 200 characters.';
+  if (!ctx.members.role(form.role)) errors.role = 'Choose a role.';
+  if (password && password.length < PASSWORD_MIN) errors.password = `Use at least ${PASSWORD_MIN} characters, or leave it empty to generate one.`;
+  else if (password.length > PASSWORD_MAX) errors.password = `Use at most ${PASSWORD_MAX} characters.`;
+  return errors;
+}
+
+function renderNewForm(ctx: AppContext, res: Response, status: number, form: Partial<NewMemberForm>, errors: NewMemberErrors): void {
+  renderAdmin(ctx, res, status, 'members/new', {
+    title: 'Add a member',
+    section: 'members',
+    form,
+    errors,
+    invalid: Object.keys(errors).length > 0,
+    passwordMin: PASSWORD_MIN,
+    roles: ctx.members.roles().map((r: Role) => ({ slug: r.slug, name: r.name, isAdmin: r.isAdmin, selected: r.slug === form.role })),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+/** A `welcome_email` job for the member, as member-sync queues one after a creation (welcome-sender.ts runs it). */
+function enqueueWelcome(ctx: AppContext, member: Member, admin: Member): { id: number } {
+  return ctx.events.enqueue({
+    source: ADMIN_SOURCE,
+    action: WELCOME_ACTION,
+    contactId: member.keapContactId,
+    params: { member_id: member.id, requested_by: admin.id },
+    eventType: `member.${WELCOME_ACTION}`,
+    // Two clicks before the worker gets to it send one email.
+    dedupeKey: `${WELCOME_ACTION}|${member.id}`,
+  });
+}
+
+function fullName(m: Pick<Member, 'firstName' | 'lastName'>): string {
+  return [m.firstName, m.lastName].filter(Boolean).join(' ');
+}
+
+function idFrom(value: unknown): number | undefined {
+  return typeof value === 'string' && ID_PATTERN.test(value) ? Number(value) : undefined;
+}
+
+function text(value: unknown): string {
+  return typeof value === 'string' ? value : '';
 }

@@ -1,7 +1,7 @@
 import type { Db } from '../../core/db.js';
-import { badRequest, notFound } from '../../core/errors.js';
+import { badRequest, conflict, notFound } from '../../core/errors.js';
 import type { HookRegistry } from '../../core/hooks.js';
-import { isUniqueViolation, MemberStore, type Member, type MemberChanges, type MemberQuery, type MemberTag, type Role } from './store.js';
+import { isUniqueViolation, MemberStore, type HeldTag, type Member, type MemberChanges, type MemberQuery, type MemberTag, type Role } from './store.js';
 import { hashPassword } from './passwords.js';
 
 declare module '../../core/hooks.js' {
@@ -36,6 +36,16 @@ export interface ProfileUpdate {
   username?: string;
   role?: string;
   keapContactId?: number;
+}
+
+export const LAST_ADMINISTRATOR_MESSAGE = 'This is the last administrator: make another member an administrator first.';
+
+export interface KeepAnAdministrator {
+  /**
+   * Refuse (409) to take admin rights from the last member holding them. Checked in the write's own transaction.
+   * The admin pages ask for it; scripts and the CLI may leave a site without administrators on purpose.
+   */
+  keepAnAdministrator?: boolean;
 }
 
 /** The member rules every other feature goes through: SQL stays in the store, hooks fire after commit. */
@@ -84,6 +94,15 @@ export class MemberService {
     return this.store.list(query);
   }
 
+  /** Every tag some member holds (for the admin's tag filter). */
+  heldTags(): HeldTag[] {
+    return this.store.heldTags();
+  }
+
+  countAdministrators(): number {
+    return this.store.countAdministrators();
+  }
+
   role(slug: string): Role | undefined {
     return this.store.roleBySlugOrUndefined(slug);
   }
@@ -125,7 +144,7 @@ export class MemberService {
    * Applies the parts of `update.profile` that are given. Returns the member as it is afterwards and the names
    * of what changed; fires member.updated / tags_changed / role_changed after commit when something did.
    */
-  async update(memberId: number, update: ProfileUpdate): Promise<{ member: Member; changed: string[] }> {
+  async update(memberId: number, update: ProfileUpdate, options: KeepAnAdministrator = {}): Promise<{ member: Member; changed: string[] }> {
     const before = this.get(memberId);
     const { profile } = update;
     const changes: MemberChanges = {};
@@ -142,8 +161,11 @@ export class MemberService {
     set('fields', 'fields', profile.fields, before.fields);
     set('keapContactId', 'keap_contact_id', update.keapContactId, before.keapContactId);
     let roleChange: { from: string; to: string } | undefined;
+    let losesAdminRights = false;
     if (update.role !== undefined && update.role !== before.role) {
-      changes.roleId = this.requireRole(update.role).id;
+      const role = this.requireRole(update.role);
+      changes.roleId = role.id;
+      losesAdminRights = before.roleIsAdmin && !role.isAdmin;
       changed.push('role');
       roleChange = { from: before.role, to: update.role };
     }
@@ -152,6 +174,7 @@ export class MemberService {
 
     if (changed.length === 0) return { member: before, changed };
     const member = this.db.transaction(() => {
+      if (losesAdminRights && options.keepAnAdministrator) this.refuseLastAdministrator(before);
       this.store.update(memberId, changes);
       if (changed.includes('tags')) this.store.replaceTags(memberId, profile.tags!);
       return this.store.findById(memberId)!;
@@ -178,10 +201,19 @@ export class MemberService {
     this.store.update(memberId, { passwordHash: hash });
   }
 
-  async delete(memberId: number): Promise<void> {
+  async delete(memberId: number, options: KeepAnAdministrator = {}): Promise<void> {
     const member = this.get(memberId);
-    this.store.delete(memberId);
+    this.db.transaction(() => {
+      if (options.keepAnAdministrator) this.refuseLastAdministrator(member);
+      this.store.delete(memberId);
+    }).immediate();
     await this.hooks.doAction('member.deleted', member);
+  }
+
+  /** Throws when `member` (as it is now in the database) is the only member with admin rights. */
+  private refuseLastAdministrator(member: Member): void {
+    const current = this.store.findById(member.id);
+    if (current?.roleIsAdmin && this.store.countAdministrators() <= 1) throw conflict(LAST_ADMINISTRATOR_MESSAGE);
   }
 
   private requireRole(slug: string): Role {
