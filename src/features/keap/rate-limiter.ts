@@ -17,7 +17,7 @@ import type { KeapLimitFigures, KeapRateReport } from './types.js';
  * Waiters are served strictly in arrival order (FIFO), one pump handing out slots, so a call never starves behind
  * later ones. Keap's own figures steer it too: every response is fed to `observe`, which pauses the whole limiter
  * when Keap says a window or the daily quota is used up (and our own log does not already explain it), and for the
- * hinted window after a 429. Time comes from the Clock, so tests can drive it by hand.
+ * hinted window after a 429 (or for a Retry-After, should a proxy send one). Time comes from the Clock, so tests can drive it by hand.
  */
 
 const SECOND = 1_000;
@@ -27,12 +27,22 @@ const DAY = 86_400_000;
 const DEFAULT_THROTTLE_PAUSE_MS = SECOND;
 /** An expiry-time further away than this is not believed (a clock or unit mix-up); a day plus slack is the most. */
 const MAX_QUOTA_PAUSE_MS = DAY + 3_600_000;
+/** See `safetyMarginMs`. */
+const DEFAULT_SAFETY_MARGIN_MS = 250;
+/** A Retry-After longer than this is not believed either (a proxy's mistake); the per-minute window is the cap. */
+const MAX_RETRY_AFTER_MS = MINUTE;
 
 export interface KeapRateLimiterOptions {
   perSecond: number;
   perMinute: number;
   clock?: Clock;
-  /** Added to each window's length; default 50 ms. */
+  /**
+   * Added to each window's length; default 250 ms. The limiter counts a call when it starts, Keap when it arrives,
+   * and two calls do not travel equally fast: one that has to open a new (TLS) connection, or waits for a busy event
+   * loop, arrives a hundred milliseconds or more after one on a warm connection. The margin must cover that spread,
+   * or Keap sees N+1 calls in a window the limiter counted N in (the trouble tests measured 200 ms on a busy machine).
+   * It costs a burst little: the per-minute window, not the per-second one, bounds any run of more than a few seconds.
+   */
   safetyMarginMs?: number;
   logger?: Logger;
 }
@@ -68,7 +78,7 @@ export class KeapRateLimiter {
     this.perSecond = options.perSecond;
     this.perMinute = options.perMinute;
     this.clock = options.clock ?? systemClock;
-    this.marginMs = Math.max(0, options.safetyMarginMs ?? 50);
+    this.marginMs = Math.max(0, options.safetyMarginMs ?? DEFAULT_SAFETY_MARGIN_MS);
     this.logger = options.logger;
   }
 
@@ -156,6 +166,10 @@ export class KeapRateLimiter {
       const expiry = quota.expiryTime !== null && quota.expiryTime > now ? Math.min(quota.expiryTime, now + MAX_QUOTA_PAUSE_MS) : now + (windowLength(quota) ?? DAY);
       this.pauseUntil(expiry, `Keap quota used up (${quota.limit ?? '?'} per ${describeWindow(windowLength(quota) ?? DAY)})`);
     }
+    // Keap documents no Retry-After, but a gateway or proxy in front of it may send one with a 429 or 503: it is the
+    // one hint that names the wait outright, so it is honoured (on top of, never instead of, what the windows say).
+    const retryAfter = throttled || status === 503 ? retryAfterMs(header(headers, 'retry-after'), now) : null;
+    if (retryAfter !== null && retryAfter > 0) this.pauseUntil(now + retryAfter, `Keap answered ${status} with Retry-After`);
     if (throttled && !exhausted) this.pauseUntil(now + DEFAULT_THROTTLE_PAUSE_MS, 'Keap answered 429');
     return Math.max(0, this.pausedUntilMs - now);
   }
@@ -235,6 +249,15 @@ function readFigures(headers: HeaderSource, prefix: string): KeapLimitFigures | 
     expiryTime: numberOrNull(header(headers, `${prefix}-expiry-time`)),
   };
   return Object.values(figures).some((v) => v !== null) ? figures : null;
+}
+
+/** Retry-After as seconds or an HTTP date, in ms from `now`, capped; null when absent or unreadable. */
+function retryAfterMs(value: string | null, now: number): number | null {
+  if (value === null || value.trim() === '') return null;
+  const text = value.trim();
+  const ms = /^\d+(\.\d+)?$/.test(text) ? Number(text) * SECOND : Date.parse(text) - now;
+  if (!Number.isFinite(ms)) return null;
+  return Math.min(Math.max(0, Math.round(ms)), MAX_RETRY_AFTER_MS);
 }
 
 const UNIT_MS: Record<string, number> = { millisecond: 1, second: SECOND, minute: MINUTE, hour: 3_600_000, day: DAY };

@@ -4,7 +4,8 @@ import type { Clock } from '../../../core/clock.js';
 import { systemClock } from '../../../core/clock.js';
 import { sendKeapError, SandboxHttpError } from './error-bodies.js';
 import { KEAP_KEY_LIMITS, SandboxRateLimiter, type RateLimits } from './limits.js';
-import { authenticate, delayAnswers, enforceRateLimits, FaultQueue, injectFaults, recordRequests } from './middleware.js';
+import { FaultQueue, type ChaosOptions } from './faults.js';
+import { authenticate, delayAnswers, enforceRateLimits, expireTokensByChance, injectFaults, recordRequests } from './middleware.js';
 import { SandboxOAuthServer, type SandboxOAuthClient } from './oauth-server.js';
 import { v1Routes } from './routes-v1.js';
 import { v2Routes } from './routes-v2.js';
@@ -27,6 +28,8 @@ export interface KeapSandboxOptions {
   limits?: { perSecond?: number; perMinute?: number; perDay?: number };
   /** Artificial delay before each API answer; default 0. */
   latencyMs?: number;
+  /** Seeded random misbehaviour from the start (429s, 5xx, slow answers, dropped connections, token expiry); see faults.ts. */
+  chaos?: ChaosOptions;
   logger?: Logger;
   /** Time for windows, timestamps and token expiry; tests pass a manual clock to cross windows on purpose. */
   clock?: Clock;
@@ -57,6 +60,7 @@ export function createKeapSandboxApp(options: KeapSandboxOptions = {}): KeapSand
   const limits: RateLimits = { ...KEAP_KEY_LIMITS, ...definedOnly(options.limits ?? {}) };
   const limiter = new SandboxRateLimiter(limits, now);
   const faults = new FaultQueue();
+  if (options.chaos) faults.chaos(options.chaos);
   const apiKeys = options.apiKeys ?? [SANDBOX_DEFAULTS.apiKey];
 
   const app = express();
@@ -65,10 +69,11 @@ export function createKeapSandboxApp(options: KeapSandboxOptions = {}): KeapSand
   app.use(recordRequests(state, now, options.logger));
   app.use(tokenRoutes(oauth));
 
-  // Order matters and mirrors Keap's gateway: delay, authenticate, count against quota, then the service
-  // (which may fail on purpose), and only then parse the body.
+  // Order matters and mirrors Keap's gateway: delay, authenticate (after chaos may have expired the tokens), count
+  // against quota, then the service (which may fail or misbehave on purpose), and only then parse the body.
   const api = express.Router();
   api.use(delayAnswers(options.latencyMs ?? 0));
+  api.use(expireTokensByChance(faults, oauth));
   api.use(authenticate(apiKeys, oauth));
   api.use(enforceRateLimits(limiter));
   api.use(injectFaults(faults));

@@ -8,18 +8,20 @@
  * - PATCH custom_fields merges: only the listed field ids change. The v2 spec's generated text says listed arrays
  *   replace existing items; for custom fields that would wipe every other field on a write-back, which is not how
  *   Keap behaves in practice. email_addresses do replace (v2) or replace per slot (v1).
- * - Throttle headers and what a 429 counts: see limits.ts. Injected failures: see FaultQueue in middleware.ts.
+ * - Throttle headers and what a 429 counts: see limits.ts. Injected failures and seeded chaos: see faults.ts.
  * - v1 `since` is inclusive; v1 lists always carry `next` (stop on an empty page); v2 omits `next_page_token` on
  *   the last page.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createKeapSandboxApp, SANDBOX_DEFAULTS, type KeapSandboxOptions } from './app.js';
+import type { ChaosOptions, SandboxFault } from './faults.js';
 import type { SandboxState } from './state.js';
 
 export { createKeapSandboxApp, SANDBOX_DEFAULTS, type KeapSandboxApp, type KeapSandboxOptions } from './app.js';
 export { SEED } from './seed.js';
 export { THROTTLED_BODY } from './error-bodies.js';
+export { seededRandom, type ChaosKind, type ChaosOptions, type SandboxFault } from './faults.js';
 export { KEAP_KEY_LIMITS, type RateLimits } from './limits.js';
 export {
   SandboxState,
@@ -48,8 +50,18 @@ export interface KeapSandbox {
   state: SandboxState;
   /** Make an OAuth2 authorization code, as Keap's authorize page would after a user approves. */
   issueAuthorizationCode(redirectUri?: string): string;
-  /** The next `count` authenticated API requests (not /token) answer `status` with a Keap-shaped error body. */
-  failNext(count: number, status: number): void;
+  /**
+   * The next `count` authenticated API requests (not /token) answer `status` with a Keap-shaped error body (a 429
+   * also says the per-second window is used up; `retryAfterSeconds` adds a Retry-After header).
+   */
+  failNext(count: number, status: number, options?: { retryAfterSeconds?: number }): void;
+  /**
+   * The next `count` authenticated API requests (those matching `method` and `path` when given, e.g. PATCH
+   * `/crm/rest/v2/contacts/105`) get `fault`: an error status, a slow answer or a dropped connection.
+   */
+  troubleNext(count: number, fault: SandboxFault, options?: { path?: string | RegExp; method?: string }): void;
+  /** Seeded random misbehaviour for every following API request (null stops it); queued faults come first. */
+  chaos(options: ChaosOptions | null): void;
   /** Every access token issued so far stops working (401), as at expiry. */
   expireAccessTokens(): void;
   close(): Promise<void>;
@@ -68,7 +80,9 @@ export async function startKeapSandbox(options: KeapSandboxOptions = {}): Promis
     authorizeUrl: `${origin}/app/oauth/authorize`,
     state,
     issueAuthorizationCode: (redirectUri) => oauth.issueAuthorizationCode(redirectUri),
-    failNext: (count, status) => faults.failNext(count, status),
+    failNext: (count, status, failOptions) => faults.failNext(count, status, failOptions),
+    troubleNext: (count, fault, troubleOptions) => faults.troubleNext(count, fault, troubleOptions),
+    chaos: (chaosOptions) => faults.chaos(chaosOptions),
     expireAccessTokens: () => oauth.expireAccessTokens(),
     close: () => closeServer(server),
   };

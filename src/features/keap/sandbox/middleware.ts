@@ -3,7 +3,10 @@ import type { Logger } from 'pino';
 import { sendKeapError, THROTTLED_BODY } from './error-bodies.js';
 import type { SandboxRateLimiter } from './limits.js';
 import { sameSecret, type SandboxOAuthServer } from './oauth-server.js';
+import { describeFault, type FaultQueue, type SandboxFault } from './faults.js';
 import type { CredentialKind, RecordedRequest, SandboxState } from './state.js';
+
+export { FaultQueue } from './faults.js';
 
 /** What authentication found, kept on res.locals for the limiter and the request record. */
 interface ResolvedCredential {
@@ -32,6 +35,7 @@ export function recordRequests(state: SandboxState, now: () => number, logger: L
       credential: 'none',
     };
     state.requests.push(entry);
+    res.locals.sandboxRecord = entry;
     const writeHead = res.writeHead;
     const complete = () => {
       if (entry.status !== 0) return;
@@ -97,36 +101,110 @@ export function enforceRateLimits(limiter: SandboxRateLimiter): RequestHandler {
   };
 }
 
-/** Statuses queued by `failNext`, answered to the next authenticated API requests in order. */
-export class FaultQueue {
-  private readonly pending: number[] = [];
-
-  failNext(count: number, status: number): void {
-    if (!Number.isInteger(count) || count < 0) throw new RangeError('count must be a whole number');
-    if (!Number.isInteger(status) || status < 400 || status > 599) throw new RangeError('status must be an HTTP error status (400-599)');
-    for (let i = 0; i < count; i += 1) this.pending.push(status);
-  }
-
-  take(): number | undefined {
-    return this.pending.shift();
-  }
-
-  get size(): number {
-    return this.pending.length;
-  }
+/**
+ * Chaos may expire every access token just before a request is authenticated (see faults.ts). Runs before
+ * `authenticate`, so that very request meets the expiry.
+ */
+export function expireTokensByChance(faults: FaultQueue, oauth: SandboxOAuthServer): RequestHandler {
+  return (_req, _res, next) => {
+    if (faults.drawTokenExpiry()) {
+      oauth.expireAccessTokens();
+      const entry = recordOf(_res);
+      if (entry) entry.fault = 'tokens expired';
+    }
+    next();
+  };
 }
 
 /**
- * Answers a queued failure instead of the real one. It runs after authentication and the rate limiter: the
- * injected fault stands for Keap's service failing behind its gateway, so the request has used quota and the
- * answer carries the throttle headers, and a request with bad credentials still gets its 401.
+ * Answers a queued or chaos fault instead of the real answer (see faults.ts). It runs after authentication and the
+ * rate limiter: the injected fault stands for Keap's service (or the network) failing behind its gateway, so the
+ * request has used quota and an error answer carries the throttle headers, and a request with bad credentials still
+ * gets its 401.
  */
 export function injectFaults(faults: FaultQueue): RequestHandler {
   return (req, res, next) => {
-    const status = faults.take();
-    if (status === undefined) return next();
-    sendKeapError(req, res, status, status === 401 ? 'Invalid access token' : `Injected failure (sandbox failNext ${status})`);
+    const fault = faults.take({ method: req.method, path: req.originalUrl.split('?')[0]! });
+    if (fault === undefined) return next();
+    const entry = recordOf(res);
+    if (entry) entry.fault = entry.fault ? `${entry.fault}, ${describeFault(fault)}` : describeFault(fault);
+    // Writing to a connection the client already gave up on must not take the sandbox down.
+    res.on('error', () => {});
+    switch (fault.kind) {
+      case 'status':
+        return answerStatus(req, res, fault);
+      case 'slow':
+        if (fault.phase === 'mid-body') {
+          interceptBody(res, (body, end) => {
+            const half = Math.max(1, Math.floor(body.length / 2));
+            res.write(body.subarray(0, half));
+            setTimeout(() => {
+              if (!res.destroyed && !req.socket.destroyed) res.write(body.subarray(half));
+              end();
+            }, fault.delayMs);
+          });
+          return next();
+        }
+        setTimeout(next, fault.delayMs);
+        return;
+      case 'drop':
+        if (fault.phase === 'before-processing') {
+          req.socket.destroy();
+          return;
+        }
+        if (fault.phase === 'after-processing') {
+          interceptBody(res, () => req.socket.destroy());
+          return next();
+        }
+        interceptBody(res, (body) => {
+          const half = Math.max(1, Math.floor(body.length / 2));
+          res.write(body.subarray(0, half), () => req.socket.destroy());
+        });
+        return next();
+    }
   };
+}
+
+function answerStatus(req: Request, res: Response, fault: Extract<SandboxFault, { kind: 'status' }>): void {
+  const { status } = fault;
+  if (fault.retryAfterSeconds !== undefined) res.set('Retry-After', String(fault.retryAfterSeconds));
+  if (status === 429) {
+    // What Keap's gateway reports when the key's per-second window is used up (by another program on the key).
+    const limit = res.getHeader('x-keap-tenant-throttle-limit');
+    if (limit !== undefined) res.set({ 'x-keap-tenant-throttle-available': '0', 'x-keap-tenant-throttle-used': String(limit) });
+  }
+  let message = fault.message ?? (status === 401 ? 'Invalid access token' : `Injected failure (sandbox failNext ${status})`);
+  if (fault.echoCredential) {
+    const credential = req.get('x-keap-api-key') ?? /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];
+    message += ` (credential presented: ${credential ?? 'none'})`;
+  }
+  sendKeapError(req, res, status, message);
+}
+
+/**
+ * Takes over the end of the answer: `onBody` gets the whole body the route produced (headers already set, nothing
+ * sent yet) and `end` to finish the answer normally.
+ */
+function interceptBody(res: Response, onBody: (body: Buffer, end: () => void) => void): void {
+  const originalEnd = res.end.bind(res) as (...args: unknown[]) => Response;
+  res.end = function (this: Response, chunk?: unknown, encoding?: unknown, callback?: unknown) {
+    const body =
+      chunk === undefined || typeof chunk === 'function'
+        ? Buffer.alloc(0)
+        : Buffer.isBuffer(chunk)
+          ? chunk
+          : Buffer.from(String(chunk), typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+    res.end = originalEnd as typeof res.end;
+    onBody(body, () => {
+      if (res.destroyed) return;
+      originalEnd(...(typeof callback === 'function' ? [callback] : []));
+    });
+    return this;
+  } as typeof res.end;
+}
+
+function recordOf(res: Response): RecordedRequest | undefined {
+  return res.locals.sandboxRecord as RecordedRequest | undefined;
 }
 
 function plainQuery(query: Request['query']): Record<string, string | string[]> {

@@ -66,6 +66,11 @@ export interface RecordedRequest {
   /** How long the answer took, in milliseconds. */
   durationMs: number;
   credential: CredentialKind;
+  /**
+   * The misbehaviour the sandbox injected, when it did (see faults.ts), e.g. `status 503`, `drop after-processing`,
+   * `tokens expired`. A dropped request keeps status 0 unless its status line went out (`drop mid-body`).
+   */
+  fault?: string;
 }
 
 /** A contact to add. Custom field keys may be a field id or its label (`{ Password: 'x' }`). */
