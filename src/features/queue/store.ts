@@ -89,6 +89,9 @@ export class EventStore {
   private readonly abandonStmt;
   private readonly abandonAttemptsStmt;
   private readonly replayStmt;
+  private readonly replayFailedStmt;
+  private readonly queueStateStmt;
+  private readonly countFailedStmt;
   private readonly attemptsStmt;
   private readonly nextRunStmt;
   private batch: Array<{ event: NewEvent; resolve: (r: { id: number; coalesced: boolean }) => void; reject: (err: unknown) => void }> = [];
@@ -145,6 +148,15 @@ export class EventStore {
     this.replayStmt = db.prepare(
       `UPDATE events SET status = 'queued', attempts = 0, throttled = 0, run_after = 0, last_error = NULL, result = NULL, updated_at = ?
        WHERE id = ? AND status IN ('failed', 'dead', 'done', 'skipped')`,
+    );
+    // The same reset as replayStmt, for every failed and dead job at once (the admin's "replay all failed").
+    this.replayFailedStmt = db.prepare(
+      `UPDATE events SET status = 'queued', attempts = 0, throttled = 0, run_after = 0, last_error = NULL, result = NULL, updated_at = ?
+       WHERE status IN ('failed', 'dead')`,
+    );
+    this.countFailedStmt = db.prepare<[], { n: number }>("SELECT count(*) AS n FROM events WHERE status IN ('failed', 'dead')");
+    this.queueStateStmt = db.prepare<[number], { locked_by: string | null; locked_until: number | null; dedupe_key: string | null }>(
+      'SELECT locked_by, locked_until, dedupe_key FROM events WHERE id = ?',
     );
     this.attemptsStmt = db.prepare<[number], { attempt: number; started_at: string; finished_at: string | null; outcome: string | null; error: string | null }>(
       'SELECT attempt, started_at, finished_at, outcome, error FROM event_attempts WHERE event_id = ? ORDER BY attempt',
@@ -263,6 +275,22 @@ export class EventStore {
   /** Runs a finished job again from scratch. Returns false when the job is not in a finished state. */
   replay(id: number): boolean {
     return this.replayStmt.run(isoNow(), id).changes === 1;
+  }
+
+  /** Every failed and dead job queued again from scratch, in one transaction. Returns how many. */
+  replayAllFailed(): number {
+    return this.db.transaction(() => this.replayFailedStmt.run(isoNow()).changes).immediate();
+  }
+
+  /** How many jobs `replayAllFailed` would queue again. */
+  countReplayableFailures(): number {
+    return this.countFailedStmt.get()!.n;
+  }
+
+  /** The queue bookkeeping columns `get` leaves out: which worker holds the job until when, and its dedupe key. */
+  queueState(id: number): { lockedBy: string | null; lockedUntil: number | null; dedupeKey: string | null } | undefined {
+    const row = this.queueStateStmt.get(id);
+    return row && { lockedBy: row.locked_by, lockedUntil: row.locked_until, dedupeKey: row.dedupe_key };
   }
 
   attempts(id: number): EventAttempt[] {
