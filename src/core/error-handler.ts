@@ -41,10 +41,13 @@ export function errorHandler(deps: { logger: Logger; views: ViewRenderer; siteNa
 function toAppError(err: unknown): AppError {
   if (err instanceof AppError) return err;
   // body-parser marks its errors with `type` and `status`; their messages are safe and useful.
-  const e = err as { type?: string; status?: number; limit?: number } | undefined;
+  const e = err as { type?: string; status?: number; limit?: number; code?: unknown } | undefined;
   if (e?.type === 'entity.too.large') return new AppError(413, `request body is larger than ${e.limit ?? 'the limit'} bytes`, { code: 'too_large' });
   if (e?.type === 'entity.parse.failed') return new AppError(400, 'malformed JSON body', { code: 'invalid_input' });
   if (e?.type === 'charset.unsupported' || e?.type === 'encoding.unsupported') return new AppError(415, 'unsupported body encoding', { code: 'unsupported' });
+  if (e?.type === 'parameters.too.many') return new AppError(413, 'too many form parameters', { code: 'too_large' });
+  // zlib's errors (Z_DATA_ERROR, Z_BUF_ERROR) come through body-parser as a bare 400: a Content-Encoding that lies.
+  if (typeof e?.code === 'string' && e.code.startsWith('Z_')) return new AppError(400, 'the request body could not be decompressed', { code: 'invalid_input' });
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new AppError(e.status, 'bad request');
   return new AppError(500, 'internal error', { code: 'internal' });
 }

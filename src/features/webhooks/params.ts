@@ -19,6 +19,10 @@ const MAX_EXTRA_PARAMS = 30;
 const MAX_VALUE_LENGTH = 200;
 // A marketer may map ~Contact.Password~ or an API key into a post; such values never reach the event log.
 const SECRET_NAME = /pass|secret|token|key|auth/i;
+// What a parameter name looks like. A JSON body sent as a form arrives as one long name such as
+// `{"access_key":"…","contactId":"5"}`: the secret is in the name itself, so such a name is withheld too.
+const PLAIN_NAME = /^[\w.[\]-]{1,64}$/;
+const REDACTED_NAME = '[redacted name]';
 
 /**
  * Query string and body merged, the body winning (WP Fusion reads both). Only plain objects are accepted:
@@ -77,13 +81,19 @@ function parseBoolean(raw: string | undefined, name: string): boolean | undefine
   throw badRequest(`${name} must be true or false (also 1/0, yes/no, on/off), got "${raw.slice(0, 40)}"`, name);
 }
 
+/** The name a parameter is recorded under: cut to 64 characters, and withheld when it may carry a secret. */
+function recordedName(name: string): string {
+  const key = name.slice(0, 64);
+  return SECRET_NAME.test(key) && !PLAIN_NAME.test(name) ? REDACTED_NAME : key;
+}
+
 function sanitizeExtra(params: RawParams): Record<string, string> {
   const extra: Record<string, string> = {};
   for (const [name, value] of Object.entries(params)) {
     if (KNOWN.has(name)) continue;
     if (Object.keys(extra).length >= MAX_EXTRA_PARAMS) break;
-    const key = name.slice(0, 64);
-    if (SECRET_NAME.test(key)) extra[key] = '[redacted]';
+    const key = recordedName(name);
+    if (SECRET_NAME.test(name.slice(0, 64))) extra[key] = '[redacted]';
     else extra[key] = typeof value === 'string' ? value.slice(0, MAX_VALUE_LENGTH) : JSON.stringify(value)?.slice(0, MAX_VALUE_LENGTH) ?? '';
   }
   return extra;
@@ -93,9 +103,9 @@ function sanitizeExtra(params: RawParams): Record<string, string> {
 export function describeRejectedParams(params: RawParams): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(params).slice(0, MAX_EXTRA_PARAMS)) {
-    const key = name.slice(0, 64);
+    const key = recordedName(name);
     if (name === 'access_key') out[key] = value === undefined || value === '' ? '(missing)' : '(given)';
-    else if (SECRET_NAME.test(key)) out[key] = '[redacted]';
+    else if (SECRET_NAME.test(name.slice(0, 64))) out[key] = '[redacted]';
     else out[key] = typeof value === 'string' ? value.slice(0, MAX_VALUE_LENGTH) : JSON.stringify(value)?.slice(0, MAX_VALUE_LENGTH) ?? null;
   }
   if (!('access_key' in out)) out.access_key = '(missing)';
