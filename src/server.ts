@@ -19,6 +19,7 @@ import { KeapMemberSync, WELCOME_ACTION, WRITE_BACK_ACTION } from './features/ke
 import { ensureConfiguredAdmin } from './features/members/admin-account.js';
 import { MemberService } from './features/members/service.js';
 import { WelcomeSender } from './features/members/welcome-sender.js';
+import { passwordResetEmailJob, PASSWORD_RESET_ACTION } from './features/members/password-reset.js';
 import { SiteSettings } from './features/settings/site-settings.js';
 import { EventStore } from './features/queue/store.js';
 import { DEFAULT_RETRY_POLICY, QueueWorker, type RetryPolicy } from './features/queue/worker.js';
@@ -88,6 +89,7 @@ export async function buildContext(config: Config, options: StartOptions = {}): 
     worker.register('update_tags', (job) => memberSync.updateTags(job));
     worker.register(WRITE_BACK_ACTION, (job) => memberSync.writeBackPassword(job));
     worker.register(WELCOME_ACTION, (job) => welcome.run(job));
+    worker.register(PASSWORD_RESET_ACTION, passwordResetEmailJob({ db, clock, members, mailer, views, hooks, siteName: SITE_NAME, publicUrl: config.publicUrl }));
     return { config, db, logger, clock, hooks, views, settings, site, mailer, keap, members, events, worker, memberSync, webhooks, accessKeys };
   } catch (err) {
     db.close();

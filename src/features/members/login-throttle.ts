@@ -21,9 +21,25 @@ export const IP_RULE: ThrottleRule = { maxFailures: 20, windowMs: 15 * MINUTE, f
 export interface LoginAttempt {
   ip: string;
   login?: string;
+  /**
+   * The account's other logins, when it is known (its email and username): checked, counted and cleared together
+   * with `login`, so guesses cannot be spread over the ways of typing one account.
+   */
+  aliases?: readonly string[];
 }
 
-export type ThrottleVerdict = { allowed: true } | { allowed: false; retryAfterMs: number };
+/** Which of an attempt's counters is locked: the client address's, the account's, or both. */
+export type ThrottleKeyKind = 'ip' | 'account';
+
+export type ThrottleVerdict = { allowed: true } | { allowed: false; retryAfterMs: number; lockedBy: ThrottleKeyKind[] };
+
+export interface ThrottleOptions {
+  /**
+   * Keeps this throttle's counters apart from the login forms' (`<scope>:ip:...`): a form that is limited for
+   * another reason (the "forgot password" form, against email floods) must not lock anyone's login.
+   */
+  scope?: string;
+}
 
 interface FailureRow {
   failures: number;
@@ -32,8 +48,9 @@ interface FailureRow {
 }
 
 /**
- * Brute-force limits for every form that checks a password (member login, admin login, password reset), kept in
- * SQLite so they survive restarts. Keys are `ip:<address>` and `account:<lowercased login>`.
+ * Brute-force limits for every form that checks a password (member login, admin login, password change), kept in
+ * SQLite so they survive restarts. Keys are `ip:<address>` and `account:<lowercased login>` (with a scope prefix
+ * for a throttle that counts something else, like reset emails asked for).
  *
  * `admit` checks the locks and counts the attempt as a failure in the same transaction, before the (slow)
  * password check runs: a burst of parallel guesses is counted as it arrives, not after bcrypt answers, so it
@@ -45,13 +62,16 @@ export class LoginThrottle {
   private readonly putStmt;
   private readonly deleteStmt;
   private readonly rules: { account: ThrottleRule; ip: ThrottleRule };
+  private readonly prefix: string;
 
   constructor(
     private readonly db: Db,
     private readonly clock: Clock,
     rules: Partial<{ account: ThrottleRule; ip: ThrottleRule }> = {},
+    options: ThrottleOptions = {},
   ) {
     this.rules = { account: rules.account ?? ACCOUNT_RULE, ip: rules.ip ?? IP_RULE };
+    this.prefix = options.scope ? `${options.scope}:` : '';
     this.getStmt = db.prepare<[string], FailureRow>('SELECT failures, window_start, locked_until FROM login_failures WHERE key = ?');
     this.putStmt = db.prepare(
       `INSERT INTO login_failures (key, failures, window_start, locked_until) VALUES (@key, @failures, @windowStart, @lockedUntil)
@@ -72,11 +92,15 @@ export class LoginThrottle {
   check(attempt: LoginAttempt): ThrottleVerdict {
     const now = this.clock.now();
     let lockedUntil = 0;
-    for (const [key] of this.keys(attempt)) {
+    const lockedBy: ThrottleKeyKind[] = [];
+    for (const [key, , kind] of this.keys(attempt)) {
       const row = this.getStmt.get(key);
-      if (row && row.locked_until > now) lockedUntil = Math.max(lockedUntil, row.locked_until);
+      if (row && row.locked_until > now) {
+        lockedUntil = Math.max(lockedUntil, row.locked_until);
+        lockedBy.push(kind);
+      }
     }
-    return lockedUntil > now ? { allowed: false, retryAfterMs: lockedUntil - now } : { allowed: true };
+    return lockedUntil > now ? { allowed: false, retryAfterMs: lockedUntil - now, lockedBy } : { allowed: true };
   }
 
   /**
@@ -96,8 +120,8 @@ export class LoginThrottle {
   /** The admitted attempt was right: the account starts afresh, and the address's counter forgets this attempt. */
   succeeded(attempt: LoginAttempt): void {
     this.db.transaction(() => {
-      if (attempt.login !== undefined) this.deleteStmt.run(LoginThrottle.accountKey(attempt.login));
-      const key = LoginThrottle.ipKey(attempt.ip);
+      for (const [accountKey, , kind] of this.keys(attempt)) if (kind === 'account') this.deleteStmt.run(accountKey);
+      const key = this.prefix + LoginThrottle.ipKey(attempt.ip);
       const row = this.getStmt.get(key);
       if (!row) return;
       const failures = Math.max(0, row.failures - 1);
@@ -112,9 +136,18 @@ export class LoginThrottle {
     for (const [key] of this.keys(attempt)) this.deleteStmt.run(key);
   }
 
-  private keys(attempt: LoginAttempt): Array<[string, ThrottleRule]> {
-    const keys: Array<[string, ThrottleRule]> = [[LoginThrottle.ipKey(attempt.ip), this.rules.ip]];
-    if (attempt.login !== undefined) keys.push([LoginThrottle.accountKey(attempt.login), this.rules.account]);
+  /**
+   * Forgets one account's counter and lock, leaving the addresses' alone: its owner has just proved who they are
+   * another way (a password reset link), and a stranger's guesses must not keep them out of the new password.
+   */
+  forgetAccount(logins: readonly string[]): void {
+    for (const login of logins) this.deleteStmt.run(this.prefix + LoginThrottle.accountKey(login));
+  }
+
+  private keys(attempt: LoginAttempt): Array<[string, ThrottleRule, ThrottleKeyKind]> {
+    const keys: Array<[string, ThrottleRule, ThrottleKeyKind]> = [[this.prefix + LoginThrottle.ipKey(attempt.ip), this.rules.ip, 'ip']];
+    const logins = new Set([attempt.login, ...(attempt.aliases ?? [])].filter((l) => l !== undefined).map((l) => this.prefix + LoginThrottle.accountKey(l)));
+    for (const key of logins) keys.push([key, this.rules.account, 'account']);
     return keys;
   }
 

@@ -4,6 +4,7 @@ import type { AppContext } from '../../context.js';
 import { csrfProtection } from '../../core/csrf.js';
 import { LoginThrottle } from './login-throttle.js';
 import { verifyPassword } from './passwords.js';
+import { accountLogins, addPasswordRoutes, noticeFor } from './password-routes.js';
 import { loadMember, logOut, requireMember, startSession } from './sessions.js';
 import type { Member } from './store.js';
 
@@ -17,7 +18,10 @@ declare module '../../core/hooks.js' {
 /** The one answer to a wrong password and to an unknown login alike, so the form never says which. */
 export const LOGIN_FAILED_MESSAGE = 'Email/username or password is wrong';
 
-/** Member pages: `/login`, `/logout`, `/account`, and `GET /` (to the account). */
+/**
+ * Member pages: `/login`, `/logout`, `/account`, `GET /` (to the account), and the password pages
+ * (`/account/password`, `/password/forgot`, `/password/reset`, in password-routes.ts).
+ */
 export function memberRoutes(ctx: AppContext): Router {
   const router = Router();
   const throttle = new LoginThrottle(ctx.db, ctx.clock);
@@ -28,7 +32,7 @@ export function memberRoutes(ctx: AppContext): Router {
     next();
   };
   // Only these paths get the form parser and CSRF check: POST / is Keap's webhook and must stay untouched.
-  router.use(['/login', '/logout', '/account'], formBody, csrfProtection(ctx), noStore, loadMember(ctx));
+  router.use(['/login', '/logout', '/account', '/password'], formBody, csrfProtection(ctx), noStore, loadMember(ctx));
 
   const render = (res: Response, status: number, view: string, data: Record<string, unknown>) => {
     res
@@ -42,25 +46,27 @@ export function memberRoutes(ctx: AppContext): Router {
   router.get('/login', (req, res) => {
     const next = safeNextPath(req.query.next);
     if (res.locals.member) return res.redirect(303, next ?? '/account');
-    render(res, 200, 'login', { title: 'Log in', next });
+    render(res, 200, 'login', { title: 'Log in', next, notice: noticeFor(req.query.notice) });
   });
 
   router.post('/login', async (req, res) => {
-    const body = req.body as Record<string, unknown>;
+    const body = (req.body ?? {}) as Record<string, unknown>; // express 5 leaves it unset when no form came
     const login = text(body.login).trim();
     const password = text(body.password);
     const next = safeNextPath(body.next);
     const form = { title: 'Log in', login, next };
     if (!login || !password) return render(res, 400, 'login', { ...form, error: 'Enter your email or username and your password.' });
 
-    const attempt = { ip: clientIp(req), login };
+    const member = ctx.members.findByLogin(login);
+    // A member's failures count under the login as typed and under its other names (email, username), as on the
+    // password change page: guesses cannot be spread over the ways of typing one account.
+    const attempt = { ip: clientIp(req), login, aliases: member ? accountLogins(member) : [] };
     // Before bcrypt: a locked attempt costs nothing and says nothing about the password.
     const verdict = throttle.admit(attempt);
     if (!verdict.allowed) {
       res.set('Retry-After', String(Math.ceil(verdict.retryAfterMs / 1000)));
       return render(res, 429, 'login', { ...form, error: tooManyAttempts(verdict.retryAfterMs) });
     }
-    const member = ctx.members.findByLogin(login);
     // verifyPassword compares against a dummy hash when there is no member, so both failures take as long.
     const ok = await verifyPassword(password, member ? ctx.members.passwordHash(member.id) : null);
     if (!member || !ok) {
@@ -85,14 +91,17 @@ export function memberRoutes(ctx: AppContext): Router {
     res.redirect(303, '/login');
   });
 
-  router.get('/account', requireMember(ctx), (_req, res) => {
+  router.get('/account', requireMember(ctx), (req, res) => {
     const member = res.locals.member!;
     render(res, 200, 'account', {
       title: 'Your account',
+      notice: noticeFor(req.query.notice),
       name: displayName(member),
       roleName: ctx.members.role(member.role)?.name ?? member.role,
     });
   });
+
+  addPasswordRoutes(router, ctx, { render, loginThrottle: throttle, clientIp, tooManyAttempts });
 
   return router;
 }
