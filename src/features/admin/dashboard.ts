@@ -9,6 +9,18 @@ const RECENT_FAILURES = 10;
 /** Statuses that need the admin's eye on the dashboard. */
 const ALARMING = new Set(['failed', 'dead', 'rejected']);
 
+/** How memberhook reaches Keap right now, and what Keap last said about its limits (dashboard and Keap settings). */
+export interface KeapState {
+  state: 'api_key' | 'oauth_connected' | 'oauth_not_connected' | 'not_configured';
+  label: string;
+  /** With state api_key: where the key comes from. */
+  keySource: 'environment' | 'stored' | null;
+  apiUrl: string;
+  pausedUntil: string | null;
+  pauseReason: string | null;
+  report: { at: string; groups: Array<{ name: string; figures: string }> } | null;
+}
+
 /** What the dashboard shows, ready for `views/admin/dashboard.hbs`. */
 export interface DashboardData {
   roles: Array<{ slug: string; name: string; isAdmin: boolean; members: number }>;
@@ -16,14 +28,7 @@ export interface DashboardData {
   events24h: Array<{ status: string; count: number; alarming: boolean }>;
   totalEvents24h: number;
   queue: { queued: number; processing: number; depth: number; oldestAge: string | null; oldestAt: string | null };
-  keap: {
-    state: 'api_key' | 'oauth_connected' | 'oauth_not_connected' | 'not_configured';
-    label: string;
-    apiUrl: string;
-    pausedUntil: string | null;
-    pauseReason: string | null;
-    report: { at: string; groups: Array<{ name: string; figures: string }> } | null;
-  };
+  keap: KeapState;
   failures: Array<{ id: number; status: string; source: string; action: string; contactId: number | null; error: string | null; at: string }>;
 }
 
@@ -48,7 +53,7 @@ export function loadDashboard(ctx: AppContext): DashboardData {
       oldestAge: queue.oldestQueuedAt === null ? null : describeAge(now - Date.parse(queue.oldestQueuedAt)),
       oldestAt: queue.oldestQueuedAt === null ? null : formatTime(queue.oldestQueuedAt),
     },
-    keap: keapState(ctx),
+    keap: loadKeapState(ctx),
     failures: store.recentFailures(RECENT_FAILURES).map((f) => ({
       id: f.id,
       status: f.status,
@@ -61,22 +66,22 @@ export function loadDashboard(ctx: AppContext): DashboardData {
   };
 }
 
-function keapState(ctx: AppContext): DashboardData['keap'] {
+export function loadKeapState(ctx: AppContext): KeapState {
   const { keap } = ctx;
   const mode = keap.authMode;
-  const state: DashboardData['keap']['state'] =
+  const state: KeapState['state'] =
     mode === 'key' ? 'api_key' : mode === 'oauth' ? (keap.oauth?.connected ? 'oauth_connected' : 'oauth_not_connected') : 'not_configured';
-  const label = {
-    api_key: 'API key',
-    oauth_connected: 'OAuth connected',
-    oauth_not_connected: 'OAuth set up, not connected yet',
-    not_configured: 'Not configured',
-  }[state];
+  const keySource = state === 'api_key' ? (ctx.site.keapApiKeySource() ?? null) : null;
+  const label =
+    state === 'api_key'
+      ? keySource === 'stored' ? 'API key (stored in settings)' : 'API key (from KEAP_API_KEY)'
+      : { oauth_connected: 'OAuth connected', oauth_not_connected: 'OAuth set up, not connected yet', not_configured: 'Not configured' }[state];
   const report = keap.limiter.lastReported;
   const pausedUntil = keap.limiter.pausedUntil;
   return {
     state,
     label,
+    keySource,
     apiUrl: ctx.config.keap.apiUrl,
     pausedUntil: pausedUntil === null ? null : formatTime(new Date(pausedUntil).toISOString()),
     pauseReason: keap.limiter.pauseReason,

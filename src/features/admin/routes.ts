@@ -33,7 +33,12 @@ export function adminRoutes(ctx: AppContext): Router {
     res.set('Cache-Control', 'no-store');
     next();
   };
-  router.use('/admin', noStore, formBody, csrfProtection(ctx), loadMember(ctx), admin);
+  // Express 5 leaves req.body undefined when no parser matched (a JSON or empty POST); every admin form reads {}.
+  const bodyOrEmpty: RequestHandler = (req, _res, next) => {
+    req.body ??= {};
+    next();
+  };
+  router.use('/admin', noStore, formBody, bodyOrEmpty, csrfProtection(ctx), loadMember(ctx), admin);
 
   const renderSetup = (res: Response, status: number, form: { email?: string; errors?: CredentialErrors; error?: string }) =>
     renderAdmin(ctx, res, status, 'setup', { title: 'Set up memberhook', bare: true, minLength: ADMIN_PASSWORD_MIN, ...form });

@@ -28,8 +28,11 @@ import type {
 export interface KeapClientOptions {
   /** Everything up to /crm, e.g. https://api.infusionsoft.com/crm */
   apiUrl: string;
-  /** A Personal Access Token or Service Account Key; used instead of OAuth when set. */
-  apiKey?: string | undefined;
+  /**
+   * A Personal Access Token or Service Account Key; used instead of OAuth when set. A function is asked on every
+   * request, so a key an admin stores or clears in the settings applies at once, without a restart.
+   */
+  apiKey?: string | (() => string | undefined) | undefined;
   oauth?: { clientId: string; clientSecret: string; tokenUrl: string } | undefined;
   /** Where OAuth tokens live (unused with an API key). */
   tokenStore: KeapTokenStore;
@@ -76,10 +79,10 @@ const MODEL_MISS_REFETCH_MS = 60_000;
 
 export class KeapClient {
   readonly limiter: KeapRateLimiter;
-  /** Present when OAuth is configured (and no API key): the connect flow uses it. */
+  /** Present when OAuth is configured (the connect flow uses it); an API key, while one is set, still wins. */
   readonly oauth: KeapOAuth | undefined;
   private readonly apiUrl: string;
-  private readonly apiKey: string | undefined;
+  private readonly apiKeySource: () => string | undefined;
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly timeoutMs: number;
@@ -92,7 +95,8 @@ export class KeapClient {
 
   constructor(options: KeapClientOptions) {
     this.apiUrl = options.apiUrl.replace(/\/+$/, '');
-    this.apiKey = options.apiKey || undefined;
+    const apiKey = options.apiKey;
+    this.apiKeySource = typeof apiKey === 'function' ? () => apiKey() || undefined : () => apiKey || undefined;
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger;
     this.timeoutMs = options.timeoutMs ?? 10_000;
@@ -100,8 +104,9 @@ export class KeapClient {
     this.modelTtlMs = options.modelCacheTtlMs ?? 10 * 60_000;
     this.fetchImpl = options.fetch ?? globalThis.fetch;
     this.limiter = options.limiter ?? new KeapRateLimiter({ ...options.rateLimit, clock: this.clock, logger: this.logger });
+    // Built whenever OAuth is configured: the key may be cleared later, and the connection must then be there.
     this.oauth =
-      options.oauth && !this.apiKey
+      options.oauth
         ? new KeapOAuth({
             ...options.oauth,
             tokenStore: options.tokenStore,
@@ -112,12 +117,12 @@ export class KeapClient {
             ...(options.refreshBeforeMs !== undefined ? { refreshBeforeMs: options.refreshBeforeMs } : {}),
           })
         : undefined;
-    this.secrets = [this.apiKey, options.oauth?.clientSecret].filter((s): s is string => typeof s === 'string' && s.length > 0);
+    this.secrets = [options.oauth?.clientSecret].filter((s): s is string => typeof s === 'string' && s.length > 0);
   }
 
-  /** How the client authenticates: 'key', 'oauth', or 'none' (every call fails until one is configured). */
+  /** How the client authenticates right now: 'key', 'oauth', or 'none' (every call fails until one is configured). */
   get authMode(): 'key' | 'oauth' | 'none' {
-    return this.apiKey ? 'key' : this.oauth ? 'oauth' : 'none';
+    return this.apiKeySource() ? 'key' : this.oauth ? 'oauth' : 'none';
   }
 
   /** The latest throttle and quota figures from Keap's headers. */
@@ -127,7 +132,7 @@ export class KeapClient {
 
   /** OAuth: trades the code from Keap's redirect for tokens and stores them. */
   exchangeAuthorizationCode(code: string, redirectUri: string): Promise<StoredTokens> {
-    if (!this.oauth) throw new Error('Keap OAuth is not configured (KEAP_CLIENT_ID and KEAP_CLIENT_SECRET, and no KEAP_API_KEY)');
+    if (!this.oauth) throw new Error('Keap OAuth is not configured (KEAP_CLIENT_ID and KEAP_CLIENT_SECRET)');
     return this.oauth.exchangeAuthorizationCode(code, redirectUri);
   }
 
@@ -277,11 +282,13 @@ export class KeapClient {
   /** One attempt: waits for the limiter, sends, feeds Keap's headers back, and on a 401 under OAuth refreshes once. */
   private async send(spec: RequestSpec, attempt: number): Promise<unknown> {
     const url = this.url(spec.path, spec.query);
-    let token = await this.bearerToken();
+    // Read once per attempt: a key changed meanwhile applies to the next attempt, never half-way through one.
+    const apiKey = this.apiKeySource();
+    let token = apiKey ? undefined : await this.bearerToken();
     for (let refreshed = false; ; refreshed = true) {
       await this.limiter.acquire();
       const headers: Record<string, string> = { accept: 'application/json' };
-      if (this.apiKey) headers['x-keap-api-key'] = this.apiKey;
+      if (apiKey) headers['x-keap-api-key'] = apiKey;
       else if (token !== undefined) headers.authorization = `Bearer ${token}`;
       if (spec.body !== undefined) headers['content-type'] = 'application/json';
 
@@ -318,12 +325,19 @@ export class KeapClient {
         token = await this.oauth.accessTokenAfterUnauthorized(token);
         continue;
       }
-      throw this.errorFor(spec, res.status, body.value, heldMs, attempt, token);
+      const error = this.errorFor(spec, res.status, body.value, heldMs, attempt, apiKey ?? token);
+      if (res.status === 401 && this.oauth && token !== undefined) {
+        // A 401 to a token just refreshed: Keap has not caught up with it yet (or it expired once more). Worth another
+        // try after a pause; credentials that are really gone show up as a refused refresh on that try.
+        throw new KeapRetryableError(error.message, {
+          status: 401, method: spec.method, path: spec.path, keapMessage: error.keapMessage, reason: 'server', retryAfterMs: backoffMs(attempt),
+        });
+      }
+      throw error;
     }
   }
 
   private async bearerToken(): Promise<string | undefined> {
-    if (this.apiKey) return undefined;
     if (this.oauth) return this.oauth.accessToken();
     throw new KeapPermanentError('Keap is not configured: set KEAP_API_KEY, or KEAP_CLIENT_ID and KEAP_CLIENT_SECRET and connect Keap', {
       status: 401,
@@ -332,8 +346,9 @@ export class KeapClient {
     });
   }
 
-  private errorFor(spec: RequestSpec, status: number, body: unknown, heldMs: number, attempt: number, token: string | undefined): KeapError {
-    const keapMessage = keapMessageOf(body, token ? [...this.secrets, token] : this.secrets);
+  /** `credential`: the key or token the request carried, kept out of the message should Keap quote it. */
+  private errorFor(spec: RequestSpec, status: number, body: unknown, heldMs: number, attempt: number, credential: string | undefined): KeapError {
+    const keapMessage = keapMessageOf(body, credential ? [...this.secrets, credential] : this.secrets);
     const details = { status, method: spec.method, path: spec.path, keapMessage };
     const message = `Keap ${spec.method} ${spec.path} failed with ${status}${keapMessage ? `: ${keapMessage}` : ''}`;
     if (status === 429) {

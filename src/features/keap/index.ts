@@ -2,6 +2,8 @@ import type { Config } from '../../config.js';
 import type { Clock } from '../../core/clock.js';
 import type { Db } from '../../core/db.js';
 import type { Logger } from '../../core/logger.js';
+import { SettingsStore } from '../../core/settings.js';
+import { SiteSettings } from '../settings/site-settings.js';
 import { KeapClient } from './client.js';
 import { SqliteKeapTokenStore } from './token-store.js';
 
@@ -12,12 +14,21 @@ export { KeapRateLimiter, type HeaderSource, type KeapRateLimiterOptions } from 
 export { MemoryKeapTokenStore, SqliteKeapTokenStore } from './token-store.js';
 export type * from './types.js';
 
-/** The app's Keap client from its settings: API key when set, else OAuth with tokens in the database. */
-export function createKeapClient(config: Pick<Config, 'keap'>, db: Db, logger: Logger, clock: Clock): KeapClient {
+/**
+ * The app's Keap client from its settings: an API key when one is set (KEAP_API_KEY, else one an admin stored on
+ * the settings page, read on every request so a change applies at once), else OAuth with tokens in the database.
+ */
+export function createKeapClient(
+  config: Pick<Config, 'keap' | 'defaultRole' | 'fromEnvironment'>,
+  db: Db,
+  logger: Logger,
+  clock: Clock,
+  site: Pick<SiteSettings, 'keapApiKey'> = new SiteSettings(new SettingsStore(db), config),
+): KeapClient {
   const k = config.keap;
   return new KeapClient({
     apiUrl: k.apiUrl,
-    apiKey: k.apiKey,
+    apiKey: () => site.keapApiKey(),
     oauth: k.oauth ? { clientId: k.oauth.clientId, clientSecret: k.oauth.clientSecret, tokenUrl: k.tokenUrl } : undefined,
     tokenStore: new SqliteKeapTokenStore(db),
     rateLimit: k.rateLimit,

@@ -55,6 +55,18 @@ export class KeapOAuth {
     return this.options.tokenStore.load() !== null;
   }
 
+  /** The stored connection's access token expiry and scope (never the tokens), or null when not connected. */
+  get connection(): { expiresAt: number; scope: string | null } | null {
+    const stored = this.options.tokenStore.load();
+    return stored && { expiresAt: stored.expiresAt, scope: stored.scope };
+  }
+
+  /** Forgets the stored tokens: memberhook stops calling Keap with them until an admin connects again. */
+  disconnect(): void {
+    this.options.tokenStore.clear();
+    this.options.logger.info('keap oauth disconnected');
+  }
+
   /** How many refreshes this process has sent to Keap (for the dashboard and tests). */
   get refreshes(): number {
     return this.refreshCount;

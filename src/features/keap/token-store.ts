@@ -62,4 +62,8 @@ export class MemoryKeapTokenStore implements KeapTokenStore {
   save(tokens: StoredTokens): void {
     this.tokens = { ...tokens };
   }
+
+  clear(): void {
+    this.tokens = null;
+  }
 }

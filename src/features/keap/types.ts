@@ -85,6 +85,8 @@ export interface KeapTokenStore {
   load(): StoredTokens | null;
   /** Must write both tokens in one atomic step: a lost refresh token is a lost connection. */
   save(tokens: StoredTokens): void;
+  /** Forgets the connection (an admin disconnecting Keap). */
+  clear(): void;
 }
 
 /** One of Keap's throttle or quota header groups, as last reported. */

@@ -11,6 +11,7 @@ export const SITE_SETTING = {
   welcomeSubject: 'welcome.subject',
   welcomeText: 'welcome.text',
   welcomeHtml: 'welcome.html',
+  keapApiKey: 'keap.api_key',
 } as const;
 
 /** The environment variable that, when set, fixes a setting so the admin page shows it read-only. */
@@ -18,6 +19,7 @@ export const ENV_OF = {
   defaultRole: 'DEFAULT_ROLE',
   passwordField: 'KEAP_PASSWORD_FIELD',
   usernameField: 'KEAP_USERNAME_FIELD',
+  keapApiKey: 'KEAP_API_KEY',
 } as const;
 
 export type EnvFixedSetting = keyof typeof ENV_OF;
@@ -30,7 +32,7 @@ export type EnvFixedSetting = keyof typeof ENV_OF;
 export class SiteSettings {
   constructor(
     private readonly store: SettingsStore,
-    private readonly config: Pick<Config, 'defaultRole' | 'fromEnvironment'> & { keap: Pick<Config['keap'], 'passwordField' | 'usernameField'> },
+    private readonly config: Pick<Config, 'defaultRole' | 'fromEnvironment'> & { keap: Pick<Config['keap'], 'passwordField' | 'usernameField' | 'apiKey'> },
   ) {}
 
   /** Whether an environment variable fixes this setting (the admin page then shows it read-only). */
@@ -54,6 +56,21 @@ export class SiteSettings {
     return this.optionalField('usernameField', this.config.keap.usernameField);
   }
 
+  /**
+   * The Keap API key (PAT or SAK) the client sends: KEAP_API_KEY when set, else the one stored from the settings
+   * page. Read on every Keap request (one indexed row), so storing or clearing a key needs no restart.
+   */
+  keapApiKey(): string | undefined {
+    if (this.fixedByEnvironment('keapApiKey')) return this.config.keap.apiKey;
+    return this.store.get(SITE_SETTING.keapApiKey) || undefined;
+  }
+
+  /** Where the API key in use comes from, for the settings page (which never shows the key itself). */
+  keapApiKeySource(): 'environment' | 'stored' | undefined {
+    if (this.fixedByEnvironment('keapApiKey') && this.config.keap.apiKey) return 'environment';
+    return this.store.get(SITE_SETTING.keapApiKey) ? 'stored' : undefined;
+  }
+
   alwaysSendWelcome(): boolean {
     return this.store.get(SITE_SETTING.alwaysSendWelcome) === '1';
   }
@@ -71,10 +88,18 @@ export class SiteSettings {
     this.store.set(SITE_SETTING.defaultRole, slug);
   }
 
-  /** An empty string stores "no field" (which overrides nothing set in the environment). */
-  setKeapFields(fields: { passwordField: string; usernameField: string }): void {
-    this.store.set(SITE_SETTING.passwordField, fields.passwordField);
-    this.store.set(SITE_SETTING.usernameField, fields.usernameField);
+  /**
+   * An empty string stores "no field" (which overrides nothing set in the environment). A field left out keeps
+   * its stored value (the page leaves out the ones an environment variable fixes).
+   */
+  setKeapFields(fields: { passwordField?: string; usernameField?: string }): void {
+    if (fields.passwordField !== undefined) this.store.set(SITE_SETTING.passwordField, fields.passwordField);
+    if (fields.usernameField !== undefined) this.store.set(SITE_SETTING.usernameField, fields.usernameField);
+  }
+
+  /** Stores the Keap API key the client uses unless KEAP_API_KEY is set; an empty string clears it. */
+  setKeapApiKey(key: string): void {
+    this.store.set(SITE_SETTING.keapApiKey, key);
   }
 
   setAlwaysSendWelcome(on: boolean): void {
