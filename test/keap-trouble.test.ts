@@ -366,7 +366,6 @@ describe('Keap trouble during a burst of posts', { concurrency: true }, () => {
 
   test(
     'OAuth: a token Keap rejects once more right after the refresh is retried, not failed for good',
-    { todo: 'client.ts: a 401 after a successful refresh throws KeapPermanentError; see the report' },
     async (t) => {
       const h = await scenario(t, { oauth: true });
       const ids = addContacts(h, 2, 'reject');
