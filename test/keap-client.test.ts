@@ -397,6 +397,17 @@ test('OAuth: an expired access token is refreshed once on the 401, the call retr
   assert.equal(client.oauth?.refreshes, 1);
 });
 
+test('OAuth: a refresh slower than the API timeout is still waited for (the rotated pair cannot be asked for twice)', async (t) => {
+  const { client, sb, tokenStore, tokens } = await connectOAuth(t, { client: { timeoutMs: 300 } });
+  await client.getContact(C.ada);
+  sb.expireAccessTokens();
+  sb.troubleNext(1, { kind: 'slow', delayMs: 800 }, { method: 'POST', path: '/token' });
+  const ada = await client.getContact(C.ada);
+  assert.equal(ada.givenName, 'Ada', 'the call went through on the refreshed token');
+  assert.notEqual(tokenStore.load()!.refreshToken, tokens.refreshToken, 'the rotated refresh token was kept');
+  assert.equal(client.oauth?.refreshes, 1);
+});
+
 test('OAuth: ten parallel calls that all get 401 cause exactly one refresh', async (t) => {
   const limits = { perSecond: 50, perMinute: 1_000 };
   const { client, sb } = await connectOAuth(t, { sandbox: { limits }, client: { rateLimit: limits } });

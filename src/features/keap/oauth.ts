@@ -33,6 +33,12 @@ export interface KeapOAuthOptions {
 }
 
 const DEFAULT_REFRESH_BEFORE_MS = 5 * 60_000;
+/**
+ * The token endpoint waits at least this long. Keap rotates the refresh token when it answers, so an answer the
+ * client gave up on cannot be asked for again: the old refresh token is spent and the connection is lost. A slow
+ * refresh costs one wait; a lost one costs the admin a new "Connect to Keap".
+ */
+const TOKEN_TIMEOUT_FLOOR_MS = 30_000;
 const TOKEN_PATH = '/token';
 
 export class KeapOAuth {
@@ -45,7 +51,7 @@ export class KeapOAuth {
 
   constructor(private readonly options: KeapOAuthOptions) {
     this.clock = options.clock ?? systemClock;
-    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.timeoutMs = Math.max(options.timeoutMs ?? 10_000, TOKEN_TIMEOUT_FLOOR_MS);
     this.refreshBeforeMs = options.refreshBeforeMs ?? DEFAULT_REFRESH_BEFORE_MS;
     this.fetchImpl = options.fetch ?? globalThis.fetch;
   }
