@@ -214,3 +214,32 @@ test('a job retried while an identical one waits does not collide with it; both 
   assert.equal(store.get(first)!.attempts, 2);
   assert.equal(calls, 3);
 });
+
+test("a job's onCommit work lands in the transaction that records it finished: both or neither", async () => {
+  const { db, store, worker, enqueue } = setup();
+  db.exec('CREATE TABLE delivered (job INTEGER)');
+  const mark = db.prepare('INSERT INTO delivered (job) VALUES (?)');
+  worker.register('deliver', async (job) => ({ status: 'done', onCommit: () => void mark.run(job.id) }));
+  const id = enqueue('deliver', 1);
+  worker.start();
+  await worker.whenIdle();
+  await worker.stop();
+  assert.equal(store.get(id)!.status, 'done');
+  assert.deepEqual(db.prepare('SELECT job FROM delivered').pluck().all(), [id]);
+
+  // A job no longer processing (an admin or another run settled it meanwhile) records nothing, and its onCommit does not run.
+  const stale = enqueue('deliver', 2);
+  const claimed = store.claimNext('run-a', Date.now(), 60_000)!;
+  assert.equal(claimed.id, stale);
+  db.prepare("UPDATE events SET status = 'failed', locked_by = NULL WHERE id = ?").run(stale);
+  store.finish(claimed, 'done', {}, () => void mark.run(stale));
+  assert.equal(store.get(stale)!.status, 'failed');
+  assert.deepEqual(db.prepare('SELECT job FROM delivered').pluck().all(), [id], 'no onCommit for a job not finished');
+
+  // onCommit failing rolls the finish back: the job is still processing, to be re-run, not half recorded.
+  const third = enqueue('deliver', 3);
+  const running = store.claimNext('run-b', Date.now(), 60_000)!;
+  assert.equal(running.id, third);
+  assert.throws(() => store.finish(running, 'done', {}, () => { throw new Error('disk full'); }), /disk full/);
+  assert.equal(store.get(third)!.status, 'processing');
+});

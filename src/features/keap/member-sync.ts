@@ -98,8 +98,11 @@ export class KeapMemberSync {
     const fieldId = await this.passwordFieldId();
     if (fieldId === undefined) return { status: 'skipped', result: 'no Keap password field is configured' };
     await this.deps.keap.updateContactCustomFields(member.keapContactId, [{ id: fieldId, content: password }]);
-    this.deps.members.store.releasePendingPassword(memberId, 'keap');
-    return { status: 'done', result: `password written to contact ${member.keapContactId}` };
+    return {
+      status: 'done',
+      result: `password written to contact ${member.keapContactId}`,
+      onCommit: () => this.deps.members.store.releasePendingPassword(memberId, 'keap'),
+    };
   }
 
   private findMember(contactId: number, email: string | null): Member | undefined {

@@ -48,7 +48,9 @@ export class WelcomeSender {
     const message = await this.deps.hooks.applyFilters('welcome_email.message', rendered, member);
     // The job id makes the Message-ID: a resend after a crash is recognisable as the same message.
     const sent = await this.deps.mailer.send({ to: member.email, ...message, messageId: `<welcome-${job.id}@memberhook>` });
-    if (password !== undefined) this.deps.members.store.releasePendingPassword(memberId, 'email');
-    return { status: 'done', result: `welcome email sent to ${member.email} (${sent.destination === 'smtp' ? 'SMTP' : 'outbox file'})` };
+    // Released in the transaction that records the job done: a crash before that commit re-runs the job, and the
+    // re-run must send the same email (same Message-ID, same password), not one without the password.
+    const onCommit = password === undefined ? undefined : () => this.deps.members.store.releasePendingPassword(memberId, 'email');
+    return { status: 'done', result: `welcome email sent to ${member.email} (${sent.destination === 'smtp' ? 'SMTP' : 'outbox file'})`, ...(onCommit ? { onCommit } : {}) };
   }
 }

@@ -243,11 +243,21 @@ export class EventStore {
     return this.renewStmt.run(until, id, worker).changes === 1;
   }
 
-  finish(job: EventRecord, status: 'done' | 'skipped' | 'failed' | 'dead', detail: { error?: string | null; result?: string | null }): void {
+  /**
+   * Records a job's outcome. `alongside` runs in the same transaction, and only if the job was still this run's
+   * (processing): state that must change exactly when the job is recorded finished, e.g. a delivered password's release.
+   */
+  finish(
+    job: EventRecord,
+    status: 'done' | 'skipped' | 'failed' | 'dead',
+    detail: { error?: string | null; result?: string | null },
+    alongside?: () => void,
+  ): void {
     const nowIso = isoNow();
     this.db.transaction(() => {
-      this.finishStmt.run({ id: job.id, status, error: detail.error ?? null, result: detail.result ?? null, nowIso });
+      const finished = this.finishStmt.run({ id: job.id, status, error: detail.error ?? null, result: detail.result ?? null, nowIso }).changes === 1;
       this.finishAttemptStmt.run(nowIso, status, detail.error ?? null, job.id, job.attempts);
+      if (finished) alongside?.();
     }).immediate();
   }
 

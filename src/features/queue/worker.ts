@@ -8,6 +8,11 @@ export interface JobOutcome {
   status: 'done' | 'skipped';
   /** What the job did, in words, shown in the event log. */
   result?: string;
+  /**
+   * Runs in the transaction that records the job finished, so a crash leaves both or neither: for state a re-run
+   * of the job still needs until then (the welcome email's password). Synchronous database work only.
+   */
+  onCommit?: () => void;
 }
 
 export type JobHandler = (job: EventRecord) => Promise<JobOutcome>;
@@ -209,7 +214,7 @@ export class QueueWorker {
     const started = clock.now();
     try {
       const outcome = await handler(job);
-      store.finish(job, outcome.status, { result: outcome.result ?? null });
+      store.finish(job, outcome.status, { result: outcome.result ?? null }, outcome.onCommit);
       logger.info({ event: job.id, action: job.action, contact: job.contactId, status: outcome.status, ms: clock.now() - started }, 'job finished');
     } catch (err) {
       this.recordFailure(job, err);
