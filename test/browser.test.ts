@@ -1,7 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
-import { startHarness, TEST_ACCESS_KEY, type Harness } from './support/harness.js';
+import { startHarness, type Harness } from './support/harness.js';
+import type { ReceivedMessage } from './support/smtp.js';
 import { launchBrowser, newProfile, screenshot } from './support/browser.js';
 
 /**
@@ -11,11 +12,17 @@ import { launchBrowser, newProfile, screenshot } from './support/browser.js';
  */
 
 const ADMIN = { email: 'owner@example.com', password: 'a long admin password 42' };
-const ADA_CONTACT = 101; // sandbox seed: ada@example.com
+const ADA_CONTACT = 101; // sandbox seed: Ada Lovelace, ada@example.com
+const LATE_CONTACT = 5000; // not in Keap when first posted
 
 let harness: Harness;
 let browser: Browser;
 let admin: Page;
+
+/** A Keap HTTP Post with the site's current access key. */
+function post(params: Record<string, string>) {
+  return harness.post({ ...params, access_key: harness.server.ctx.accessKeys.current() });
+}
 
 /** memberhook's links carry PUBLIC_URL; in the test the server listens on a random loopback port instead. */
 function local(link: string): string {
@@ -23,7 +30,8 @@ function local(link: string): string {
 }
 
 before(async () => {
-  harness = await startHarness({ env: { ADMIN_EMAIL: '', ADMIN_PASSWORD: '' } });
+  // No ACCESS_KEY in the environment: the key is generated and stored, so the settings page may rotate it.
+  harness = await startHarness({ env: { ADMIN_EMAIL: '', ADMIN_PASSWORD: '', ACCESS_KEY: '' } });
   browser = await launchBrowser();
   admin = await (await newProfile(browser)).newPage();
   admin.setDefaultTimeout(10_000);
@@ -83,5 +91,172 @@ async function screenshotDashboard(): Promise<void> {
   await page.close();
 }
 
-void ADA_CONTACT;
-void TEST_ACCESS_KEY;
+/** Waits for the email to `to` whose subject matches, sent after `after` messages had arrived. */
+async function emailTo(to: string, subject: RegExp, after = 0): Promise<ReceivedMessage> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const found = harness.smtp.messages.slice(after).find((m) => m.to.includes(to) && subject.test(m.subject));
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no email to ${to} matching ${subject}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+test('a member created by a Keap post is found in the members list and its role changed', async () => {
+  const posted = await post({ contactId: String(ADA_CONTACT), wpf_action: 'add', send_notification: 'true' });
+  assert.equal(posted.status, 200);
+  await harness.settle();
+
+  await admin.goto(`${harness.server.url}/admin/members`);
+  await admin.getByLabel('Search').fill('ada@');
+  await admin.getByRole('button', { name: 'Show' }).click();
+  const rows = admin.locator('#members-table tbody tr');
+  assert.equal(await rows.count(), 1, 'one member matches');
+  assert.match(await rows.first().innerText(), /ada@example\.com/);
+  await screenshot(admin, 'admin-members');
+
+  await rows.first().getByRole('link', { name: 'ada@example.com' }).click();
+  await admin.locator('#member-heading').waitFor();
+  assert.match(await admin.locator('body').innerText(), /Lovelace/);
+  await admin.getByLabel('Role').selectOption('member');
+  await admin.getByRole('button', { name: 'Change role' }).click();
+  await admin.getByRole('status').waitFor();
+  const id = Number(await admin.locator('#member-heading').getAttribute('data-member-id'));
+  assert.equal(harness.server.ctx.members.get(id).role, 'member', 'the role was changed in the database');
+  assert.equal(await admin.getByLabel('Role').inputValue(), 'member');
+  await screenshot(admin, 'admin-member');
+});
+
+test('a failed event is shown with its error and replayed from its page', async () => {
+  const posted = await post({ contactId: String(LATE_CONTACT), wpf_action: 'add' });
+  assert.equal(posted.status, 200);
+  await harness.settle();
+  const eventId = Number(posted.body.event_id);
+  assert.equal(harness.server.ctx.events.get(eventId)!.status, 'failed', 'Keap has no such contact yet');
+
+  await admin.goto(`${harness.server.url}/admin/events`);
+  await admin.getByLabel('Status').selectOption('failed');
+  await admin.getByRole('button', { name: 'Filter' }).click();
+  const row = admin.locator(`#events-table tr[data-event-id="${eventId}"]`);
+  assert.match(await row.innerText(), /404|not found|no contact/i, 'the reason is in the list');
+  await screenshot(admin, 'admin-events');
+
+  // The contact now exists in Keap; replaying runs the job again from the start.
+  harness.sandbox.state.addContact({ id: LATE_CONTACT, given_name: 'Late', family_name: 'Comer', email: 'late@example.com' });
+  await row.getByRole('link').first().click();
+  await admin.locator('#event-status').waitFor();
+  admin.once('dialog', (dialog) => void dialog.accept());
+  await admin.getByRole('button', { name: 'Replay' }).click();
+  await admin.getByRole('status').waitFor();
+  await harness.settle();
+  await admin.reload();
+  assert.equal(await admin.locator('#event-status').getAttribute('data-status'), 'done');
+  assert.ok(harness.server.ctx.members.findByContactId(LATE_CONTACT), 'the member exists after the replay');
+  await screenshot(admin, 'admin-event');
+});
+
+test('rotating the access key asks first, shows the new key once, and the old key stops at once', async () => {
+  const oldKey = harness.server.ctx.accessKeys.current();
+  await admin.goto(`${harness.server.url}/admin/settings`);
+  await screenshot(admin, 'admin-settings');
+  let asked = '';
+  admin.once('dialog', (dialog) => {
+    asked = dialog.message();
+    void dialog.accept();
+  });
+  await admin.getByLabel('I understand that the old key stops working at once').check();
+  await admin.getByRole('button', { name: 'Rotate access key' }).click();
+  await admin.locator('#new-key-panel').waitFor();
+  assert.match(asked, /Rotate the access key/, 'the browser asked for confirmation');
+  const newKey = (await admin.locator('#new-access-key').innerText()).trim();
+  assert.notEqual(newKey, oldKey);
+  assert.ok(newKey.length >= 32);
+
+  const old = await fetch(`${harness.server.url}/webhooks/keap`, { method: 'POST', body: new URLSearchParams({ access_key: oldKey, contactId: '102', wpf_action: 'add' }) });
+  assert.equal(old.status, 403, 'the old key is refused');
+  const fresh = await fetch(`${harness.server.url}/webhooks/keap`, { method: 'POST', body: new URLSearchParams({ access_key: newKey, contactId: '102', wpf_action: 'add' }) });
+  assert.equal(fresh.status, 200, 'the new key is accepted');
+  await admin.reload();
+  assert.equal(await admin.locator('#new-key-panel').count(), 0, 'the new key is shown once');
+  await harness.settle();
+});
+
+test('a member logs in with the emailed password and changes it', async () => {
+  const welcome = await emailTo('ada@example.com', /welcome/i);
+  const password = /Password: (\S+)/.exec(welcome.text)?.[1];
+  assert.ok(password, 'the welcome email carries the generated password');
+
+  const member = await (await newProfile(browser, 'phone')).newPage();
+  member.setDefaultTimeout(10_000);
+  await member.goto(local(/(http\S+\/login)/.exec(welcome.text)![1]!));
+  await member.getByLabel('Email or username').fill('ada@example.com');
+  await member.getByLabel('Password').fill(password);
+  await member.getByRole('button', { name: 'Log in' }).click();
+  await member.getByRole('heading', { name: 'Your account' }).waitFor();
+  await screenshot(member, 'member-account-phone');
+
+  await member.getByRole('link', { name: 'Change password' }).click();
+  await member.getByLabel('Current password').fill(password);
+  await member.getByLabel('New password', { exact: true }).fill('my own new password 2026');
+  await member.getByLabel('New password again').fill('my own new password 2026');
+  await member.getByRole('button', { name: 'Change password' }).click();
+  await member.getByRole('heading', { name: 'Your account' }).waitFor();
+  assert.match(await member.getByRole('status').innerText(), /password/i);
+
+  await member.getByRole('button', { name: 'Log out' }).click();
+  await member.goto(`${harness.server.url}/login`);
+  await member.getByLabel('Email or username').fill('ada@example.com');
+  await member.getByLabel('Password').fill(password);
+  await member.getByRole('button', { name: 'Log in' }).click();
+  await member.getByRole('alert').waitFor();
+  await member.getByLabel('Password').fill('my own new password 2026');
+  await member.getByRole('button', { name: 'Log in' }).click();
+  await member.getByRole('heading', { name: 'Your account' }).waitFor();
+  await member.context().close();
+});
+
+test('a member resets a forgotten password through the emailed link, once', async () => {
+  const member = await (await newProfile(browser)).newPage();
+  member.setDefaultTimeout(10_000);
+  await member.goto(`${harness.server.url}/login`);
+  await member.getByRole('link', { name: 'Forgot your password?' }).click();
+  const before = harness.smtp.messages.length;
+  await member.getByLabel('Email or username').fill('ada@example.com');
+  await member.getByRole('button', { name: 'Email me a link' }).click();
+  await member.getByRole('heading', { name: 'Check your email' }).waitFor();
+
+  const email = await emailTo('ada@example.com', /password/i, before);
+  const link = /(http\S+\/password\/reset\?token=[\w-]+)/.exec(email.text)?.[1];
+  assert.ok(link, 'the email carries the reset link');
+  await member.goto(local(link));
+  await member.getByLabel('New password', { exact: true }).fill('reset password for ada 77');
+  await member.getByLabel('New password again').fill('reset password for ada 77');
+  await member.getByRole('button', { name: 'Set new password' }).click();
+  await member.waitForURL((url) => url.pathname === '/login');
+  await member.getByLabel('Email or username').fill('ada@example.com');
+  await member.getByLabel('Password').fill('reset password for ada 77');
+  await member.getByRole('button', { name: 'Log in' }).click();
+  await member.getByRole('heading', { name: 'Your account' }).waitFor();
+
+  await member.goto(local(link));
+  await member.getByRole('heading', { name: 'This link no longer works' }).waitFor();
+  await member.context().close();
+});
+
+test('the admin pages fit a phone screen', async () => {
+  const phone = await (await newProfile(browser, 'phone')).newPage();
+  phone.setDefaultTimeout(10_000);
+  await phone.goto(`${harness.server.url}/admin/login`);
+  await phone.getByLabel('Email or username').fill(ADMIN.email);
+  await phone.getByLabel('Password').fill(ADMIN.password);
+  await phone.getByRole('button', { name: 'Log in' }).click();
+  await phone.getByRole('heading', { name: 'Dashboard' }).waitFor();
+  for (const path of ['/admin', '/admin/members', '/admin/events', '/admin/settings', '/admin/roles']) {
+    await phone.goto(`${harness.server.url}${path}`);
+    const overflow = (await phone.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth')) as number;
+    assert.ok(overflow <= 0, `${path} does not scroll sideways on a phone (${overflow}px too wide)`);
+  }
+  await phone.goto(`${harness.server.url}/admin/members`);
+  await screenshot(phone, 'admin-members-phone');
+  await phone.context().close();
+});
