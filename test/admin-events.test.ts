@@ -5,7 +5,7 @@ import type { AppContext } from '../src/context.js';
 import type { EventStatus } from '../src/features/queue/store.js';
 import { REPLAY_FAILED_CONFIRM_MESSAGE } from '../src/features/queue/admin-routes.js';
 import { CSRF_FAILED_MESSAGE } from '../src/core/csrf.js';
-import { adminAgent, createMember, MEMBER_PASSWORD, submitForm, testSiteWithAdmin, TEST_SITE_ACCESS_KEY, type TestSite } from './support/admin-site.js';
+import { adminAgent, createMember, memberAgent, MEMBER_PASSWORD, submitForm, testSiteWithAdmin, TEST_SITE_ACCESS_KEY, type TestSite } from './support/admin-site.js';
 import { alertOf, csrfFrom } from './support/pages.js';
 
 /** A finished job: enqueued, claimed by a pretend worker and finished with `status`. */
@@ -35,13 +35,6 @@ function noticeOf(html: string): string | undefined {
   return /<p class="notice" role="status">([^<]*)<\/p>/.exec(html)?.[1];
 }
 
-async function memberBrowser(app: TestSite['app']): Promise<request.Agent> {
-  const agent = request.agent(app);
-  const form = await agent.get('/login');
-  const res = await agent.post('/login').type('form').send({ _csrf: csrfFrom(form.text), login: 'ada', password: MEMBER_PASSWORD });
-  assert.equal(res.status, 303, 'Ada logs in as a member');
-  return agent;
-}
 
 test('events pages send anonymous visitors to the admin login and refuse members without admin rights', async () => {
   const site = await testSiteWithAdmin();
@@ -59,7 +52,7 @@ test('events pages send anonymous visitors to the admin login and refuse members
     assert.equal(res.headers.location, '/admin/login');
   }
 
-  const ada = await memberBrowser(site.app);
+  const ada = (await memberAgent(site.app)).agent;
   for (const path of ['/admin/events', `/admin/events/${id}`, '/admin/events/replay-failed']) {
     const res = await ada.get(path);
     assert.equal(res.status, 403, path);

@@ -15,6 +15,7 @@ import {
   TEST_SITE_ACCESS_KEY,
   adminAgent,
   createMember,
+  memberAgent,
   submitForm,
   type TestSite,
 } from './support/admin-site.js';
@@ -118,12 +119,9 @@ test('the Keap settings page needs an admin session: anonymous visitors go to th
   const anonymousGetCallback = await request(site.app).get(`${PAGE}/callback?code=c&state=s`);
   assert.equal(anonymousGetCallback.status, 303, 'the callback too needs the admin');
 
-  const member = request.agent(site.app);
-  const form = await member.get('/login');
-  const login = await member.post('/login').type('form').send({ _csrf: csrfFrom(form.text), login: 'ada', password: MEMBER_PASSWORD });
-  assert.equal(login.status, 303);
+  const { agent: member, csrf } = await memberAgent(site.app);
   assert.equal((await member.get(PAGE)).status, 403);
-  const post = await member.post(`${PAGE}/api-key`).type('form').send({ _csrf: csrfFrom(form.text), api_key: RIGHT_KEY });
+  const post = await member.post(`${PAGE}/api-key`).type('form').send({ _csrf: csrf, api_key: RIGHT_KEY });
   assert.equal(post.status, 403);
   assert.equal(site.ctx.site.keapApiKey(), undefined, 'nothing stored');
 });

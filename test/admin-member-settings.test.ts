@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import request from 'supertest';
 import { defaultWelcomeTemplate } from '../src/features/members/welcome-email.js';
 import { SEED } from '../src/features/keap/sandbox/index.js';
-import { ADMIN_EMAIL, ADMIN_PASSWORD, MEMBER_PASSWORD, adminAgent, submitForm, testSiteWithAdmin } from './support/admin-site.js';
+import { ADMIN_EMAIL, ADMIN_PASSWORD, MEMBER_PASSWORD, adminAgent, memberAgent, submitForm, testSiteWithAdmin } from './support/admin-site.js';
 import { startHarness } from './support/harness.js';
 import { alertOf, csrfFrom } from './support/pages.js';
 
@@ -31,11 +31,9 @@ test('the member settings page needs an admin session: anonymous visitors go to 
   assert.equal(anonymous.status, 303);
   assert.equal(anonymous.headers.location, '/admin/login?next=/admin/settings/members');
 
-  const member = request.agent(site.app);
-  const form = await member.get('/login');
-  assert.equal((await member.post('/login').type('form').send({ _csrf: csrfFrom(form.text), login: 'ada', password: MEMBER_PASSWORD })).status, 303);
+  const { agent: member, csrf } = await memberAgent(site.app);
   assert.equal((await member.get(PAGE)).status, 403);
-  const post = await member.post(PAGE).type('form').send({ _csrf: csrfFrom(form.text), default_role: 'member' });
+  const post = await member.post(PAGE).type('form').send({ _csrf: csrf, default_role: 'member' });
   assert.equal(post.status, 403);
   assert.equal(site.ctx.site.defaultRole(), 'subscriber');
 });

@@ -6,7 +6,7 @@ import { CSRF_FAILED_MESSAGE } from '../src/core/csrf.js';
 import { ROLE_DELETE_CONFIRM_MESSAGE, ROLE_WEBHOOK_CHOICE_MESSAGE, roleService } from '../src/features/roles/admin-routes.js';
 import { ROLE_MESSAGES } from '../src/features/roles/service.js';
 import type { RoleSummary } from '../src/features/roles/store.js';
-import { adminAgent, createMember, MEMBER_PASSWORD, submitForm, testSiteWithAdmin, TEST_SITE_ACCESS_KEY, type TestSite } from './support/admin-site.js';
+import { adminAgent, createMember, memberAgent, MEMBER_PASSWORD, submitForm, testSiteWithAdmin, TEST_SITE_ACCESS_KEY, type TestSite } from './support/admin-site.js';
 import { alertOf, csrfFrom } from './support/pages.js';
 
 interface RoleRow {
@@ -38,13 +38,6 @@ function text(html: string | undefined): string | undefined {
   return html?.replaceAll('&quot;', '"').replaceAll('&#x3D;', '=').replaceAll('&#x27;', "'").replaceAll('&amp;', '&');
 }
 
-async function memberBrowser(app: TestSite['app']): Promise<request.Agent> {
-  const agent = request.agent(app);
-  const form = await agent.get('/login');
-  const res = await agent.post('/login').type('form').send({ _csrf: csrfFrom(form.text), login: 'ada', password: MEMBER_PASSWORD });
-  assert.equal(res.status, 303, 'Ada logs in as a member');
-  return agent;
-}
 
 async function addRole(ctx: AppContext, slug: string, name: string, webhookAssignable = true): Promise<number> {
   const result = await roleService(ctx).create({ slug, name, webhookAssignable });
@@ -74,7 +67,7 @@ test('roles pages send anonymous visitors to the admin login and refuse members 
     assert.equal(res.headers.location, '/admin/login');
   }
 
-  const ada = await memberBrowser(app);
+  const ada = (await memberAgent(app)).agent;
   for (const path of ['/admin/roles', `/admin/roles/${gold}`, `/admin/roles/${gold}/delete`]) {
     const res = await ada.get(path);
     assert.equal(res.status, 403, path);

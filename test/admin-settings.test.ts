@@ -5,7 +5,7 @@ import request from 'supertest';
 import type { AppContext } from '../src/context.js';
 import { CSRF_FAILED_MESSAGE } from '../src/core/csrf.js';
 import { NO_API_TOKENS_MESSAGE } from '../src/features/api/routes.js';
-import { adminAgent, MEMBER_PASSWORD, submitForm, TEST_SITE_ACCESS_KEY, testSiteWithAdmin, type TestSite } from './support/admin-site.js';
+import { adminAgent, memberAgent, MEMBER_PASSWORD, submitForm, TEST_SITE_ACCESS_KEY, testSiteWithAdmin, type TestSite } from './support/admin-site.js';
 import { alertOf, csrfFrom } from './support/pages.js';
 
 /** A site whose access key is stored in the database (no ACCESS_KEY), so it can be rotated. */
@@ -39,13 +39,6 @@ const storedTokens = (ctx: AppContext) => ctx.db.prepare('SELECT * FROM api_toke
 const settingsText = (ctx: AppContext) => (ctx.db.prepare("SELECT group_concat(key || '=' || value, char(10)) FROM settings").pluck().get() as string) ?? '';
 
 /** Ada logged in at /login, and the form token her browser holds (it stays the same for the browser session). */
-async function memberBrowser(app: TestSite['app']): Promise<{ agent: request.Agent; csrf: string }> {
-  const agent = request.agent(app);
-  const csrf = csrfFrom((await agent.get('/login')).text);
-  const res = await agent.post('/login').type('form').send({ _csrf: csrf, login: 'ada', password: MEMBER_PASSWORD });
-  assert.equal(res.status, 303, 'Ada logs in');
-  return { agent, csrf };
-}
 
 async function createToken(agent: request.Agent, name: string): Promise<{ res: request.Response; token: string }> {
   const res = await submitForm(agent, '/admin/settings/api-tokens', '/admin/settings/api-tokens', { name });
@@ -63,7 +56,7 @@ test('the settings pages send anonymous visitors to the admin login and refuse m
     assert.equal(res.headers.location, `/admin/login?next=${path}`);
   }
   const key = ctx.accessKeys.current();
-  const { agent: ada, csrf } = await memberBrowser(app);
+  const { agent: ada, csrf } = await memberAgent(app);
   for (const path of ['/admin/settings', '/admin/settings/api-tokens']) {
     const res = await ada.get(path);
     assert.equal(res.status, 403, path);

@@ -64,3 +64,12 @@ export async function submitForm(agent: request.Agent, pagePath: string, action:
   const page = await agent.get(pagePath);
   return agent.post(action).type('form').send({ _csrf: csrfFrom(page.text), ...fields });
 }
+
+/** A browser-like agent logged in as Ada, the plain member (no admin rights), with its form token. */
+export async function memberAgent(app: TestSite['app']): Promise<{ agent: request.Agent; csrf: string }> {
+  const agent = request.agent(app);
+  const csrf = csrfFrom((await agent.get('/login')).text);
+  const res = await agent.post('/login').type('form').send({ _csrf: csrf, login: 'ada', password: MEMBER_PASSWORD });
+  assert.equal(res.status, 303, 'Ada logs in as a member');
+  return { agent, csrf };
+}

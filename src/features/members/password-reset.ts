@@ -1,16 +1,14 @@
 import type { AppContext } from '../../context.js';
 import type { Clock } from '../../core/clock.js';
 import type { Db } from '../../core/db.js';
-import type { HookRegistry } from '../../core/hooks.js';
-import type { Mailer } from '../../core/mail.js';
 import type { ViewRenderer } from '../../core/views.js';
 import type { JobHandler } from '../queue/worker.js';
 import { PasswordResetStore } from './password-reset-store.js';
 import { hashPassword } from './passwords.js';
-import type { MemberService } from './service.js';
 import { memberSessions } from './sessions.js';
 import type { Member } from './store.js';
 import type { RenderedEmail } from './welcome-email.js';
+import type { MemberMailDeps } from './welcome-sender.js';
 
 declare module '../../core/hooks.js' {
   interface ActionMap {
@@ -57,15 +55,9 @@ export async function requestPasswordReset(ctx: AppContext, member: Member): Pro
   ctx.worker.notify();
 }
 
-export interface PasswordResetEmailDeps {
+export interface PasswordResetEmailDeps extends MemberMailDeps {
   db: Db;
   clock: Clock;
-  members: MemberService;
-  mailer: Mailer;
-  views: ViewRenderer;
-  hooks: HookRegistry;
-  siteName: string;
-  publicUrl: string;
 }
 
 /**

@@ -14,13 +14,17 @@ declare module '../../core/hooks.js' {
   }
 }
 
-export interface WelcomeSenderDeps {
+/** What a job that emails a member needs: the member, the mailer, the templates, the hooks and the site's address. */
+export interface MemberMailDeps {
   members: MemberService;
   mailer: Mailer;
   views: ViewRenderer;
   hooks: HookRegistry;
   siteName: string;
   publicUrl: string;
+}
+
+export interface WelcomeSenderDeps extends MemberMailDeps {
   /** The admin's edited templates, read on every send. */
   template: () => WelcomeEmailOverrides;
 }
