@@ -15,6 +15,7 @@ import { isAdminRequest, requireAdmin, startAdminSession } from './access.js';
 import { loadDashboard } from './dashboard.js';
 import { renderAdmin } from './pages.js';
 import { ADMIN_PASSWORD_MIN, createFirstAdmin, setupNeeded, validateAdminCredentials, type CredentialErrors } from './setup.js';
+import { clientIp, formText } from '../../core/forms.js';
 
 export const NO_ADMIN_RIGHTS_MESSAGE = 'This account has no admin rights.';
 
@@ -55,9 +56,9 @@ export function adminRoutes(ctx: AppContext): Router {
     // The first-run gate let this through only while setup is open; once it is done, there is no form to post.
     if (!setupNeeded(ctx)) return res.redirect(303, '/admin/login');
     const body = req.body as Record<string, unknown>;
-    const email = text(body.email).trim();
-    const password = text(body.password);
-    const confirm = text(body.confirm);
+    const email = formText(body.email).trim();
+    const password = formText(body.password);
+    const confirm = formText(body.confirm);
     const errors = validateAdminCredentials({ email, password, confirm });
     if (Object.keys(errors).length > 0) return renderSetup(res, 400, { email, errors });
     const result = await createFirstAdmin(ctx, { email, password });
@@ -79,8 +80,8 @@ export function adminRoutes(ctx: AppContext): Router {
 
   admin.post('/login', async (req, res) => {
     const body = req.body as Record<string, unknown>;
-    const login = text(body.login).trim();
-    const password = text(body.password);
+    const login = formText(body.login).trim();
+    const password = formText(body.password);
     const next = adminNextPath(body.next);
     const form = { title: 'Admin log in', bare: true, login, next };
     if (!login || !password) return renderAdmin(ctx, res, 400, 'login', { ...form, error: 'Enter your email or username and your password.' });
@@ -135,12 +136,4 @@ export function adminRoutes(ctx: AppContext): Router {
 function adminNextPath(value: unknown): string | undefined {
   const path = safeNextPath(value);
   return path !== undefined && /^\/admin(?:[/?#]|$)/.test(path) ? path : undefined;
-}
-
-function text(value: unknown): string {
-  return typeof value === 'string' ? value : '';
-}
-
-function clientIp(req: Request): string {
-  return req.ip ?? req.socket.remoteAddress ?? 'unknown';
 }

@@ -10,6 +10,7 @@ import { generatePassword } from './passwords.js';
 import { requestPasswordReset } from './password-reset.js';
 import { isUniqueViolation, LAST_ADMINISTRATOR_MESSAGE } from './service.js';
 import { MEMBER_SORTS, type Member, type MemberQuery, type MemberSort, type Role } from './store.js';
+import { formText } from '../../core/forms.js';
 
 export const PAGE_SIZE = 50;
 export const PASSWORD_MIN = 10;
@@ -64,14 +65,14 @@ export function memberAdminRoutes(ctx: AppContext): Router {
   router.post('/members/new', async (req, res) => {
     const body = req.body as Record<string, unknown>;
     const form: NewMemberForm = {
-      email: text(body.email).trim(),
-      username: text(body.username).trim(),
-      firstName: text(body.first_name).trim(),
-      lastName: text(body.last_name).trim(),
-      role: text(body.role),
-      sendWelcome: text(body.send_welcome) !== '',
+      email: formText(body.email).trim(),
+      username: formText(body.username).trim(),
+      firstName: formText(body.first_name).trim(),
+      lastName: formText(body.last_name).trim(),
+      role: formText(body.role),
+      sendWelcome: formText(body.send_welcome) !== '',
     };
-    const password = text(body.password);
+    const password = formText(body.password);
     const errors = validateNewMember(ctx, form, password);
     if (Object.keys(errors).length > 0) return renderNewForm(ctx, res, 400, form, errors);
 
@@ -119,7 +120,7 @@ export function memberAdminRoutes(ctx: AppContext): Router {
   router.post('/members/:id/role', async (req, res) => {
     const member = memberFrom(ctx, req);
     const admin = res.locals.admin!;
-    const slug = text((req.body as Record<string, unknown>).role);
+    const slug = formText((req.body as Record<string, unknown>).role);
     const role = ctx.members.role(slug);
     if (!role) return renderMember(ctx, req, res, 400, member, { error: slug ? `There is no role "${slug}".` : 'Choose a role.' });
     if (member.id === admin.id && member.roleIsAdmin && !role.isAdmin) return renderMember(ctx, req, res, 409, member, { error: SELF_DEMOTION_MESSAGE });
@@ -421,8 +422,4 @@ function fullName(m: Pick<Member, 'firstName' | 'lastName'>): string {
 
 function idFrom(value: unknown): number | undefined {
   return typeof value === 'string' && ID_PATTERN.test(value) ? Number(value) : undefined;
-}
-
-function text(value: unknown): string {
-  return typeof value === 'string' ? value : '';
 }

@@ -6,6 +6,7 @@ import { changePassword, requestPasswordReset, resetPasswordWithToken, resetToke
 import { newPasswordErrors, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, verifyPassword } from './passwords.js';
 import { endSession, requireMember, startSession } from './sessions.js';
 import type { Member } from './store.js';
+import { formText } from '../../core/forms.js';
 
 const MINUTE = 60_000;
 
@@ -67,9 +68,9 @@ export function addPasswordRoutes(router: Router, ctx: AppContext, tools: Member
   router.post('/account/password', requireMember(ctx), async (req, res) => {
     const member = res.locals.member!;
     const body = (req.body ?? {}) as Record<string, unknown>; // express 5 leaves it unset when no form came
-    const current = text(body.current_password);
-    const password = text(body.new_password);
-    const confirm = text(body.confirm_password);
+    const current = formText(body.current_password);
+    const password = formText(body.new_password);
+    const confirm = formText(body.confirm_password);
 
     const errors: Record<string, string> = {};
     if (!current) errors.current_password = 'Enter your current password.';
@@ -108,7 +109,7 @@ export function addPasswordRoutes(router: Router, ctx: AppContext, tools: Member
    */
   router.post('/password/forgot', async (req, res) => {
     const body = (req.body ?? {}) as Record<string, unknown>; // express 5 leaves it unset when no form came
-    const login = text(body.login).trim();
+    const login = formText(body.login).trim();
     if (!login) return render(res, 400, 'password-forgot', { ...forgotForm, errors: { login: 'Enter your email address or username.' } });
     if (login.length > 254) return render(res, 400, 'password-forgot', { ...forgotForm, errors: { login: 'That is longer than any email address or username (254 characters).' } });
 
@@ -142,8 +143,8 @@ export function addPasswordRoutes(router: Router, ctx: AppContext, tools: Member
     const body = (req.body ?? {}) as Record<string, unknown>; // express 5 leaves it unset when no form came
     const token = body.token;
     if (!isWellFormedResetToken(token)) return deadLink(res, 400);
-    const password = text(body.new_password);
-    const confirm = text(body.confirm_password);
+    const password = formText(body.new_password);
+    const confirm = formText(body.confirm_password);
     const fresh = newPasswordErrors(password, confirm);
     if (fresh.password || fresh.confirm) {
       if (!resetTokenIsLive(ctx, token)) return deadLink(res, 410);
@@ -159,8 +160,4 @@ export function addPasswordRoutes(router: Router, ctx: AppContext, tools: Member
     ctx.logger.info({ memberId: member.id }, 'member reset password');
     res.redirect(303, '/login?notice=password_reset');
   });
-}
-
-function text(value: unknown): string {
-  return typeof value === 'string' ? value : '';
 }

@@ -7,6 +7,7 @@ import { verifyPassword } from './passwords.js';
 import { accountLogins, addPasswordRoutes, noticeFor } from './password-routes.js';
 import { loadMember, logOut, requireMember, startSession } from './sessions.js';
 import type { Member } from './store.js';
+import { clientIp, formText } from '../../core/forms.js';
 
 declare module '../../core/hooks.js' {
   interface ActionMap {
@@ -51,8 +52,8 @@ export function memberRoutes(ctx: AppContext): Router {
 
   router.post('/login', async (req, res) => {
     const body = (req.body ?? {}) as Record<string, unknown>; // express 5 leaves it unset when no form came
-    const login = text(body.login).trim();
-    const password = text(body.password);
+    const login = formText(body.login).trim();
+    const password = formText(body.password);
     const next = safeNextPath(body.next);
     const form = { title: 'Log in', login, next };
     if (!login || !password) return render(res, 400, 'login', { ...form, error: 'Enter your email or username and your password.' });
@@ -121,14 +122,6 @@ export function safeNextPath(value: unknown): string | undefined {
 export function tooManyAttempts(retryAfterMs: number): string {
   const minutes = Math.max(1, Math.ceil(retryAfterMs / 60_000));
   return `Too many attempts. Try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`;
-}
-
-function text(value: unknown): string {
-  return typeof value === 'string' ? value : '';
-}
-
-function clientIp(req: Request): string {
-  return req.ip ?? req.socket.remoteAddress ?? 'unknown';
 }
 
 function displayName(member: Member): string {

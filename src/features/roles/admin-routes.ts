@@ -3,6 +3,7 @@ import type { AppContext } from '../../context.js';
 import { renderAdmin } from '../admin/pages.js';
 import { ROLE_NAME_MAX, ROLE_SLUG_PATTERN, RoleService, type RoleFormErrors } from './service.js';
 import type { RoleSummary } from './store.js';
+import { formText } from '../../core/forms.js';
 
 export const ROLE_DELETE_CONFIRM_MESSAGE = 'Confirm the deletion to delete this role.';
 export const ROLE_WEBHOOK_CHOICE_MESSAGE = 'Choose whether Keap posts may assign this role.';
@@ -80,7 +81,7 @@ export function roleAdminRoutes(ctx: AppContext): Router {
 
   router.post('/roles', async (req, res) => {
     const body = formBody(req);
-    const form: AddForm = { slug: text(body.slug), name: text(body.name), webhookAssignable: body.webhook_assignable === 'yes' };
+    const form: AddForm = { slug: formText(body.slug), name: formText(body.name), webhookAssignable: body.webhook_assignable === 'yes' };
     const result = await roles.create(form);
     if (!result.ok) return renderList(res, 400, { ...form, errors: result.errors });
     ctx.logger.info({ adminId: res.locals.admin?.id, role: result.role.slug }, 'admin added a role');
@@ -97,7 +98,7 @@ export function roleAdminRoutes(ctx: AppContext): Router {
   router.post('/roles/:id/name', async (req, res) => {
     const role = findRole(req, res);
     if (!role) return;
-    const name = text(formBody(req).name);
+    const name = formText(formBody(req).name);
     const result = await roles.rename(role, name);
     if (!result.ok) return renderRole(res, 400, role, { name, nameError: result.errors.name });
     res.redirect(303, `/admin/roles/${role.id}?saved=name`);
@@ -152,8 +153,4 @@ function webhookNotice(role: RoleSummary): string {
 
 function formBody(req: Request): Record<string, unknown> {
   return (req.body as Record<string, unknown> | undefined) ?? {};
-}
-
-function text(value: unknown): string {
-  return typeof value === 'string' ? value : '';
 }
