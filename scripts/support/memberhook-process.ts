@@ -18,6 +18,9 @@ export interface Memberhook {
   peakRssMb(): number;
   /** resident memory now, MB */
   rssMb(): number;
+  /** CPU time (user + system) the process has used so far, ms (the kernel counts in clock ticks, 10 ms each). */
+  cpuMs(): number;
+  /** Stops the process; deletes its data folder unless it was given one (`options.dataDir`). */
   stop(): Promise<void>;
 }
 
@@ -29,8 +32,13 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startMemberhook(sandbox: KeapSandbox, extraEnv: Record<string, string> = {}): Promise<Memberhook> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'memberhook-bench-'));
+export interface StartOptions {
+  /** Run on this existing data folder (a seeded database) instead of a new temporary one; `stop` leaves it. */
+  dataDir?: string;
+}
+
+export async function startMemberhook(sandbox: KeapSandbox, extraEnv: Record<string, string> = {}, options: StartOptions = {}): Promise<Memberhook> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'memberhook-bench-'));
   const port = await freePort();
   const child = spawn(process.execPath, ['dist/main.js'], {
     env: {
@@ -62,8 +70,16 @@ export async function startMemberhook(sandbox: KeapSandbox, extraEnv: Record<str
     const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
     return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
   };
+  const ticksPerSecond = 100; // USER_HZ, 100 on Linux
+  const cpuMs = () => {
+    // Fields after the command name (which sits in parentheses and may hold spaces): utime and stime are 14th and 15th.
+    const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
+  };
   return {
     rssMb,
+    cpuMs,
     url: `http://127.0.0.1:${port}`,
     dataDir,
     child,
@@ -71,7 +87,7 @@ export async function startMemberhook(sandbox: KeapSandbox, extraEnv: Record<str
     async stop() {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -287,18 +287,28 @@ export class MemberStore {
       where.push('m.id IN (SELECT t.member_id FROM member_tags t WHERE t.tag_id = @tag)');
       params.tag = query.tag;
     }
+    let searchRanges: string[] = [];
     if (query.q) {
       const { lo, hi } = prefixRange(query.q);
       // One index range per column, as a union: SQLite's OR optimisation does not take ranges on COLLATE expressions.
       const columns = ['email', 'username', 'first_name COLLATE NOCASE', 'last_name COLLATE NOCASE'];
       const range = (c: string) => (hi === undefined ? `${c} >= @qLo` : `${c} >= @qLo AND ${c} < @qHi`);
-      where.push(`m.id IN (${columns.map((c) => `SELECT id FROM members WHERE ${range(c)}`).join(' UNION ALL ')})`);
+      searchRanges = columns.map((c) => `SELECT id FROM members WHERE ${range(c)}`);
+      where.push(`m.id IN (${searchRanges.join(' UNION ALL ')})`);
       params.qLo = lo;
       if (hi !== undefined) params.qHi = hi;
     }
     const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    // Counting through `m.id IN (...)` builds the whole id list and then looks every id up in members: at a million
+    // members, 75 ms for a tag 6% hold, over 200 ms for a one-letter search (npm run limits). When that set is the
+    // only filter it is counted from the indexes alone: a tag's rows in member_tags (each is one member: the primary
+    // key is (member_id, tag_id) and the foreign key deletes them with the member), or the search's ids without
+    // repeats.
+    let count = `SELECT count(*) FROM members m ${clause}`;
+    if (where.length === 1 && query.tag !== undefined) count = 'SELECT count(*) FROM member_tags WHERE tag_id = @tag';
+    else if (where.length === 1 && query.q) count = `SELECT count(*) FROM (${searchRanges.join(' UNION ')})`;
     return {
-      count: `SELECT count(*) FROM members m ${clause}`,
+      count,
       page: `SELECT m.id FROM members m ${clause} ORDER BY ${ORDER_BY[query.sort ?? 'newest']} LIMIT @limit OFFSET @offset`,
       params,
       pageParams: { ...params, limit: query.pageSize, offset: (query.page - 1) * query.pageSize },
