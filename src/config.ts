@@ -45,6 +45,7 @@ const envSchema = z
     JOB_MAX_ATTEMPTS: positiveInt('a positive whole number').default(8),
     JOB_RETRY_BASE_MS: positiveInt('a positive whole number of milliseconds').default(60_000),
     WORKER_CONCURRENCY: positiveInt('a positive whole number').default(4),
+    MEMBERHOOK_BENCH_INLINE: z.enum(['0', '1'], 'expected 0 or 1').default('0'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'expected one of fatal, error, warn, info, debug, trace, silent').default('info'),
   })
   .superRefine((env, ctx) => {
@@ -87,6 +88,12 @@ export interface Config {
   webhooks: { rejectionLimit: number; rejectionWindowMs: number };
   jobs: { maxAttempts: number; retryBaseMs: number; concurrency: number };
   logLevel: string;
+  /**
+   * MEMBERHOOK_BENCH_INLINE=1, BENCHMARK MODE ONLY (`npm run bench:inline`): each webhook's job and its follow-ups
+   * run inside the request before it is answered, as WordPress + WP Fusion does, and the background worker does
+   * not start. Keap bursts then time out; never set it in production.
+   */
+  benchInline: boolean;
   /** The variables that were set in the environment (not defaulted): those fix a setting against admin edits. */
   fromEnvironment: ReadonlySet<string>;
 }
@@ -139,6 +146,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     webhooks: { rejectionLimit: e.WEBHOOK_REJECTION_LIMIT, rejectionWindowMs: e.WEBHOOK_REJECTION_WINDOW_MS },
     jobs: { maxAttempts: e.JOB_MAX_ATTEMPTS, retryBaseMs: e.JOB_RETRY_BASE_MS, concurrency: e.WORKER_CONCURRENCY },
     logLevel: e.LOG_LEVEL,
+    benchInline: e.MEMBERHOOK_BENCH_INLINE === '1',
     fromEnvironment: new Set(Object.keys(present).filter((name) => name in envSchema.shape)),
   };
 }

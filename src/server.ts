@@ -83,7 +83,7 @@ export async function buildContext(config: Config, options: StartOptions = {}): 
     });
     const memberSync = new KeapMemberSync({ keap, members, events, hooks, site, logger, onEnqueued: () => worker.notify() });
     const welcome = new WelcomeSender({ members, mailer, views, hooks, siteName: SITE_NAME, publicUrl: config.publicUrl, template: () => site.welcomeTemplate() });
-    const webhooks = new WebhookService({ events, worker, hooks, logger, accessKey: () => accessKeys.current(), findRole: (slug) => members.role(slug) });
+    const webhooks = new WebhookService({ events, worker, hooks, logger, accessKey: () => accessKeys.current(), findRole: (slug) => members.role(slug), inline: config.benchInline });
     worker.register('add', (job) => memberSync.add(job));
     worker.register('update', (job) => memberSync.update(job));
     worker.register('update_tags', (job) => memberSync.updateTags(job));
@@ -107,7 +107,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   if (config.host) server.listen(config.port, config.host);
   else server.listen(config.port);
   await once(server, 'listening');
-  if (options.worker?.start !== false) ctx.worker.start();
+  if (config.benchInline) {
+    // Benchmark mode (MEMBERHOOK_BENCH_INLINE=1): requests run their own jobs; no background worker.
+    ctx.logger.warn('MEMBERHOOK_BENCH_INLINE=1: benchmark mode, jobs run inside the webhook request and the worker is off; not for production');
+  } else if (options.worker?.start !== false) {
+    ctx.worker.start();
+  }
   const address = server.address() as AddressInfo;
   const shownHost = !config.host || config.host === '::' || config.host === '0.0.0.0' ? 'localhost' : config.host;
   const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${address.port}`;

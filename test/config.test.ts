@@ -24,6 +24,13 @@ test('with nothing set, the defaults from the design are used', () => {
   assert.equal(c.defaultRole, 'subscriber');
   assert.equal(c.accessKey, undefined);
   assert.equal(c.admin, undefined);
+  assert.equal(c.benchInline, false, 'the benchmark-only inline mode is off');
+});
+
+test('MEMBERHOOK_BENCH_INLINE (benchmark mode only) takes 0 or 1', () => {
+  assert.equal(loadConfig({ MEMBERHOOK_BENCH_INLINE: '1' }).benchInline, true);
+  assert.equal(loadConfig({ MEMBERHOOK_BENCH_INLINE: '0' }).benchInline, false);
+  rejects({ MEMBERHOOK_BENCH_INLINE: 'yes' }, /^Invalid setting MEMBERHOOK_BENCH_INLINE: expected 0 or 1/);
 });
 
 test('every documented setting is read', () => {

@@ -94,6 +94,9 @@ export class EventStore {
   private readonly countFailedStmt;
   private readonly attemptsStmt;
   private readonly nextRunStmt;
+  /** Benchmark mode only (see `claimById`); prepared on first use so the normal path never pays for them. */
+  private claimByIdStmt: ReturnType<typeof this.prepareClaimById> | undefined;
+  private followUpsStmt: ReturnType<typeof this.prepareFollowUps> | undefined;
   private batch: Array<{ event: NewEvent; resolve: (r: { id: number; coalesced: boolean }) => void; reject: (err: unknown) => void }> = [];
 
   constructor(private readonly db: Db) {
@@ -237,6 +240,49 @@ export class EventStore {
       this.startAttemptStmt.run(row.id, row.attempts, isoNow(now));
       return toRecord(row);
     }).immediate();
+  }
+
+  /**
+   * BENCHMARK MODE ONLY (MEMBERHOOK_BENCH_INLINE=1, `QueueWorker.runInline`): claims job `id` if it is runnable now
+   * under the same rules as `claimNext` (queued, due, and no earlier unfinished job of its contact and none running).
+   */
+  claimById(id: number, worker: string, now: number, leaseMs: number): EventRecord | undefined {
+    const stmt = (this.claimByIdStmt ??= this.prepareClaimById());
+    return this.db.transaction(() => {
+      const row = stmt.get({ id, now, worker, leaseUntil: now + leaseMs, nowIso: isoNow(now) });
+      if (!row) return undefined;
+      this.startAttemptStmt.run(row.id, row.attempts, isoNow(now));
+      return toRecord(row);
+    }).immediate();
+  }
+
+  /** BENCHMARK MODE ONLY: the queued jobs job `id` queued as its follow-ups (`params.caused_by_event`), oldest first. */
+  queuedFollowUps(id: number): number[] {
+    const stmt = (this.followUpsStmt ??= this.prepareFollowUps());
+    return stmt.all({ id });
+  }
+
+  private prepareClaimById() {
+    return this.db.prepare<{ id: number; now: number; worker: string; leaseUntil: number; nowIso: string }, EventRow>(
+      `UPDATE events SET status = 'processing', attempts = attempts + 1, locked_by = @worker, locked_until = @leaseUntil, updated_at = @nowIso,
+         dedupe_key = NULL
+       WHERE id = (
+         SELECT e.id FROM events e
+         WHERE e.id = @id AND e.status = 'queued' AND e.run_after <= @now
+           AND (e.contact_id IS NULL OR NOT EXISTS (
+             SELECT 1 FROM events p WHERE p.contact_id = e.contact_id AND p.id <> e.id
+               AND (p.status = 'processing' OR (p.status = 'queued' AND p.id < e.id)))))
+       RETURNING ${COLUMNS}`,
+    );
+  }
+
+  private prepareFollowUps() {
+    // Follow-ups are queued after their cause, so the scan starts at its id (the primary key), not the table's start.
+    return this.db
+      .prepare<{ id: number }, number>(
+        "SELECT id FROM events WHERE id > @id AND status = 'queued' AND json_extract(params, '$.caused_by_event') = @id ORDER BY id",
+      )
+      .pluck();
   }
 
   renewLease(id: number, worker: string, until: number): boolean {

@@ -42,6 +42,9 @@ export interface RetryPolicy {
 }
 
 const WAKE_COALESCE_MS = 5;
+/** Benchmark inline mode: how often, and how long at most, a request looks again at a job it may not run yet. */
+const INLINE_POLL_MS = 10;
+const INLINE_WAIT_MS = 60_000;
 
 /** About 8 runs over a day: 1 min, 3.2 min, 10 min, 33 min, 1.7 h, 5.6 h, then 12 h (≈ 20 h in all). */
 export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 8, baseDelayMs: 60_000, factor: 3.2, maxDelayMs: 12 * 3_600_000, maxThrottled: 200 };
@@ -138,6 +141,43 @@ export class QueueWorker {
   whenIdle(): Promise<void> {
     if (this.isIdle()) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * BENCHMARK MODE ONLY (MEMBERHOOK_BENCH_INLINE=1, see config.ts): runs job `eventId` now, in the caller (the
+   * webhook request), the way WordPress + WP Fusion does its work, and then the follow-up jobs it queued (password
+   * write-back, welcome email) one after another. The same claim rules, handlers, outcome and failure recording as
+   * the loops; only the timing differs. One run each: a retryable failure is recorded as a retry and left queued.
+   * A job its contact's earlier work still holds back is waited for (up to a minute); one that another request
+   * runs (a coalesced post) is waited for too. Returns the job's record afterwards, then those of the follow-ups run.
+   */
+  async runInline(eventId: number): Promise<EventRecord[]> {
+    const { store } = this.opts;
+    const job = await this.claimForInline(eventId);
+    if (!job) return [store.get(eventId)].filter((e): e is EventRecord => e !== undefined);
+    this.active++;
+    try {
+      await this.run(job);
+    } finally {
+      this.active--;
+    }
+    const records = [store.get(eventId)!];
+    for (const followUp of store.queuedFollowUps(eventId)) records.push(...(await this.runInline(followUp)));
+    return records;
+  }
+
+  private async claimForInline(eventId: number): Promise<EventRecord | undefined> {
+    const { store, clock } = this.opts;
+    const deadline = performance.now() + INLINE_WAIT_MS;
+    for (;;) {
+      const now = clock.now();
+      const job = store.claimById(eventId, this.id, now, this.opts.leaseMs);
+      if (job) return job;
+      const current = store.get(eventId);
+      const waiting = current !== undefined && (current.status === 'processing' || (current.status === 'queued' && current.runAfter <= now));
+      if (!waiting || performance.now() > deadline) return undefined;
+      await new Promise((resolve) => setTimeout(resolve, INLINE_POLL_MS));
+    }
   }
 
   private isIdle(): boolean {

@@ -29,11 +29,17 @@ export interface WebhookServiceDeps {
   logger: Logger;
   accessKey: () => string;
   findRole: (slug: string) => Role | undefined;
+  /**
+   * BENCHMARK MODE ONLY (MEMBERHOOK_BENCH_INLINE=1): run the job and its follow-ups inside the request, before the
+   * answer, as WordPress + WP Fusion does, so `npm run bench:inline` can compare the two. Never for production.
+   */
+  inline?: boolean;
 }
 
 /**
  * The receiver's rules: authenticate, validate, then one durable row and an answer. No Keap call and no
- * member work happens here; Keap resends until it gets a 200, so this path must be fast and idempotent.
+ * member work happens here (except in the benchmark-only inline mode, `inline`); Keap resends until it gets a
+ * 200, so this path must be fast and idempotent.
  */
 export class WebhookService {
   private readonly extraActions: string[] = [];
@@ -98,7 +104,17 @@ export class WebhookService {
     if (!coalesced && this.deps.hooks.hasAction('webhook.received')) {
       await this.deps.hooks.doAction('webhook.received', this.deps.events.get(id)!, request);
     }
+    if (this.deps.inline) return this.runInline(id);
     return { status: 200, body: { ok: true, event_id: id, status: 'queued' } };
+  }
+
+  /** Benchmark mode: answers once the job and its follow-ups ran; 200 only when all of them are done or skipped. */
+  private async runInline(id: number): Promise<WebhookAnswer> {
+    const records = await this.deps.worker.runInline(id);
+    const ok = records.length > 0 && records.every((r) => r.status === 'done' || r.status === 'skipped');
+    const body: Record<string, unknown> = { ok, event_id: id, status: records[0]?.status ?? 'unknown', jobs: records.map((r) => ({ id: r.id, action: r.action, status: r.status })) };
+    if (!ok) body.error = records.find((r) => r.error)?.error ?? 'the job did not finish in the request';
+    return { status: ok ? 200 : 500, body };
   }
 
   private recordRejection(params: Record<string, unknown>, reason: string): void {
