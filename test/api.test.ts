@@ -69,6 +69,18 @@ test('a user can be read, patched and deleted', async () => {
   assert.equal((await h.api(`/api/v1/users/${alan.id}`)).status, 404);
 });
 
+test('the API cannot take away the last administrator, by role change or delete', async () => {
+  const boss = await h.server.ctx.members.createAdministrator({ email: 'boss@example.com', password: 'admin password 0123' });
+  const demote = await h.api(`/api/v1/users/${boss.id}`, { method: 'PATCH', body: JSON.stringify({ role: 'member' }) });
+  assert.equal(demote.status, 409);
+  assert.match(demote.body.error, /last administrator/i);
+  assert.equal((await h.api(`/api/v1/users/${boss.id}`, { method: 'DELETE' })).status, 409);
+  assert.equal((await h.api(`/api/v1/users/${boss.id}`)).body.user.role, 'administrator', 'nothing changed');
+  const second = await h.server.ctx.members.createAdministrator({ email: 'second@example.com', password: 'admin password 4567' });
+  assert.equal((await h.api(`/api/v1/users/${boss.id}`, { method: 'DELETE' })).status, 200, 'with another administrator, it may go');
+  assert.equal((await h.api(`/api/v1/users/${second.id}`, { method: 'DELETE' })).status, 409);
+});
+
 test('events are listed and filtered, with the normalized triple, and shown with every attempt', async () => {
   const list = await h.api(`/api/v1/events?contact_id=${SEED.contacts.ada}&action=add`);
   assert.equal(list.status, 200);

@@ -71,7 +71,7 @@ export function apiRoutes(ctx: AppContext): Router {
         },
         ...(body.username !== undefined ? { username: body.username } : {}),
         ...(body.role !== undefined ? { role: body.role } : {}),
-      });
+      }, { keepAnAdministrator: true });
     } catch (err) {
       if (isUniqueViolation(err, 'members.email')) throw conflict('another member has that email');
       if (isUniqueViolation(err, 'members.username')) throw conflict('another member has that username');
@@ -82,7 +82,8 @@ export function apiRoutes(ctx: AppContext): Router {
   });
 
   router.delete('/api/v1/users/:id', async (req, res) => {
-    await ctx.members.delete(parse(idParam, req.params.id, 'id'));
+    // As on the admin pages: the site never loses its last administrator (409).
+    await ctx.members.delete(parse(idParam, req.params.id, 'id'), { keepAnAdministrator: true });
     res.json({ ok: true });
   });
 
