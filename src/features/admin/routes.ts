@@ -1,4 +1,4 @@
-import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import { Router, type Request, type RequestHandler, type Response } from 'express';
 import type { AppContext } from '../../context.js';
 import { csrfProtection } from '../../core/csrf.js';
 import { LoginThrottle } from '../members/login-throttle.js';
@@ -15,7 +15,7 @@ import { isAdminRequest, requireAdmin, startAdminSession } from './access.js';
 import { loadDashboard } from './dashboard.js';
 import { renderAdmin } from './pages.js';
 import { ADMIN_PASSWORD_MIN, createFirstAdmin, setupNeeded, validateAdminCredentials, type CredentialErrors } from './setup.js';
-import { clientIp, formText } from '../../core/forms.js';
+import { clientIp, formBodyParser, formFields, formText } from '../../core/forms.js';
 
 export const NO_ADMIN_RIGHTS_MESSAGE = 'This account has no admin rights.';
 
@@ -28,18 +28,13 @@ export function adminRoutes(ctx: AppContext): Router {
   const admin = Router();
   const throttle = new LoginThrottle(ctx.db, ctx.clock);
   // 64 KB: the welcome email's HTML template is the largest thing an admin form carries.
-  const formBody = express.urlencoded({ extended: false, limit: '64kb', parameterLimit: 50 });
+  const formBody = formBodyParser({ limit: '64kb', parameterLimit: 50 });
   const noStore: RequestHandler = (_req, res, next) => {
     // Admin pages carry members' data and form tokens: never kept by a cache or the back button.
     res.set('Cache-Control', 'no-store');
     next();
   };
-  // Express 5 leaves req.body undefined when no parser matched (a JSON or empty POST); every admin form reads {}.
-  const bodyOrEmpty: RequestHandler = (req, _res, next) => {
-    req.body ??= {};
-    next();
-  };
-  router.use('/admin', noStore, formBody, bodyOrEmpty, csrfProtection(ctx), loadMember(ctx), admin);
+  router.use('/admin', noStore, ...formBody, csrfProtection(ctx), loadMember(ctx), admin);
 
   const renderSetup = (res: Response, status: number, form: { email?: string; errors?: CredentialErrors; error?: string }) =>
     renderAdmin(ctx, res, status, 'setup', { title: 'Set up memberhook', bare: true, minLength: ADMIN_PASSWORD_MIN, ...form });
@@ -55,7 +50,7 @@ export function adminRoutes(ctx: AppContext): Router {
   admin.post('/setup', async (req, res) => {
     // The first-run gate let this through only while setup is open; once it is done, there is no form to post.
     if (!setupNeeded(ctx)) return res.redirect(303, '/admin/login');
-    const body = req.body as Record<string, unknown>;
+    const body = formFields(req);
     const email = formText(body.email).trim();
     const password = formText(body.password);
     const confirm = formText(body.confirm);
@@ -79,7 +74,7 @@ export function adminRoutes(ctx: AppContext): Router {
   });
 
   admin.post('/login', async (req, res) => {
-    const body = req.body as Record<string, unknown>;
+    const body = formFields(req);
     const login = formText(body.login).trim();
     const password = formText(body.password);
     const next = adminNextPath(body.next);

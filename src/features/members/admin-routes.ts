@@ -10,7 +10,7 @@ import { generatePassword } from './passwords.js';
 import { requestPasswordReset } from './password-reset.js';
 import { isUniqueViolation, LAST_ADMINISTRATOR_MESSAGE } from './service.js';
 import { MEMBER_SORTS, type Member, type MemberQuery, type MemberSort, type Role } from './store.js';
-import { formText } from '../../core/forms.js';
+import { formFields, formText } from '../../core/forms.js';
 
 export const PAGE_SIZE = 50;
 export const PASSWORD_MIN = 10;
@@ -63,7 +63,7 @@ export function memberAdminRoutes(ctx: AppContext): Router {
   router.get('/members/new', (_req, res) => renderNewForm(ctx, res, 200, { role: ctx.site.defaultRole(), sendWelcome: true }, {}));
 
   router.post('/members/new', async (req, res) => {
-    const body = req.body as Record<string, unknown>;
+    const body = formFields(req);
     const form: NewMemberForm = {
       email: formText(body.email).trim(),
       username: formText(body.username).trim(),
@@ -120,7 +120,7 @@ export function memberAdminRoutes(ctx: AppContext): Router {
   router.post('/members/:id/role', async (req, res) => {
     const member = memberFrom(ctx, req);
     const admin = res.locals.admin!;
-    const slug = formText((req.body as Record<string, unknown>).role);
+    const slug = formText(formFields(req).role);
     const role = ctx.members.role(slug);
     if (!role) return renderMember(ctx, req, res, 400, member, { error: slug ? `There is no role "${slug}".` : 'Choose a role.' });
     if (member.id === admin.id && member.roleIsAdmin && !role.isAdmin) return renderMember(ctx, req, res, 409, member, { error: SELF_DEMOTION_MESSAGE });

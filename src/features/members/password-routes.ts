@@ -6,7 +6,7 @@ import { changePassword, requestPasswordReset, resetPasswordWithToken, resetToke
 import { newPasswordErrors, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, verifyPassword } from './passwords.js';
 import { endSession, requireMember, startSession } from './sessions.js';
 import type { Member } from './store.js';
-import { formText } from '../../core/forms.js';
+import { formFields, formText } from '../../core/forms.js';
 
 const MINUTE = 60_000;
 
@@ -67,7 +67,7 @@ export function addPasswordRoutes(router: Router, ctx: AppContext, tools: Member
 
   router.post('/account/password', requireMember(ctx), async (req, res) => {
     const member = res.locals.member!;
-    const body = (req.body ?? {}) as Record<string, unknown>; // express 5 leaves it unset when no form came
+    const body = formFields(req);
     const current = formText(body.current_password);
     const password = formText(body.new_password);
     const confirm = formText(body.confirm_password);
@@ -108,7 +108,7 @@ export function addPasswordRoutes(router: Router, ctx: AppContext, tools: Member
    * one throttle write; the email is made and sent by a job): the form says nothing about who has an account.
    */
   router.post('/password/forgot', async (req, res) => {
-    const body = (req.body ?? {}) as Record<string, unknown>; // express 5 leaves it unset when no form came
+    const body = formFields(req);
     const login = formText(body.login).trim();
     if (!login) return render(res, 400, 'password-forgot', { ...forgotForm, errors: { login: 'Enter your email address or username.' } });
     if (login.length > 254) return render(res, 400, 'password-forgot', { ...forgotForm, errors: { login: 'That is longer than any email address or username (254 characters).' } });
@@ -140,7 +140,7 @@ export function addPasswordRoutes(router: Router, ctx: AppContext, tools: Member
   });
 
   router.post('/password/reset', noReferrer, async (req, res) => {
-    const body = (req.body ?? {}) as Record<string, unknown>; // express 5 leaves it unset when no form came
+    const body = formFields(req);
     const token = body.token;
     if (!isWellFormedResetToken(token)) return deadLink(res, 400);
     const password = formText(body.new_password);

@@ -1,4 +1,4 @@
-import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { SITE_NAME } from '../../app.js';
 import type { AppContext } from '../../context.js';
 import { csrfProtection } from '../../core/csrf.js';
@@ -7,7 +7,7 @@ import { verifyPassword } from './passwords.js';
 import { accountLogins, addPasswordRoutes, noticeFor } from './password-routes.js';
 import { loadMember, logOut, requireMember, startSession } from './sessions.js';
 import type { Member } from './store.js';
-import { clientIp, formText } from '../../core/forms.js';
+import { clientIp, formBodyParser, formFields, formText } from '../../core/forms.js';
 
 declare module '../../core/hooks.js' {
   interface ActionMap {
@@ -26,14 +26,14 @@ export const LOGIN_FAILED_MESSAGE = 'Email/username or password is wrong';
 export function memberRoutes(ctx: AppContext): Router {
   const router = Router();
   const throttle = new LoginThrottle(ctx.db, ctx.clock);
-  const formBody = express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 20 });
+  const formBody = formBodyParser({ limit: '16kb', parameterLimit: 20 });
   const noStore: RequestHandler = (_req, res, next) => {
     // Pages with a member's data or a form token: never kept by a shared cache or the back button.
     res.set('Cache-Control', 'no-store');
     next();
   };
   // Only these paths get the form parser and CSRF check: POST / is Keap's webhook and must stay untouched.
-  router.use(['/login', '/logout', '/account', '/password'], formBody, csrfProtection(ctx), noStore, loadMember(ctx));
+  router.use(['/login', '/logout', '/account', '/password'], ...formBody, csrfProtection(ctx), noStore, loadMember(ctx));
 
   const render = (res: Response, status: number, view: string, data: Record<string, unknown>) => {
     res
@@ -51,7 +51,7 @@ export function memberRoutes(ctx: AppContext): Router {
   });
 
   router.post('/login', async (req, res) => {
-    const body = (req.body ?? {}) as Record<string, unknown>; // express 5 leaves it unset when no form came
+    const body = formFields(req);
     const login = formText(body.login).trim();
     const password = formText(body.password);
     const next = safeNextPath(body.next);

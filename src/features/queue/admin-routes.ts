@@ -1,4 +1,5 @@
 import { Router, type Request, type Response } from 'express';
+import { formFields } from '../../core/forms.js';
 import type { AppContext } from '../../context.js';
 import { isoNow } from '../../core/db.js';
 import { renderAdmin } from '../admin/pages.js';
@@ -66,8 +67,7 @@ export function eventAdminRoutes(ctx: AppContext): Router {
   });
 
   router.post('/events/replay-failed', (req, res) => {
-    const body = req.body as Record<string, unknown> | undefined;
-    if (body?.confirm !== 'yes') {
+    if (formFields(req).confirm !== 'yes') {
       return renderAdmin(ctx, res, 400, 'events/replay-failed', {
         title: 'Replay failed events',
         section: 'events',

@@ -3,7 +3,7 @@ import type { AppContext } from '../../context.js';
 import { renderAdmin } from '../admin/pages.js';
 import { ROLE_NAME_MAX, ROLE_SLUG_PATTERN, RoleService, type RoleFormErrors } from './service.js';
 import type { RoleSummary } from './store.js';
-import { formText } from '../../core/forms.js';
+import { formFields, formText } from '../../core/forms.js';
 
 export const ROLE_DELETE_CONFIRM_MESSAGE = 'Confirm the deletion to delete this role.';
 export const ROLE_WEBHOOK_CHOICE_MESSAGE = 'Choose whether Keap posts may assign this role.';
@@ -80,7 +80,7 @@ export function roleAdminRoutes(ctx: AppContext): Router {
   });
 
   router.post('/roles', async (req, res) => {
-    const body = formBody(req);
+    const body = formFields(req);
     const form: AddForm = { slug: formText(body.slug), name: formText(body.name), webhookAssignable: body.webhook_assignable === 'yes' };
     const result = await roles.create(form);
     if (!result.ok) return renderList(res, 400, { ...form, errors: result.errors });
@@ -98,7 +98,7 @@ export function roleAdminRoutes(ctx: AppContext): Router {
   router.post('/roles/:id/name', async (req, res) => {
     const role = findRole(req, res);
     if (!role) return;
-    const name = formText(formBody(req).name);
+    const name = formText(formFields(req).name);
     const result = await roles.rename(role, name);
     if (!result.ok) return renderRole(res, 400, role, { name, nameError: result.errors.name });
     res.redirect(303, `/admin/roles/${role.id}?saved=name`);
@@ -107,7 +107,7 @@ export function roleAdminRoutes(ctx: AppContext): Router {
   router.post('/roles/:id/webhook', async (req, res) => {
     const role = findRole(req, res);
     if (!role) return;
-    const choice = formBody(req).webhook_assignable;
+    const choice = formFields(req).webhook_assignable;
     if (choice !== 'yes' && choice !== 'no') return renderRole(res, 400, role, { error: ROLE_WEBHOOK_CHOICE_MESSAGE });
     const result = await roles.setWebhookAssignable(role, choice === 'yes');
     if (!result.ok) return renderRole(res, 400, role, { error: result.message });
@@ -124,7 +124,7 @@ export function roleAdminRoutes(ctx: AppContext): Router {
   router.post('/roles/:id/delete', async (req, res) => {
     const role = findRole(req, res);
     if (!role) return;
-    if (formBody(req).confirm !== 'yes') return renderDelete(res, 400, role, ROLE_DELETE_CONFIRM_MESSAGE);
+    if (formFields(req).confirm !== 'yes') return renderDelete(res, 400, role, ROLE_DELETE_CONFIRM_MESSAGE);
     const result = await roles.delete(role);
     if (!result.ok) return renderDelete(res, 409, roles.get(role.id) ?? role, result.blocker.message);
     ctx.logger.info({ adminId: res.locals.admin?.id, role: role.slug }, 'admin deleted a role');
@@ -151,6 +151,3 @@ function webhookNotice(role: RoleSummary): string {
     : `Keap posts can no longer assign ${role.name}; posts with role=${role.slug} are rejected.`;
 }
 
-function formBody(req: Request): Record<string, unknown> {
-  return (req.body as Record<string, unknown> | undefined) ?? {};
-}

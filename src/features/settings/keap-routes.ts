@@ -1,4 +1,5 @@
 import { parseCookie } from 'cookie';
+import { formFields, formText } from '../../core/forms.js';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
 import type { AppContext } from '../../context.js';
@@ -83,7 +84,7 @@ export function keapSettingsRoutes(ctx: AppContext): Router {
   router.post(`${ROUTE}/api-key`, async (req, res) => {
     const fixedBy = ctx.site.fixedByEnvironment('keapApiKey');
     if (fixedBy) return render(res, 400, { apiKeyError: `The API key is set by ${fixedBy} in the environment and cannot be changed here.` });
-    const key = text(req.body, 'api_key').trim();
+    const key = formText(formFields(req).api_key).trim();
     const problem = apiKeyProblem(key);
     if (problem) return render(res, 400, { apiKeyError: problem });
     ctx.site.setKeapApiKey(key);
@@ -169,7 +170,7 @@ export function keapSettingsRoutes(ctx: AppContext): Router {
   router.post(`${ROUTE}/disconnect`, async (req, res) => {
     const oauth = ctx.keap.oauth;
     if (!oauth) return render(res, 400, { error: 'Keap OAuth is not configured, so there is no connection to remove.' });
-    if (text(req.body, 'confirm') !== 'yes') {
+    if (formText(formFields(req).confirm) !== 'yes') {
       return render(res, 400, { error: 'To disconnect, tick “Yes, delete the stored tokens” and press Disconnect again.' });
     }
     oauth.disconnect();
@@ -184,10 +185,10 @@ export function keapSettingsRoutes(ctx: AppContext): Router {
   router.post(`${ROUTE}/fields`, async (req, res) => {
     const fieldErrors: Partial<Record<FieldSetting, string>> = {};
     const fieldValues: Partial<Record<FieldSetting, string>> = {};
-    const body = req.body as Record<string, unknown> | undefined;
+    const body = formFields(req);
     for (const setting of ['passwordField', 'usernameField'] as const) {
       const { name, label } = FIELD_INPUTS[setting];
-      const sent = body?.[name];
+      const sent = body[name];
       const fixedBy = ctx.site.fixedByEnvironment(setting);
       if (fixedBy) {
         if (sent !== undefined) fieldErrors[setting] = `${label} is set by ${fixedBy} in the environment and cannot be changed here.`;
@@ -397,10 +398,6 @@ function apiKeyProblem(key: string): string | undefined {
   return undefined;
 }
 
-function text(body: unknown, name: string): string {
-  const value = (body as Record<string, unknown> | undefined)?.[name];
-  return typeof value === 'string' ? value : '';
-}
 
 function queryText(req: Request, name: string): string {
   const value = req.query[name];

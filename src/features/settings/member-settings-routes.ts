@@ -1,4 +1,5 @@
 import { Router, type Response } from 'express';
+import { formFields } from '../../core/forms.js';
 import { SITE_NAME } from '../../app.js';
 import type { AppContext } from '../../context.js';
 import { renderAdmin } from '../admin/pages.js';
@@ -72,7 +73,7 @@ export function memberSettingsRoutes(ctx: AppContext): Router {
   });
 
   router.post(ROUTE, (req, res) => {
-    const body = (req.body ?? {}) as Record<string, unknown>;
+    const body = formFields(req);
     const sentRole = body.default_role;
     const fixedBy = ctx.site.fixedByEnvironment('defaultRole');
     let role: string | undefined;
@@ -93,7 +94,7 @@ export function memberSettingsRoutes(ctx: AppContext): Router {
   });
 
   router.post(`${ROUTE}/welcome/preview`, (req, res) => {
-    const read = readTemplate(req.body);
+    const read = readTemplate(formFields(req));
     if (!read.ok) return render(res, 400, { template: read.template, templateErrors: read.errors });
     try {
       const preview = renderWelcomeEmail(ctx.views, sample(), read.template);
@@ -104,7 +105,7 @@ export function memberSettingsRoutes(ctx: AppContext): Router {
   });
 
   router.post(`${ROUTE}/welcome`, (req, res) => {
-    const read = readTemplate(req.body);
+    const read = readTemplate(formFields(req));
     if (!read.ok) return render(res, 400, { template: read.template, templateErrors: read.errors });
     try {
       checkWelcomeTemplate(ctx.views, read.template, sample());
@@ -139,8 +140,7 @@ function currentTemplate(ctx: AppContext): Template {
   return { subject: stored.subject ?? builtIn.subject, text: stored.text ?? builtIn.text, html: stored.html ?? builtIn.html };
 }
 
-function readTemplate(body: unknown): { ok: true; template: Template } | { ok: false; template: Template; errors: Partial<Record<WelcomeEmailPart, string>> } {
-  const b = (body ?? {}) as Record<string, unknown>;
+function readTemplate(b: Record<string, unknown>): { ok: true; template: Template } | { ok: false; template: Template; errors: Partial<Record<WelcomeEmailPart, string>> } {
   // Browsers send textarea line breaks as CRLF; templates are stored with plain LF.
   const read = (name: string) => (typeof b[name] === 'string' ? (b[name] as string).replace(/\r\n?/g, '\n') : '');
   const template: Template = { subject: read('subject').trim(), text: read('text'), html: read('html') };

@@ -1,4 +1,5 @@
 import { Router, type Response } from 'express';
+import { formFields } from '../../core/forms.js';
 import type { AppContext } from '../../context.js';
 import { isoNow } from '../../core/db.js';
 import { notFound } from '../../core/errors.js';
@@ -29,7 +30,7 @@ export function settingsAdminRoutes(ctx: AppContext): Router {
   router.get('/settings', (_req, res) => renderGeneral(res, 200));
 
   router.post('/settings/access-key/rotate', async (req, res) => {
-    const body = req.body as Record<string, unknown>;
+    const body = formFields(req);
     if (ctx.accessKeys.fixedByEnvironment) {
       return renderGeneral(res, 409, { error: 'The access key is set by ACCESS_KEY in the environment, so it cannot be rotated here. Nothing was changed.' });
     }
@@ -67,7 +68,7 @@ export function settingsAdminRoutes(ctx: AppContext): Router {
   });
 
   router.post('/settings/api-tokens', (req, res) => {
-    const body = req.body as Record<string, unknown>;
+    const body = formFields(req);
     const { name, error } = validateTokenName(body.name);
     if (error) return renderTokens(res, 400, { name, nameError: error });
     const created = tokens.create(name);
@@ -85,7 +86,7 @@ export function settingsAdminRoutes(ctx: AppContext): Router {
 
   router.post('/settings/api-tokens/:id/revoke', (req, res) => {
     const token = findToken(ctx, req.params.id);
-    const body = req.body as Record<string, unknown>;
+    const body = formFields(req);
     if (token.revokedAt) return res.redirect(303, `${TOKENS_PATH}?revoked=${token.id}`);
     if (body.confirm !== 'yes') return renderRevoke(res, 400, token, 'Confirm with the “Revoke token” button on this page.');
     if (tokens.revoke(token.id)) {
