@@ -5,17 +5,10 @@ import type { AppContext } from '../src/context.js';
 import { CSRF_FAILED_MESSAGE } from '../src/core/csrf.js';
 import { ROLE_DELETE_CONFIRM_MESSAGE, ROLE_WEBHOOK_CHOICE_MESSAGE, roleService } from '../src/features/roles/admin-routes.js';
 import { ROLE_MESSAGES } from '../src/features/roles/service.js';
+import type { RoleRow } from '../src/features/members/store.js';
 import type { RoleSummary } from '../src/features/roles/store.js';
 import { adminAgent, createMember, memberAgent, MEMBER_PASSWORD, submitForm, testSiteWithAdmin, TEST_SITE_ACCESS_KEY, type TestSite } from './support/admin-site.js';
 import { alertOf, csrfFrom } from './support/pages.js';
-
-interface RoleRow {
-  id: number;
-  slug: string;
-  name: string;
-  is_admin: number;
-  webhook_assignable: number;
-}
 
 function roleRow(ctx: AppContext, slug: string): RoleRow | undefined {
   return ctx.db.prepare<[string], RoleRow>('SELECT id, slug, name, is_admin, webhook_assignable FROM roles WHERE slug = ?').get(slug);

@@ -377,7 +377,8 @@ export class MemberStore {
   }
 }
 
-interface RoleRow {
+/** A row of `roles` as SQLite returns it; the Roles admin store reads the same columns. */
+export interface RoleRow {
   id: number;
   slug: string;
   name: string;
@@ -385,7 +386,7 @@ interface RoleRow {
   webhook_assignable: number;
 }
 
-function toRole(row: RoleRow): Role {
+export function toRole(row: RoleRow): Role {
   return { id: row.id, slug: row.slug, name: row.name, isAdmin: row.is_admin === 1, webhookAssignable: row.webhook_assignable === 1 };
 }
 

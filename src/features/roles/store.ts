@@ -1,22 +1,13 @@
 import type { Db } from '../../core/db.js';
+import { toRole, type Role, type RoleRow } from '../members/store.js';
 
 /** A role as the admin Roles page sees it: the role and how many members hold it. */
-export interface RoleSummary {
-  id: number;
-  slug: string;
-  name: string;
-  isAdmin: boolean;
-  webhookAssignable: boolean;
+export interface RoleSummary extends Role {
   members: number;
   createdAt: string;
 }
 
-interface RoleRow {
-  id: number;
-  slug: string;
-  name: string;
-  is_admin: number;
-  webhook_assignable: number;
+interface RoleSummaryRow extends RoleRow {
   members: number;
   created_at: string;
 }
@@ -36,9 +27,9 @@ export class RoleStore {
 
   constructor(private readonly db: Db) {
     // One GROUP BY for every role's member count (members_role index).
-    this.listStmt = db.prepare<[], RoleRow>(`${SUMMARY} GROUP BY r.id ORDER BY r.is_admin DESC, r.name COLLATE NOCASE, r.id`);
-    this.byIdStmt = db.prepare<[number], RoleRow>(`${SUMMARY} WHERE r.id = ? GROUP BY r.id`);
-    this.bySlugStmt = db.prepare<[string], RoleRow>(`${SUMMARY} WHERE r.slug = ? GROUP BY r.id`);
+    this.listStmt = db.prepare<[], RoleSummaryRow>(`${SUMMARY} GROUP BY r.id ORDER BY r.is_admin DESC, r.name COLLATE NOCASE, r.id`);
+    this.byIdStmt = db.prepare<[number], RoleSummaryRow>(`${SUMMARY} WHERE r.id = ? GROUP BY r.id`);
+    this.bySlugStmt = db.prepare<[string], RoleSummaryRow>(`${SUMMARY} WHERE r.slug = ? GROUP BY r.id`);
     // Never an admin role from here: admin rights come only with the seeded administrator role.
     this.insertStmt = db.prepare<{ slug: string; name: string; webhookAssignable: number }, { id: number }>(
       'INSERT INTO roles (slug, name, is_admin, webhook_assignable) VALUES (@slug, @name, 0, @webhookAssignable) RETURNING id',
@@ -89,14 +80,6 @@ export class RoleStore {
   }
 }
 
-function toSummary(row: RoleRow): RoleSummary {
-  return {
-    id: row.id,
-    slug: row.slug,
-    name: row.name,
-    isAdmin: row.is_admin === 1,
-    webhookAssignable: row.webhook_assignable === 1,
-    members: row.members,
-    createdAt: row.created_at,
-  };
+function toSummary(row: RoleSummaryRow): RoleSummary {
+  return { ...toRole(row), members: row.members, createdAt: row.created_at };
 }
