@@ -1,7 +1,7 @@
 /**
  * npm run bench:inline: the same burst of Keap HTTP Posts against memberhook twice, once as it runs (the post is
  * stored as a job and answered at once; the worker does the work) and once in the benchmark-only inline mode
- * (MEMBERHOOK_BENCH_INLINE=1: the request creates the member, writes the password back to Keap and sends the
+ * (scripts/support/inline-server.ts: the request creates the member, writes the password back to Keap and sends the
  * welcome email before it answers, the way WordPress + WP Fusion does). Same validation, event rows, job handlers,
  * Keap client and rate limiter in both; only when the work runs differs.
  *
@@ -21,7 +21,7 @@ import Database from 'better-sqlite3';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { startKeapSandbox } from '../src/features/keap/sandbox/index.js';
+import { startKeapSandbox } from '../tools/keap-sandbox/index.js';
 import { ACCESS_KEY, KEAP_KEY, LIMITS, startMemberhook } from './support/memberhook-process.js';
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 300);
@@ -61,7 +61,7 @@ async function runOnce(mode: Mode): Promise<RunResult> {
   for (let i = 0; i < COUNT; i++) {
     ids.push(sandbox.state.addContact({ given_name: `Inline${i}`, family_name: 'Member', email: `inline${i}@example.test` }).id);
   }
-  const mh = await startMemberhook(sandbox, { KEAP_PASSWORD_FIELD: 'Password', ...(mode === 'inline' ? { MEMBERHOOK_BENCH_INLINE: '1' } : {}) });
+  const mh = await startMemberhook(sandbox, { KEAP_PASSWORD_FIELD: 'Password' }, { inline: mode === 'inline' });
   const db = new Database(join(mh.dataDir, 'memberhook.db'), { readonly: true });
   try {
     const requestsBefore = sandbox.state.requests.length;

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/core/logger.js';
+import { MemberStore } from '../src/features/members/store.js';
 import { startServer } from '../src/server.js';
 import { adminCookie } from './support/http-session.js';
 import { memberListPages, timePages } from './support/member-list-pages.js';
@@ -46,7 +47,7 @@ async function main(): Promise<void> {
       if (process.env.BENCH_EXPLAIN) {
         for (const { name, query } of pages) {
           if (!query) continue;
-          const plan = server.ctx.members.store.explainList(query);
+          const plan = new MemberStore(server.ctx.db).explainList(query);
           console.log(`${name}\n  count: ${plan.count.join(' / ')}\n  page:  ${plan.page.join(' / ')}`);
         }
       }

@@ -14,7 +14,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { startKeapSandbox, type KeapSandbox } from '../src/features/keap/sandbox/index.js';
+import { startKeapSandbox, type KeapSandbox } from '../tools/keap-sandbox/index.js';
 import { ACCESS_KEY, KEAP_KEY, LIMITS, startMemberhook } from './support/memberhook-process.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);

@@ -26,7 +26,7 @@ import { existsSync, mkdtempSync, rmSync, statSync, statfsSync } from 'node:fs';
 import { cpus, freemem, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { startKeapSandbox } from '../src/features/keap/sandbox/index.js';
+import { startKeapSandbox } from '../tools/keap-sandbox/index.js';
 import { MemberStore } from '../src/features/members/store.js';
 import { adminCookie, openLoginForm, percentile, postLogin } from './support/http-session.js';
 import { ACCESS_KEY, KEAP_KEY, LIMITS, startMemberhook, type Memberhook } from './support/memberhook-process.js';

@@ -15,7 +15,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { startKeapSandbox } from '../src/features/keap/sandbox/index.js';
+import { startKeapSandbox } from '../tools/keap-sandbox/index.js';
 import { ACCESS_KEY, KEAP_KEY, LIMITS, startMemberhook } from './support/memberhook-process.js';
 
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 30);

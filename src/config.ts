@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { isAbsolute, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /**
  * Every setting the app reads from the environment, validated once at start. A bad value stops the start with
@@ -21,6 +23,12 @@ const envSchema = z
     PORT: port.default(3000),
     HOST: z.string().min(1).optional(),
     DATA_DIR: z.string().min(1).default('./data'),
+    PLUGINS_DIR: z.string().min(1).default('./plugins'),
+    PLUGINS: z
+      .string()
+      .transform((list) => list.split(',').map((item) => item.trim()).filter(Boolean))
+      .pipe(z.array(z.string().regex(/^(?:@[\w.-]+\/)?[\w.-]+$|^\.{0,2}\//, 'expected npm package names or paths, separated by commas')))
+      .optional(),
     PUBLIC_URL: httpUrl.optional(),
     ACCESS_KEY: printableSecret(32).optional(),
     KEAP_API_URL: httpUrl.default('https://api.infusionsoft.com/crm'),
@@ -45,7 +53,6 @@ const envSchema = z
     JOB_MAX_ATTEMPTS: positiveInt('a positive whole number').default(8),
     JOB_RETRY_BASE_MS: positiveInt('a positive whole number of milliseconds').default(60_000),
     WORKER_CONCURRENCY: positiveInt('a positive whole number').default(4),
-    MEMBERHOOK_BENCH_INLINE: z.enum(['0', '1'], 'expected 0 or 1').default('0'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'expected one of fatal, error, warn, info, debug, trace, silent').default('info'),
   })
   .superRefine((env, ctx) => {
@@ -63,10 +70,16 @@ const envSchema = z
   });
 
 export interface Config {
+  /** memberhook's version (package.json). */
+  version: string;
   port: number;
   host: string | undefined;
   dataDir: string;
   databaseFile: string;
+  /** Where plugin folders and files are found (PLUGINS_DIR, default ./plugins). */
+  pluginsDir: string;
+  /** PLUGINS: installed npm packages or paths to load as plugins too. */
+  plugins: string[];
   publicUrl: string;
   /** Set when the environment gives one; otherwise the stored (or newly generated) key is used. */
   accessKey: string | undefined;
@@ -88,15 +101,12 @@ export interface Config {
   webhooks: { rejectionLimit: number; rejectionWindowMs: number };
   jobs: { maxAttempts: number; retryBaseMs: number; concurrency: number };
   logLevel: string;
-  /**
-   * MEMBERHOOK_BENCH_INLINE=1, BENCHMARK MODE ONLY (`npm run bench:inline`): each webhook's job and its follow-ups
-   * run inside the request before it is answered, as WordPress + WP Fusion does, and the background worker does
-   * not start. Keap bursts then time out; never set it in production.
-   */
-  benchInline: boolean;
   /** The variables that were set in the environment (not defaulted): those fix a setting against admin edits. */
   fromEnvironment: ReadonlySet<string>;
 }
+
+/** The same relative path works from src and dist. */
+const VERSION = (JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', 'package.json'), 'utf8')) as { version: string }).version;
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -119,12 +129,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const e = parsed.data;
   const dataDir = isAbsolute(e.DATA_DIR) ? e.DATA_DIR : resolve(cwd, e.DATA_DIR);
+  const pluginsDir = isAbsolute(e.PLUGINS_DIR) ? e.PLUGINS_DIR : resolve(cwd, e.PLUGINS_DIR);
   const publicUrl = e.PUBLIC_URL ?? `http://localhost:${e.PORT}`;
   return {
+    version: VERSION,
     port: e.PORT,
     host: e.HOST,
     dataDir,
     databaseFile: resolve(dataDir, 'memberhook.db'),
+    pluginsDir,
+    plugins: e.PLUGINS ?? [],
     publicUrl,
     accessKey: e.ACCESS_KEY,
     keap: {
@@ -146,7 +160,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     webhooks: { rejectionLimit: e.WEBHOOK_REJECTION_LIMIT, rejectionWindowMs: e.WEBHOOK_REJECTION_WINDOW_MS },
     jobs: { maxAttempts: e.JOB_MAX_ATTEMPTS, retryBaseMs: e.JOB_RETRY_BASE_MS, concurrency: e.WORKER_CONCURRENCY },
     logLevel: e.LOG_LEVEL,
-    benchInline: e.MEMBERHOOK_BENCH_INLINE === '1',
     fromEnvironment: new Set(Object.keys(present).filter((name) => name in envSchema.shape)),
   };
 }

@@ -7,7 +7,8 @@ const USAGE = `usage: memberhook [command]
 commands:
   serve          start the server (the default)
   create-admin   create an administrator or give a member admin rights (--email, --password; see create-admin --help)
-  keap-sandbox   start a local stand-in for Keap's API, for trials and tests`;
+
+(The Keap sandbox for trials and tests is \`npm run keap-sandbox\` in a source checkout.)`;
 
 async function serve(): Promise<void> {
   const config = loadConfig();
@@ -37,14 +38,10 @@ async function main(argv: string[]): Promise<void> {
     case 'serve':
       return serve();
     case 'create-admin': {
-      const { runCreateAdmin, readPasswordFromStdin } = await import('./features/admin/cli.js');
+      const { runCreateAdmin, readPasswordFromStdin } = await import('./cli/create-admin.js');
       const write = (stream: NodeJS.WriteStream) => (line: string) => stream.write(`${line}\n`);
       process.exitCode = await runCreateAdmin(argv.slice(1), { env: process.env, out: write(process.stdout), err: write(process.stderr), readPassword: () => readPasswordFromStdin() });
       return;
-    }
-    case 'keap-sandbox': {
-      const { runKeapSandboxCli } = await import('./features/keap/sandbox/index.js');
-      return runKeapSandboxCli();
     }
     case 'help':
     case '--help':

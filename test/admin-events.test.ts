@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import request from 'supertest';
-import type { AppContext } from '../src/context.js';
-import type { EventStatus } from '../src/features/queue/store.js';
-import { REPLAY_FAILED_CONFIRM_MESSAGE } from '../src/features/queue/admin-routes.js';
+import type { AppContext } from '../src/server.js';
+import type { EventStatus } from '../src/core/jobs/store.js';
+import { REPLAY_FAILED_CONFIRM_MESSAGE } from '../src/features/events/admin-routes.js';
 import { CSRF_FAILED_MESSAGE } from '../src/core/csrf.js';
 import { adminAgent, createMember, memberAgent, MEMBER_PASSWORD, submitForm, testSiteWithAdmin, TEST_SITE_ACCESS_KEY, type TestSite } from './support/admin-site.js';
 import { alertOf, csrfFrom } from './support/pages.js';

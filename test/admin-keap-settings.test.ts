@@ -5,7 +5,7 @@ import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { systemClock, type Clock } from '../src/core/clock.js';
 import { buildContext } from '../src/server.js';
-import { SEED, startKeapSandbox, type KeapSandbox } from '../src/features/keap/sandbox/index.js';
+import { SEED, startKeapSandbox, type KeapSandbox } from '../tools/keap-sandbox/index.js';
 import { SqliteKeapTokenStore } from '../src/features/keap/token-store.js';
 import { OAUTH_STATE_TTL_MS } from '../src/features/settings/keap-routes.js';
 import {
@@ -21,7 +21,7 @@ import {
 } from './support/admin-site.js';
 import { startHarness } from './support/harness.js';
 import { captureLogs } from './support/logs.js';
-import { tempDataDir } from './support/temp.js';
+import { tempDataDir, NO_PLUGINS_DIR } from './support/temp.js';
 import { alertOf, csrfFrom } from './support/pages.js';
 
 const PAGE = '/admin/settings/keap';
@@ -54,7 +54,7 @@ async function testSiteWithAdmin(env: Record<string, string> = {}) {
   const logs = captureLogs();
   const clock = new ShiftableClock();
   const dataDir = tempDataDir();
-  const config = loadConfig({ DATA_DIR: dataDir, PORT: '0', ACCESS_KEY: TEST_SITE_ACCESS_KEY, ...env });
+  const config = loadConfig({ DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, PORT: '0', ACCESS_KEY: TEST_SITE_ACCESS_KEY, ...env });
   const ctx = await buildContext(config, { logger: logs.logger, console: () => {}, clock });
   after(() => {
     ctx.mailer.close();

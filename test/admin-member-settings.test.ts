@@ -1,8 +1,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import request from 'supertest';
-import { defaultWelcomeTemplate } from '../src/features/members/welcome-email.js';
-import { SEED } from '../src/features/keap/sandbox/index.js';
+import { defaultWelcomeTemplate } from '../src/features/welcome-email/template.js';
+import { SEED } from '../tools/keap-sandbox/index.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, MEMBER_PASSWORD, adminAgent, memberAgent, submitForm, testSiteWithAdmin } from './support/admin-site.js';
 import { startHarness } from './support/harness.js';
 import { alertOf, csrfFrom } from './support/pages.js';

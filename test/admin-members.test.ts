@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import request from 'supertest';
-import type { AppContext } from '../src/context.js';
+import type { AppContext } from '../src/server.js';
 import { LAST_ADMINISTRATOR_MESSAGE } from '../src/features/members/service.js';
 import { verifyPassword } from '../src/features/members/passwords.js';
 import { NOT_LINKED_MESSAGE, SELF_DELETION_MESSAGE, SELF_DEMOTION_MESSAGE } from '../src/features/members/admin-routes.js';
 import type { Member, MemberTag } from '../src/features/members/store.js';
-import { prefixRange } from '../src/features/members/store.js';
+import { MemberStore, prefixRange } from '../src/features/members/store.js';
 import { adminAgent, createMember, MEMBER_PASSWORD, submitForm, testSiteWithAdmin } from './support/admin-site.js';
 import { csrfFrom } from './support/pages.js';
 
@@ -58,9 +58,10 @@ function events(ctx: AppContext): EventRow[] {
 /** Quick members without bcrypt (the list tests need many): inserted straight through the store, with tags. */
 function insertMembers(ctx: AppContext, members: Array<{ email: string; username?: string; role?: string; firstName?: string; lastName?: string; tags?: MemberTag[]; keapContactId?: number }>): number[] {
   const roles = new Map(ctx.members.roles().map((r) => [r.slug, r.id]));
+  const store = new MemberStore(ctx.db);
   return ctx.db.transaction(() =>
     members.map((m) => {
-      const id = ctx.members.store.insert({
+      const id = store.insert({
         email: m.email,
         username: m.username ?? m.email,
         roleId: roles.get(m.role ?? 'subscriber')!,
@@ -70,7 +71,7 @@ function insertMembers(ctx: AppContext, members: Array<{ email: string; username
         keapContactId: m.keapContactId ?? null,
         fields: {},
       });
-      ctx.members.store.replaceTags(id, m.tags ?? []);
+      store.replaceTags(id, m.tags ?? []);
       return id;
     }),
   )();

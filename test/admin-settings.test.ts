@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import request from 'supertest';
-import type { AppContext } from '../src/context.js';
+import type { AppContext } from '../src/server.js';
 import { CSRF_FAILED_MESSAGE } from '../src/core/csrf.js';
 import { NO_API_TOKENS_MESSAGE } from '../src/features/api/routes.js';
 import { adminAgent, memberAgent, MEMBER_PASSWORD, submitForm, TEST_SITE_ACCESS_KEY, testSiteWithAdmin, type TestSite } from './support/admin-site.js';

@@ -4,15 +4,15 @@ import request from 'supertest';
 import type { Response } from 'supertest';
 import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import type { AppContext } from '../src/context.js';
+import type { AppContext } from '../src/server.js';
 import { buildContext } from '../src/server.js';
-import { ADMIN_IDLE_MS } from '../src/features/admin/access.js';
-import { runCreateAdmin } from '../src/features/admin/cli.js';
-import { NO_ADMIN_RIGHTS_MESSAGE } from '../src/features/admin/routes.js';
+import { ADMIN_IDLE_MS } from '../src/features/members/admin-access.js';
+import { runCreateAdmin } from '../src/cli/create-admin.js';
+import { NO_ADMIN_RIGHTS_MESSAGE } from '../src/features/members/admin-gate.js';
 import { LOGIN_FAILED_MESSAGE } from '../src/features/members/routes.js';
 import type { Member } from '../src/features/members/store.js';
 import { captureLogs } from './support/logs.js';
-import { tempDataDir } from './support/temp.js';
+import { tempDataDir, NO_PLUGINS_DIR } from './support/temp.js';
 import { ManualClock } from './support/clock.js';
 import { setCookies, cookieNamed, csrfFrom, alertOf } from './support/pages.js';
 
@@ -33,7 +33,7 @@ interface Site {
 async function site(env: Record<string, string> = {}, dataDir = tempDataDir()): Promise<Site> {
   const logs = captureLogs();
   const clock = new ManualClock();
-  const config = loadConfig({ DATA_DIR: dataDir, PORT: '0', ACCESS_KEY: 'x'.repeat(32), ...env });
+  const config = loadConfig({ DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, PORT: '0', ACCESS_KEY: 'x'.repeat(32), ...env });
   const ctx = await buildContext(config, { logger: logs.logger, console: () => {}, clock });
   after(() => {
     ctx.mailer.close();
@@ -443,7 +443,7 @@ test('the dashboard shows how Keap is connected and the last throttle and quota 
 
 test('create-admin makes the administrator from a shell, and the setup form is gone afterwards', async () => {
   const dataDir = tempDataDir();
-  const env = { DATA_DIR: dataDir, ACCESS_KEY: 'x'.repeat(32) };
+  const env = { DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, ACCESS_KEY: 'x'.repeat(32) };
   const run = async (args: string[], extraEnv: Record<string, string> = {}, readPassword?: () => Promise<string>) => {
     const out: string[] = [];
     const err: string[] = [];

@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { SEED } from '../src/features/keap/sandbox/seed.js';
+import { SEED } from '../tools/keap-sandbox/seed.js';
 import { startHarness, type Harness } from './support/harness.js';
 
 let h: Harness;

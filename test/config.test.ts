@@ -24,13 +24,15 @@ test('with nothing set, the defaults from the design are used', () => {
   assert.equal(c.defaultRole, 'subscriber');
   assert.equal(c.accessKey, undefined);
   assert.equal(c.admin, undefined);
-  assert.equal(c.benchInline, false, 'the benchmark-only inline mode is off');
+  assert.equal(c.pluginsDir, '/srv/app/plugins', 'plugins are looked for beside the data folder');
+  assert.deepEqual(c.plugins, []);
 });
 
-test('MEMBERHOOK_BENCH_INLINE (benchmark mode only) takes 0 or 1', () => {
-  assert.equal(loadConfig({ MEMBERHOOK_BENCH_INLINE: '1' }).benchInline, true);
-  assert.equal(loadConfig({ MEMBERHOOK_BENCH_INLINE: '0' }).benchInline, false);
-  rejects({ MEMBERHOOK_BENCH_INLINE: 'yes' }, /^Invalid setting MEMBERHOOK_BENCH_INLINE: expected 0 or 1/);
+test('PLUGINS lists npm packages and paths; PLUGINS_DIR moves the plugins folder', () => {
+  const c = loadConfig({ PLUGINS: ' memberhook-plugin-a, @acme/memberhook-b ,./local/plugin.js,/opt/p', PLUGINS_DIR: 'extensions' }, '/srv/app');
+  assert.deepEqual(c.plugins, ['memberhook-plugin-a', '@acme/memberhook-b', './local/plugin.js', '/opt/p']);
+  assert.equal(c.pluginsDir, '/srv/app/extensions');
+  rejects({ PLUGINS: 'good,bad name' }, /^Invalid setting PLUGINS: expected npm package names or paths/);
 });
 
 test('every documented setting is read', () => {

@@ -2,12 +2,12 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
-import { startKeapSandbox, type KeapSandbox, type RecordedRequest } from '../src/features/keap/sandbox/index.js';
-import { SEED } from '../src/features/keap/sandbox/seed.js';
+import { startKeapSandbox, type KeapSandbox, type RecordedRequest } from '../tools/keap-sandbox/index.js';
+import { SEED } from '../tools/keap-sandbox/seed.js';
 import { verifyPassword } from '../src/features/members/passwords.js';
 import { openDatabaseReadOnly, startChildServer, waitFor, type ChildServer } from './support/child-server.js';
 import { parseMessage, type ReceivedMessage } from './support/smtp.js';
-import { tempDataDir } from './support/temp.js';
+import { tempDataDir, NO_PLUGINS_DIR } from './support/temp.js';
 
 /*
  * Crash safety, proven with SIGKILL: memberhook runs as its own process against the Keap sandbox and a real SMTP
@@ -280,6 +280,7 @@ async function runScenario(killPoint: KillPoint, index: number, round: number): 
       PORT: '0',
       HOST: '127.0.0.1',
       DATA_DIR: dataDir,
+      PLUGINS_DIR: NO_PLUGINS_DIR,
       ACCESS_KEY,
       KEAP_API_URL: sandbox.url,
       KEAP_API_KEY: KEAP_KEY,

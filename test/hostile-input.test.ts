@@ -276,11 +276,12 @@ const tally = (name: string, status: number) => {
 process.on('uncaughtException', onCrash);
 process.on('unhandledRejection', onCrash);
 // At the top level: testSite registers its cleanup with `after`, which must belong to the file, not a hook.
-const site: TestSite = await testSite({ ACCESS_KEY, API_TOKEN, KEAP_API_URL: 'http://127.0.0.1:9/crm', KEAP_API_KEY: 'unused-keap-key', LOG_LEVEL: 'silent' });
+// The receiver's refusal limiter is tested on its own below; here it must not hide the parsing behind 429s.
+const site: TestSite = await testSite({ ACCESS_KEY, API_TOKEN, KEAP_API_URL: 'http://127.0.0.1:9/crm', KEAP_API_KEY: 'unused-keap-key', LOG_LEVEL: 'silent', WEBHOOK_REJECTION_LIMIT: '1000000000' });
+const limitedSite: TestSite = await testSite({ ACCESS_KEY, KEAP_API_URL: 'http://127.0.0.1:9/crm', KEAP_API_KEY: 'unused-keap-key', LOG_LEVEL: 'silent', WEBHOOK_REJECTION_LIMIT: '3', WEBHOOK_REJECTION_WINDOW_MS: '60000' });
 await createMember(site.ctx, { email: 'boss@example.com', username: 'boss', role: 'administrator', password: ADMIN_PASSWORD });
 await createMember(site.ctx, { email: 'ada@example.com', username: 'ada', role: 'member', password: MEMBER_PASSWORD, keapContactId: 101 });
-// The receiver's refusal limiter is tested on its own below; here it must not hide the parsing behind 429s.
-const app: Express = createApp(site.ctx, { webhookRejectionLimit: 1_000_000_000 });
+const app: Express = site.app;
 
 after(() => {
   process.off('uncaughtException', onCrash);
@@ -447,7 +448,7 @@ test('too many form parameters is a 413 that says so (regression)', async () => 
 });
 
 test('past the rejection limit the receiver answers 429 (not 5xx) to anything, even hostile posts', async () => {
-  const limited = createApp(site.ctx, { webhookRejectionLimit: 3, webhookRejectionWindowMs: 60_000 });
+  const limited = limitedSite.app;
   const from = { 'x-forwarded-for': '203.0.113.77' };
   for (let i = 0; i < 3; i++) {
     const res = await request(limited).post('/').set(from).type('form').send({ wpf_action: 'add', contactId: '1', access_key: 'wrong' });

@@ -6,7 +6,7 @@ import { openDatabase } from '../src/core/db.js';
 import { KeapClient, type KeapClientOptions } from '../src/features/keap/client.js';
 import { KeapPermanentError, KeapReauthorizationRequiredError, KeapRetryableError } from '../src/features/keap/errors.js';
 import { MemoryKeapTokenStore, SqliteKeapTokenStore } from '../src/features/keap/token-store.js';
-import { SEED, startKeapSandbox, type KeapSandbox, type KeapSandboxOptions } from '../src/features/keap/sandbox/index.js';
+import { SEED, startKeapSandbox, type KeapSandbox, type KeapSandboxOptions } from '../tools/keap-sandbox/index.js';
 import { captureLogs } from './support/logs.js';
 import { validateKeapRequest, validateKeapResponse } from './support/keap-openapi.js';
 

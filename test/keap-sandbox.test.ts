@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import type { Clock } from '../src/core/clock.js';
-import { runKeapSandboxCli, SEED, startKeapSandbox, THROTTLED_BODY, type KeapSandbox, type KeapSandboxOptions } from '../src/features/keap/sandbox/index.js';
+import { runKeapSandboxCli, SEED, startKeapSandbox, THROTTLED_BODY, type KeapSandbox, type KeapSandboxOptions } from '../tools/keap-sandbox/index.js';
 import { assertKeapRequestMatchesSpec, assertMatchesKeapSpec, findKeapOperation, validateKeapRequest, validateKeapResponse } from './support/keap-openapi.js';
 
 const API_KEY = 'sandbox-api-key';

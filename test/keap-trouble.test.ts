@@ -20,7 +20,7 @@ import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Clock } from '../src/core/clock.js';
-import { SEED, type SandboxFault } from '../src/features/keap/sandbox/index.js';
+import { SEED, type SandboxFault } from '../tools/keap-sandbox/index.js';
 import { SqliteKeapTokenStore } from '../src/features/keap/token-store.js';
 import { verifyPassword } from '../src/features/members/passwords.js';
 import { SANDBOX_API_KEY, startHarness, TEST_ACCESS_KEY, TEST_API_TOKEN, type Harness } from './support/harness.js';

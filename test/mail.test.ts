@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { createMailer, MailError, type Mailer } from '../src/core/mail.js';
 import { ViewRenderer } from '../src/core/views.js';
-import { renderWelcomeEmail, type WelcomeEmailData } from '../src/features/members/welcome-email.js';
+import { renderWelcomeEmail, type WelcomeEmailData } from '../src/features/welcome-email/template.js';
 import { captureLogs } from './support/logs.js';
 import { startSmtpServer, parseMessage } from './support/smtp.js';
 import { tempDataDir } from './support/temp.js';

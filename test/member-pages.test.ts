@@ -5,12 +5,12 @@ import request from 'supertest';
 import type { Response } from 'supertest';
 import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import type { AppContext } from '../src/context.js';
+import type { AppContext } from '../src/server.js';
 import { buildContext } from '../src/server.js';
 import { LOGIN_FAILED_MESSAGE } from '../src/features/members/routes.js';
 import type { Member } from '../src/features/members/store.js';
 import { captureLogs } from './support/logs.js';
-import { tempDataDir } from './support/temp.js';
+import { tempDataDir, NO_PLUGINS_DIR } from './support/temp.js';
 import { ManualClock } from './support/clock.js';
 import { setCookies, cookieNamed, cookieValue, csrfFrom, alertOf } from './support/pages.js';
 
@@ -29,7 +29,7 @@ interface Site {
 async function site(env: Record<string, string> = {}, ada: Partial<{ firstName: string }> = {}): Promise<Site> {
   const logs = captureLogs();
   const clock = new ManualClock(Date.parse('2031-03-01T09:00:00Z'));
-  const config = loadConfig({ DATA_DIR: tempDataDir(), PORT: '0', ACCESS_KEY: 'x'.repeat(32), ...env });
+  const config = loadConfig({ DATA_DIR: tempDataDir(), PLUGINS_DIR: NO_PLUGINS_DIR, PORT: '0', ACCESS_KEY: 'x'.repeat(32), ...env });
   const ctx = await buildContext(config, { logger: logs.logger, console: () => {}, clock });
   after(() => {
     ctx.mailer.close();

@@ -3,14 +3,16 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import request from 'supertest';
 import type { Response } from 'supertest';
-import { requestPasswordReset, PASSWORD_RESET_ACTION } from '../src/features/members/password-reset.js';
+import { passwordResetEmail } from '../src/features/members/password-reset.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, verifyPassword } from '../src/features/members/passwords.js';
 import { CSRF_FAILED_MESSAGE } from '../src/core/csrf.js';
-import type { AppContext } from '../src/context.js';
+import type { AppContext } from '../src/server.js';
 import type { Member } from '../src/features/members/store.js';
 import { adminAgent, ADMIN_EMAIL, ADMIN_PASSWORD, createMember, MEMBER_PASSWORD, testSite, type TestSite } from './support/admin-site.js';
 import { alertOf, cookieNamed, csrfFrom } from './support/pages.js';
 import { startSmtpServer, type TestSmtpServer } from './support/smtp.js';
+
+const PASSWORD_RESET_ACTION = passwordResetEmail.type;
 
 const PUBLIC_URL = 'http://members.example.test';
 const NEW_PASSWORD = 'a brand new passphrase 42';
@@ -509,8 +511,11 @@ test('a failed email takes its token back, and the retry sends a fresh one', asy
 });
 
 test('the admin entry point queues the same job, with only the member id', async (t) => {
-  const { ctx, ada, smtp, runJobs } = await site(t);
-  await requestPasswordReset(ctx, ada);
+  const { app, ctx, ada, smtp, runJobs } = await site(t);
+  await createMember(ctx, { email: ADMIN_EMAIL, username: 'boss', role: 'administrator', password: ADMIN_PASSWORD });
+  const agent = await adminAgent(app);
+  const page = await agent.get(`/admin/members/${ada.id}`);
+  assert.equal((await agent.post(`/admin/members/${ada.id}/reset-password`).type('form').send({ _csrf: csrfFrom(page.text) })).status, 303);
   const [event] = resetEvents(ctx);
   assert.deepEqual(JSON.parse(event!.params), { member_id: ada.id });
   await runJobs();

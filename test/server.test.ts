@@ -2,17 +2,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadConfig } from '../src/config.js';
 import { startServer, StartupError } from '../src/server.js';
-import { accessKeyMatches, resolveAccessKey } from '../src/features/webhooks/access-key.js';
+import { accessKeyMatches, resolveAccessKey } from '../src/features/http-post/access-key.js';
 import { SettingsStore } from '../src/core/settings.js';
 import { openDatabase } from '../src/core/db.js';
 import { captureLogs } from './support/logs.js';
-import { tempDataDir } from './support/temp.js';
+import { tempDataDir, NO_PLUGINS_DIR } from './support/temp.js';
 
 test('a first start generates an access key of at least 32 characters, shows it once, and never logs it', async () => {
   const dataDir = tempDataDir();
   const logs = captureLogs();
   const shown: string[] = [];
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir });
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR });
   const first = await startServer(config, { logger: logs.logger, console: (l) => shown.push(l) });
   const res = await fetch(`${first.url}/healthz`);
   assert.deepEqual(await res.json(), { ok: true });
@@ -33,7 +33,7 @@ test('a first start generates an access key of at least 32 characters, shows it 
 test('an ACCESS_KEY from the environment is used as is and nothing is generated', async () => {
   const dataDir = tempDataDir();
   const shown: string[] = [];
-  const running = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, ACCESS_KEY: 'e'.repeat(32) }), { logger: captureLogs().logger, console: (l) => shown.push(l) });
+  const running = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, ACCESS_KEY: 'e'.repeat(32) }), { logger: captureLogs().logger, console: (l) => shown.push(l) });
   await running.close();
   assert.deepEqual(shown, []);
 });
@@ -42,14 +42,14 @@ test('a DEFAULT_ROLE that does not exist or has admin rights stops the start wit
   const dataDir = tempDataDir();
   for (const [role, message] of [['gold', /no role named "gold" exists/], ['administrator', /has admin rights/]] as const) {
     await assert.rejects(
-      startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, DEFAULT_ROLE: role }), { logger: captureLogs().logger, console: () => {} }),
+      startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, DEFAULT_ROLE: role }), { logger: captureLogs().logger, console: () => {} }),
       (err: unknown) => err instanceof StartupError && message.test(err.message) && err.message.startsWith('Invalid setting DEFAULT_ROLE'),
     );
   }
 });
 
 test('unknown pages answer 404: JSON for programs, a page for people', async () => {
-  const running = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: tempDataDir() }), { logger: captureLogs().logger, console: () => {} });
+  const running = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: tempDataDir(), PLUGINS_DIR: NO_PLUGINS_DIR }), { logger: captureLogs().logger, console: () => {} });
   try {
     const api = await fetch(`${running.url}/webhooks/nothing`);
     assert.equal(api.status, 404);

@@ -1,9 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
-import { SEED } from '../src/features/keap/sandbox/seed.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SEED } from '../tools/keap-sandbox/seed.js';
 import { verifyPassword } from '../src/features/members/passwords.js';
 import { startHarness, TEST_ACCESS_KEY, type Harness } from './support/harness.js';
+import { tempDataDir } from './support/temp.js';
 
 const CONTACTS = '/crm/rest/v2/contacts';
 
@@ -273,23 +276,34 @@ test('a welcome email the mail server refuses is retried by the worker; the memb
     { env: { JOB_RETRY_BASE_MS: '20' } },
   ));
 
-test('a plugin can register another wpf_action whose job runs in the worker', () =>
-  withHarness(async (h) => {
-    const { ctx } = h.server;
-    const ran: number[] = [];
-    ctx.webhooks.registerAction('award_badge', async (job) => {
-      ran.push(job.contactId!);
-      return { status: 'done', result: 'badge awarded' };
-    });
-    const res = await h.post({ wpf_action: 'award_badge', contactId: '777' });
-    assert.equal(res.status, 200);
-    await h.settle();
-    assert.deepEqual(ran, [777]);
-    assert.equal(ctx.events.get(res.body.event_id as number)!.result, 'badge awarded');
-    const unknown = await h.post({ wpf_action: 'award_trophy', contactId: '777' });
-    assert.equal(unknown.status, 400);
-    assert.match(String(unknown.body.error), /expected one of add, update, update_tags, test, award_badge/);
-  }));
+test('a plugin can register another wpf_action whose job runs in the worker', async () => {
+  const pluginsDir = tempDataDir();
+  writeFileSync(
+    join(pluginsDir, 'badges.mjs'),
+    `export default {
+      name: 'badges', version: '1.0.0', apiVersion: 1,
+      setup(api) {
+        api.webhooks.addAction('award_badge', async (job) => ({ status: 'done', result: 'badge awarded to contact ' + job.contactId + ' for ' + job.params.badge }));
+      },
+    };`,
+  );
+  await withHarness(
+    async (h) => {
+      const { ctx } = h.server;
+      const res = await h.post({ wpf_action: 'award_badge', contactId: '777', badge: 'gold' });
+      assert.equal(res.status, 200);
+      await h.settle();
+      const event = ctx.events.get(res.body.event_id as number)!;
+      assert.equal(event.action, 'badges.award_badge', "the job type carries the plugin's name");
+      assert.equal(event.plugin, 'badges');
+      assert.equal(event.result, 'badge awarded to contact 777 for gold');
+      const unknown = await h.post({ wpf_action: 'award_trophy', contactId: '777' });
+      assert.equal(unknown.status, 400);
+      assert.match(String(unknown.body.error), /expected one of add, update, update_tags, test, award_badge/);
+    },
+    { env: { PLUGINS_DIR: pluginsDir } },
+  );
+});
 
 test('member.updated and member.role_changed fire after an update changes them', () =>
   withHarness(async (h) => {

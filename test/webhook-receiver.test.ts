@@ -5,9 +5,9 @@ import type { Express } from 'express';
 import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { buildContext } from '../src/server.js';
-import type { AppContext } from '../src/context.js';
+import type { AppContext } from '../src/server.js';
 import { captureLogs } from './support/logs.js';
-import { tempDataDir } from './support/temp.js';
+import { tempDataDir, NO_PLUGINS_DIR } from './support/temp.js';
 
 const KEY = 'receiver-test-key-0123456789-abcdefghij';
 let ctx: AppContext;
@@ -16,14 +16,18 @@ let logs: ReturnType<typeof captureLogs>;
 
 before(async () => {
   logs = captureLogs();
-  ctx = await buildContext(loadConfig({ DATA_DIR: tempDataDir(), ACCESS_KEY: KEY, KEAP_API_URL: 'http://127.0.0.1:9/crm', KEAP_API_KEY: 'unused-key' }), {
+  ctx = await receiverSite({ WEBHOOK_REJECTION_LIMIT: '1000' });
+  // The worker stays off: these tests are about what the receiver answers and records.
+  app = createApp(ctx);
+});
+after(() => ctx.db.close());
+
+function receiverSite(env: Record<string, string>): Promise<AppContext> {
+  return buildContext(loadConfig({ DATA_DIR: tempDataDir(), PLUGINS_DIR: NO_PLUGINS_DIR, ACCESS_KEY: KEY, KEAP_API_URL: 'http://127.0.0.1:9/crm', KEAP_API_KEY: 'unused-key', ...env }), {
     logger: logs.logger,
     console: () => {},
   });
-  // The worker stays off: these tests are about what the receiver answers and records.
-  app = createApp(ctx, { webhookRejectionLimit: 1_000 });
-});
-after(() => ctx.db.close());
+}
 
 const lastEvent = () => ctx.db.prepare('SELECT * FROM events ORDER BY id DESC LIMIT 1').get() as Record<string, unknown> | undefined;
 const eventCount = () => ctx.db.prepare('SELECT count(*) FROM events').pluck().get() as number;
@@ -144,7 +148,9 @@ test('a GET carrying wpf_action does nothing (405 on /webhooks/keap)', async () 
 });
 
 test('rejections from one address are limited; accepted posts never are', async () => {
-  const limited = createApp(ctx, { webhookRejectionLimit: 5, webhookRejectionWindowMs: 60_000 });
+  const limitedCtx = await receiverSite({ WEBHOOK_REJECTION_LIMIT: '5', WEBHOOK_REJECTION_WINDOW_MS: '60000' });
+  after(() => limitedCtx.db.close());
+  const limited = createApp(limitedCtx);
   for (let i = 0; i < 40; i++) {
     const ok = await request(limited).post('/').type('form').send({ wpf_action: 'update', contactId: String(1000 + i), access_key: KEY });
     assert.equal(ok.status, 200, 'a burst of valid posts is never throttled');

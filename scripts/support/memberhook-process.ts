@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { KeapSandbox } from '../../src/features/keap/sandbox/index.js';
+import type { KeapSandbox } from '../../tools/keap-sandbox/index.js';
 
 export const ACCESS_KEY = 'bench-access-key-0123456789-abcdefghijklmn';
 export const KEAP_KEY = 'bench-keap-key';
@@ -35,12 +35,15 @@ export async function freePort(): Promise<number> {
 export interface StartOptions {
   /** Run on this existing data folder (a seeded database) instead of a new temporary one; `stop` leaves it. */
   dataDir?: string;
+  /** Benchmark only: run the jobs inside each post's request (scripts/support/inline-server.ts), WP Fusion style. */
+  inline?: boolean;
 }
 
 export async function startMemberhook(sandbox: KeapSandbox, extraEnv: Record<string, string> = {}, options: StartOptions = {}): Promise<Memberhook> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'memberhook-bench-'));
   const port = await freePort();
-  const child = spawn(process.execPath, ['dist/main.js'], {
+  const entry = options.inline ? ['--import', 'tsx', 'scripts/support/inline-server.ts'] : ['dist/main.js'];
+  const child = spawn(process.execPath, entry, {
     env: {
       ...process.env,
       PORT: String(port),

@@ -19,6 +19,11 @@ export class AppError extends Error {
     this.code = options.code ?? codeForStatus(status);
     this.field = options.field;
   }
+
+  /** A job that threw this: the caller's fault (4xx) cannot get better by running again (see core/jobs/failures.ts). */
+  get retryable(): boolean {
+    return this.status >= 500;
+  }
 }
 
 export const badRequest = (message: string, field?: string): AppError =>
@@ -44,3 +49,6 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/** A start that cannot go on (a bad setting found once the database is open, a built-in that failed): one line for the operator. */
+export class StartupError extends Error {}

@@ -18,6 +18,19 @@ export interface HookOptions {
   priority?: number;
   /** Who registered the handler: named in logs when it fails, and used to remove a plugin's handlers. */
   plugin?: string;
+  /**
+   * Deliver through the outbox instead of in-process after commit: the action is recorded in the transaction that
+   * causes it, and the handler runs as a job (retried on failure, even after a crash right after the commit). Only
+   * for actions that are recorded durably (see `declareDurable`); the handler gets the arguments as JSON data.
+   */
+  durable?: boolean;
+}
+
+/** A durable handler as the outbox sees it: `key` stays the same from one start to the next. */
+export interface DurableHandler {
+  key: string;
+  plugin: string;
+  fn: (...args: unknown[]) => unknown;
 }
 
 export const DEFAULT_PRIORITY = 10;
@@ -28,12 +41,15 @@ interface Registration {
   fn: AnyFn;
   priority: number;
   plugin: string;
+  durable: boolean;
 }
 
 /** A filter handler threw: the pipeline that applied it stops, naming the plugin (a half-filtered value is worse). */
 export class FilterError extends Error {
   readonly filter: string;
   readonly plugin: string;
+  /** A job whose filter pipeline broke fails at once with the plugin named, rather than retrying the same code. */
+  readonly retryable = false;
   constructor(filter: string, plugin: string, cause: unknown) {
     super(`filter "${filter}" failed in plugin "${plugin}": ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.name = 'FilterError';
@@ -49,6 +65,7 @@ export class FilterError extends Error {
 export class HookRegistry<Actions extends object = ActionMap, Filters extends object = FilterMap> {
   private readonly actions = new Map<PropertyKey, Registration[]>();
   private readonly filters = new Map<PropertyKey, Registration[]>();
+  private readonly durableNames = new Set<PropertyKey>();
 
   constructor(private readonly logger: Logger) {}
 
@@ -57,7 +74,49 @@ export class HookRegistry<Actions extends object = ActionMap, Filters extends ob
     fn: (...args: ArgsOf<Actions[N]>) => void | Promise<void>,
     options: HookOptions = {},
   ): () => void {
+    if (options.durable && !this.durableNames.has(name)) {
+      throw new Error(`action "${String(name)}" is not recorded durably, so it cannot have a durable handler; durable actions: ${[...this.durableNames].map(String).sort().join(', ')}`);
+    }
     return register(this.actions, name, fn as AnyFn, options);
+  }
+
+  /** Marks actions as recorded in the outbox by the code that fires them, so handlers may ask for durable delivery. */
+  declareDurable(...names: Array<keyof Actions>): void {
+    for (const name of names) this.durableNames.add(name);
+  }
+
+  isDurable(name: keyof Actions): boolean {
+    return this.durableNames.has(name);
+  }
+
+  durableActionNames(): string[] {
+    return [...this.durableNames].map(String).sort();
+  }
+
+  /**
+   * The durable handlers of an action, each with a key that names it across restarts: its plugin, the action and
+   * its place among that plugin's durable handlers of the action (plugins register in the same order each start).
+   */
+  durableHandlers(name: keyof Actions): DurableHandler[] {
+    const seen = new Map<string, number>();
+    return (this.actions.get(name) ?? [])
+      .filter((r) => r.durable)
+      .map((r) => {
+        const n = (seen.get(r.plugin) ?? 0) + 1;
+        seen.set(r.plugin, n);
+        return { key: `${r.plugin}:${String(name)}#${n}`, plugin: r.plugin, fn: r.fn as DurableHandler['fn'] };
+      });
+  }
+
+  /** Every registration, for the plugins page: what each plugin hooked into. */
+  registrationsOf(plugin: string): Array<{ kind: 'action' | 'filter'; name: string; priority: number; durable: boolean }> {
+    const out: Array<{ kind: 'action' | 'filter'; name: string; priority: number; durable: boolean }> = [];
+    for (const [kind, table] of [['action', this.actions], ['filter', this.filters]] as const) {
+      for (const [name, regs] of table) {
+        for (const r of regs) if (r.plugin === plugin) out.push({ kind, name: String(name), priority: r.priority, durable: r.durable });
+      }
+    }
+    return out;
   }
 
   addFilter<N extends keyof Filters>(
@@ -73,8 +132,10 @@ export class HookRegistry<Actions extends object = ActionMap, Filters extends ob
    * still run: one broken plugin must not stop members from being created.
    */
   async doAction<N extends keyof Actions>(name: N, ...args: ArgsOf<Actions[N]>): Promise<void> {
-    // A snapshot: handlers added or removed while this action runs take effect from the next call.
+    // A snapshot: handlers added or removed while this action runs take effect from the next call. Durable
+    // handlers are not called here: the outbox delivers to them (core/outbox.ts).
     for (const reg of [...(this.actions.get(name) ?? [])]) {
+      if (reg.durable) continue;
       try {
         await (reg.fn as (...a: unknown[]) => unknown)(...args);
       } catch (err) {
@@ -97,8 +158,9 @@ export class HookRegistry<Actions extends object = ActionMap, Filters extends ob
     return value as FilterValue<Filters[N]>;
   }
 
+  /** Whether an in-process handler would run (durable ones are delivered by the outbox). */
   hasAction(name: keyof Actions): boolean {
-    return (this.actions.get(name)?.length ?? 0) > 0;
+    return (this.actions.get(name) ?? []).some((r) => !r.durable);
   }
 
   hasFilter(name: keyof Filters): boolean {
@@ -123,7 +185,7 @@ type ArgsOf<T> = T extends unknown[] ? T : never;
 type FilterValue<T> = T extends [infer V, ...unknown[]] ? V : never;
 
 function register(table: Map<PropertyKey, Registration[]>, name: PropertyKey, fn: AnyFn, options: HookOptions): () => void {
-  const reg: Registration = { fn, priority: options.priority ?? DEFAULT_PRIORITY, plugin: options.plugin ?? 'core' };
+  const reg: Registration = { fn, priority: options.priority ?? DEFAULT_PRIORITY, plugin: options.plugin ?? 'core', durable: options.durable === true };
   const list = table.get(name) ?? [];
   // Insert after every registration of the same or lower priority: keeps ties in insertion order.
   let at = list.length;

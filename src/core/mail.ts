@@ -13,6 +13,13 @@ export interface MailMessage {
   messageId?: string;
 }
 
+/** An email as it is about to be sent (rendered from its templates, run through its filter). */
+export interface RenderedEmail {
+  subject: string;
+  text: string;
+  html: string;
+}
+
 export interface SentMail {
   /** The Message-ID header as sent, in angle brackets: `<id@host>` */
   messageId: string;
@@ -51,6 +58,11 @@ export class MailError extends Error {
     this.code = details.code;
     this.responseCode = details.responseCode;
     this.transient = details.transient;
+  }
+
+  /** For the job queue (core/jobs/failures.ts): a transient failure is worth another try later. */
+  get retryable(): boolean {
+    return this.transient;
   }
 }
 

@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import request from 'supertest';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import type { AppContext } from '../../src/context.js';
+import type { AppContext } from '../../src/server.js';
 import { buildContext } from '../../src/server.js';
 import type { Member } from '../../src/features/members/store.js';
 import { captureLogs } from './logs.js';
-import { tempDataDir } from './temp.js';
+import { tempDataDir, NO_PLUGINS_DIR } from './temp.js';
 import { ManualClock } from './clock.js';
 import { csrfFrom } from './pages.js';
 
@@ -29,7 +29,7 @@ export interface TestSite {
 export async function testSite(env: Record<string, string> = {}, dataDir = tempDataDir()): Promise<TestSite> {
   const logs = captureLogs();
   const clock = new ManualClock();
-  const config = loadConfig({ DATA_DIR: dataDir, PORT: '0', ACCESS_KEY: TEST_SITE_ACCESS_KEY, ...env });
+  const config = loadConfig({ DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, PORT: '0', ACCESS_KEY: TEST_SITE_ACCESS_KEY, ...env });
   const ctx = await buildContext(config, { logger: logs.logger, console: () => {}, clock });
   after(() => {
     ctx.mailer.close();

@@ -1,9 +1,9 @@
 import { loadConfig } from '../../src/config.js';
 import { startServer, type RunningServer, type StartOptions } from '../../src/server.js';
-import { startKeapSandbox, type KeapSandbox, type KeapSandboxOptions } from '../../src/features/keap/sandbox/index.js';
+import { startKeapSandbox, type KeapSandbox, type KeapSandboxOptions } from '../../tools/keap-sandbox/index.js';
 import { captureLogs } from './logs.js';
 import { startSmtpServer } from './smtp.js';
-import { tempDataDir } from './temp.js';
+import { tempDataDir, NO_PLUGINS_DIR } from './temp.js';
 
 export const TEST_ACCESS_KEY = 'harness-access-key-0123456789-abcdefghijk';
 export const TEST_API_TOKEN = 'harness-api-token-0123456789-abcdef';
@@ -36,6 +36,7 @@ export async function startHarness(options: { env?: Record<string, string>; sand
     PORT: '0',
     HOST: '127.0.0.1',
     DATA_DIR: dataDir,
+    PLUGINS_DIR: NO_PLUGINS_DIR,
     ACCESS_KEY: TEST_ACCESS_KEY,
     API_TOKEN: TEST_API_TOKEN,
     KEAP_API_URL: sandbox.url,

@@ -9,3 +9,9 @@ export function tempDataDir(prefix = 'memberhook-test-'): string {
   after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
+
+/**
+ * A plugins folder that does not exist: tests load only the plugins they name, never what a developer keeps in the
+ * checkout's ./plugins.
+ */
+export const NO_PLUGINS_DIR = join(tmpdir(), 'memberhook-test-no-plugins');

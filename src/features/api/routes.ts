@@ -1,12 +1,18 @@
 import express, { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
-import type { AppContext } from '../../context.js';
 import { AppError, badRequest, conflict, notFound, unauthorized } from '../../core/errors.js';
-import { accessKeyMatches } from '../webhooks/access-key.js';
-import { isUniqueViolation } from '../members/service.js';
-import type { Member } from '../members/store.js';
-import { EVENT_STATUSES, type EventRecord } from '../queue/store.js';
-import { apiTokenStore } from './tokens.js';
+import { EVENT_STATUSES, type EventRecord } from '../../core/jobs/store.js';
+import type { Kernel } from '../../core/kernel.js';
+import { accessKeyMatches } from '../http-post/access-key.js';
+import type { MemberService } from '../members/service.js';
+import { isUniqueViolation, type Member } from '../members/store.js';
+import type { ApiTokenStore } from './tokens.js';
+
+/** What the JSON API works with. */
+export interface ApiContext extends Kernel {
+  readonly members: MemberService;
+  tokens: ApiTokenStore;
+}
 
 const PAGE_SIZE_DEFAULT = 50;
 const PAGE_SIZE_MAX = 200;
@@ -43,7 +49,7 @@ const eventQuery = z.strictObject({
 });
 
 /** `/api/v1`: JSON for scripts, behind `Authorization: Bearer <token>` (API_TOKEN or a token made in the admin). */
-export function apiRoutes(ctx: AppContext): Router {
+export function apiRoutes(ctx: ApiContext): Router {
   const router = Router();
   router.use('/api', requireApiToken(ctx), express.json({ limit: '100kb' }));
 
@@ -110,7 +116,7 @@ export function apiRoutes(ctx: AppContext): Router {
     if (event.status === 'rejected') throw badRequest(`event ${event.id} was rejected when it arrived; there is no job to replay`);
     if (event.status === 'queued' || event.status === 'processing') throw conflict(`event ${event.id} is ${event.status} already`);
     ctx.events.replay(event.id);
-    ctx.worker.notify();
+    ctx.jobs.wake();
     res.json({ ok: true, event: eventJson(ctx.events.get(event.id)!) });
   });
 
@@ -127,8 +133,8 @@ export const REVOKED_TOKEN_MESSAGE = 'this API token was revoked';
  * `Authorization: Bearer <token>` with API_TOKEN from the environment (compared in constant time) or a live token
  * created in the admin (looked up by its hash; see ApiTokenStore).
  */
-function requireApiToken(ctx: AppContext): RequestHandler {
-  const tokens = apiTokenStore(ctx);
+function requireApiToken(ctx: ApiContext): RequestHandler {
+  const tokens = ctx.tokens;
   return (req, res, next) => {
     const envToken = ctx.config.apiToken;
     const given = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];
@@ -148,7 +154,7 @@ function requireApiToken(ctx: AppContext): RequestHandler {
   };
 }
 
-function findEvent(ctx: AppContext, id: number): EventRecord {
+function findEvent(ctx: ApiContext, id: number): EventRecord {
   const event = ctx.events.get(id);
   if (!event) throw notFound(`no event with id ${id}`);
   return event;

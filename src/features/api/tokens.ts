@@ -132,18 +132,6 @@ export class ApiTokenStore {
   }
 }
 
-const storesByDb = new WeakMap<Db, ApiTokenStore>();
-
-/** The token store of an app (one per database, so the API and the admin pages share prepared statements). */
-export function apiTokenStore(ctx: { db: Db; clock: Clock }): ApiTokenStore {
-  let store = storesByDb.get(ctx.db);
-  if (!store) {
-    store = new ApiTokenStore(ctx.db, ctx.clock);
-    storesByDb.set(ctx.db, store);
-  }
-  return store;
-}
-
 function toRecord(row: TokenRow): ApiTokenRecord {
   return { id: row.id, name: row.name, prefix: row.prefix, createdAt: row.created_at, lastUsedAt: row.last_used_at, revokedAt: row.revoked_at };
 }

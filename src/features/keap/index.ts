@@ -2,8 +2,6 @@ import type { Config } from '../../config.js';
 import type { Clock } from '../../core/clock.js';
 import type { Db } from '../../core/db.js';
 import type { Logger } from '../../core/logger.js';
-import { SettingsStore } from '../../core/settings.js';
-import { SiteSettings } from '../settings/site-settings.js';
 import { KeapClient } from './client.js';
 import { SqliteKeapTokenStore } from './token-store.js';
 
@@ -19,11 +17,11 @@ export type * from './types.js';
  * the settings page, read on every request so a change applies at once), else OAuth with tokens in the database.
  */
 export function createKeapClient(
-  config: Pick<Config, 'keap' | 'defaultRole' | 'fromEnvironment'>,
+  config: Pick<Config, 'keap'>,
   db: Db,
   logger: Logger,
   clock: Clock,
-  site: Pick<SiteSettings, 'keapApiKey'> = new SiteSettings(new SettingsStore(db), config),
+  site: { keapApiKey(): string | undefined },
 ): KeapClient {
   const k = config.keap;
   return new KeapClient({

@@ -1,16 +1,17 @@
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
-import type { AppContext } from '../../context.js';
 import { AppError, notFound } from '../../core/errors.js';
-import { formatTime } from '../admin/dashboard.js';
-import { renderAdmin } from '../admin/pages.js';
-import { WELCOME_ACTION } from '../keap/member-sync.js';
-import type { EventRecord } from '../queue/store.js';
+import { formFields, formText } from '../../core/forms.js';
+import type { EventRecord } from '../../core/jobs/store.js';
+import type { AdminUser } from '../../web/admin-shell.js';
+import { formatTime } from '../../web/format.js';
+import { webhookJobType } from '../http-post/jobs.js';
+import { welcomeEmail } from '../welcome-email/jobs.js';
+import type { MembersContext } from './context.js';
 import { generatePassword } from './passwords.js';
 import { requestPasswordReset } from './password-reset.js';
 import { isUniqueViolation, LAST_ADMINISTRATOR_MESSAGE } from './service.js';
 import { MEMBER_SORTS, type Member, type MemberQuery, type MemberSort, type Role } from './store.js';
-import { formFields, formText } from '../../core/forms.js';
 
 export const PAGE_SIZE = 50;
 export const PASSWORD_MIN = 10;
@@ -26,18 +27,17 @@ const ID_PATTERN = /^[1-9]\d{0,14}$/;
 const emailSchema = z.email().max(254);
 
 /** Admin pages (mounted after requireAdmin): the Members pages: list, search, member page and its actions, add by hand. */
-export function memberAdminRoutes(ctx: AppContext): Router {
+export function memberAdminRoutes(ctx: MembersContext): Router {
   const router = Router();
 
-  router.get('/members', (req, res) => {
+  router.get('/', (req, res) => {
     const { form, query, problems } = parseListQuery(ctx, req.query);
     const { members, total } = ctx.members.list(query);
     const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
     const href = (page: number) => listHref({ ...form, page });
     const first = total === 0 ? 0 : (query.page - 1) * PAGE_SIZE + 1;
-    renderAdmin(ctx, res, problems.length ? 400 : 200, 'members/list', {
+    ctx.admin.view(res, problems.length ? 400 : 200, 'members/list', {
       title: 'Members',
-      section: 'members',
       form,
       problems,
       filtered: Boolean(form.q || form.role || form.tag),
@@ -60,9 +60,9 @@ export function memberAdminRoutes(ctx: AppContext): Router {
     });
   });
 
-  router.get('/members/new', (_req, res) => renderNewForm(ctx, res, 200, { role: ctx.site.defaultRole(), sendWelcome: true }, {}));
+  router.get('/new', (_req, res) => renderNewForm(ctx, res, 200, { role: ctx.site.defaultRole(), sendWelcome: true }, {}));
 
-  router.post('/members/new', async (req, res) => {
+  router.post('/new', async (req, res) => {
     const body = formFields(req);
     const form: NewMemberForm = {
       email: formText(body.email).trim(),
@@ -97,7 +97,7 @@ export function memberAdminRoutes(ctx: AppContext): Router {
           // In the member's own transaction, like member-sync: the email is queued exactly when the member exists,
           // and a generated password waits for it (and only for it: no Keap contact to write it back to).
           if (!form.sendWelcome) return;
-          if (generated) ctx.members.store.savePendingPassword(created.id, chosen, { keap: false, email: true });
+          if (generated) ctx.members.savePendingPassword(created.id, chosen, { keap: false, email: true });
           welcomeEvent = enqueueWelcome(ctx, created, res.locals.admin!).id;
         },
       );
@@ -107,17 +107,16 @@ export function memberAdminRoutes(ctx: AppContext): Router {
       if (isUniqueViolation(err, 'members.username')) return renderNewForm(ctx, res, 400, form, { username: 'Another member has this username.' });
       throw err;
     }
-    if (welcomeEvent !== undefined) ctx.worker.notify();
     ctx.logger.info({ memberId: member.id, adminId: res.locals.admin!.id }, 'member added by an administrator');
     res.redirect(303, memberHref(member.id, { done: 'created', ...(welcomeEvent !== undefined ? { event: welcomeEvent } : {}), ...(generated ? { generated: 1 } : {}) }));
   });
 
-  router.get('/members/:id', (req, res) => {
+  router.get('/:id', (req, res) => {
     const member = memberFrom(ctx, req);
     renderMember(ctx, req, res, 200, member, {});
   });
 
-  router.post('/members/:id/role', async (req, res) => {
+  router.post('/:id/role', async (req, res) => {
     const member = memberFrom(ctx, req);
     const admin = res.locals.admin!;
     const slug = formText(formFields(req).role);
@@ -134,44 +133,35 @@ export function memberAdminRoutes(ctx: AppContext): Router {
     res.redirect(303, memberHref(member.id, { done: 'role' }));
   });
 
-  router.post('/members/:id/reset-password', async (req, res) => {
+  router.post('/:id/reset-password', async (req, res) => {
     const member = memberFrom(ctx, req);
-    await requestPasswordReset(ctx, member);
+    requestPasswordReset(ctx, member);
     res.redirect(303, memberHref(member.id, { done: 'reset' }));
   });
 
-  router.post('/members/:id/welcome', (req, res) => {
+  router.post('/:id/welcome', (req, res) => {
     const member = memberFrom(ctx, req);
     const { id } = enqueueWelcome(ctx, member, res.locals.admin!);
-    ctx.worker.notify();
     res.redirect(303, memberHref(member.id, { done: 'welcome', event: id }));
   });
 
-  router.post('/members/:id/resync', (req, res) => {
+  router.post('/:id/resync', (req, res) => {
     const member = memberFrom(ctx, req);
     if (member.keapContactId === null) return renderMember(ctx, req, res, 400, member, { error: NOT_LINKED_MESSAGE });
     const contactId = member.keapContactId;
-    // The row a Keap HTTP Post `wpf_action=update` makes (webhooks/service.ts), with its dedupe key: a resync asked
-    // for while an identical update is still queued is folded into it instead of fetching the contact twice.
-    const { id } = ctx.events.enqueue({
-      source: ADMIN_SOURCE,
-      action: 'update',
-      contactId,
-      params: { contact_id: contactId },
-      eventType: 'contact.update',
-      dedupeKey: ['update', contactId, '', ''].join('|'),
-    });
-    ctx.worker.notify();
+    // The job a Keap HTTP Post `wpf_action=update` queues, so a resync asked for while an identical update is still
+    // queued is folded into it instead of fetching the contact twice.
+    const { id } = ctx.jobs.enqueue(webhookJobType('update'), { contact_id: contactId }, { source: ADMIN_SOURCE });
     ctx.logger.info({ memberId: member.id, adminId: res.locals.admin!.id, eventId: id }, 'member resync queued by an administrator');
     res.redirect(303, memberHref(member.id, { done: 'resync', event: id }));
   });
 
-  router.get('/members/:id/delete', (req, res) => {
+  router.get('/:id/delete', (req, res) => {
     const member = memberFrom(ctx, req);
     renderDelete(ctx, res, 200, member);
   });
 
-  router.post('/members/:id/delete', async (req, res) => {
+  router.post('/:id/delete', async (req, res) => {
     const member = memberFrom(ctx, req);
     const admin = res.locals.admin!;
     if (member.id === admin.id) return renderDelete(ctx, res, 409, member, SELF_DELETION_MESSAGE);
@@ -203,7 +193,7 @@ interface ListForm {
  * The list's query string as the form shows it and as the store takes it. A value that makes no sense (page=-1,
  * sort=evil, a role that does not exist) is dropped and named in `problems`; the page then answers 400.
  */
-function parseListQuery(ctx: AppContext, raw: Request['query']): { form: ListForm; query: MemberQuery; problems: string[] } {
+function parseListQuery(ctx: MembersContext, raw: Request['query']): { form: ListForm; query: MemberQuery; problems: string[] } {
   const problems: string[] = [];
   const value = (name: string): string => {
     const v = raw[name];
@@ -269,7 +259,7 @@ function listRow(m: Member) {
 // ---------------------------------------------------------------------------------------------------------------
 // The member page
 
-function memberFrom(ctx: AppContext, req: Request): Member {
+function memberFrom(ctx: MembersContext, req: Request): Member {
   const raw = String(req.params.id);
   const member = ID_PATTERN.test(raw) ? ctx.members.findById(Number(raw)) : undefined;
   if (!member) throw notFound(`There is no member #${raw}.`);
@@ -291,12 +281,11 @@ export function keapContactUrl(contactId: number): string {
 
 const EVENTS_ON_MEMBER_PAGE = 20;
 
-function renderMember(ctx: AppContext, req: Request, res: Response, status: number, member: Member, extra: { error?: string }): void {
+function renderMember(ctx: MembersContext, req: Request, res: Response, status: number, member: Member, extra: { error?: string }): void {
   const admin = res.locals.admin!;
   const events = member.keapContactId === null ? { events: [], total: 0 } : ctx.events.list({ contactId: member.keapContactId, page: 1, pageSize: EVENTS_ON_MEMBER_PAGE });
-  renderAdmin(ctx, res, status, 'members/show', {
+  ctx.admin.view(res, status, 'members/show', {
     title: member.email,
-    section: 'members',
     member: {
       ...member,
       name: fullName(member),
@@ -343,13 +332,12 @@ function noticeFor(req: Request, member: Member): { text: string; eventId?: numb
   }
 }
 
-function renderDelete(ctx: AppContext, res: Response, status: number, member: Member, error?: string): void {
+function renderDelete(ctx: MembersContext, res: Response, status: number, member: Member, error?: string): void {
   const admin = res.locals.admin!;
   const isSelf = member.id === admin.id;
   const lastAdmin = member.roleIsAdmin && ctx.members.countAdministrators() <= 1;
-  renderAdmin(ctx, res, status, 'members/delete', {
+  ctx.admin.view(res, status, 'members/delete', {
     title: `Delete ${member.email}`,
-    section: 'members',
     member: { ...member, name: fullName(member) },
     refusal: error ?? (isSelf ? SELF_DELETION_MESSAGE : lastAdmin ? LAST_ADMINISTRATOR_MESSAGE : undefined),
     error,
@@ -370,7 +358,7 @@ interface NewMemberForm {
 
 type NewMemberErrors = Partial<Record<'email' | 'username' | 'first_name' | 'last_name' | 'role' | 'password', string>>;
 
-function validateNewMember(ctx: AppContext, form: NewMemberForm, password: string): NewMemberErrors {
+function validateNewMember(ctx: MembersContext, form: NewMemberForm, password: string): NewMemberErrors {
   const errors: NewMemberErrors = {};
   if (!form.email) errors.email = 'Enter an email address.';
   else if (!emailSchema.safeParse(form.email).success) errors.email = 'Enter a valid email address, like someone@example.com.';
@@ -389,10 +377,9 @@ function validateNewMember(ctx: AppContext, form: NewMemberForm, password: strin
   return errors;
 }
 
-function renderNewForm(ctx: AppContext, res: Response, status: number, form: Partial<NewMemberForm>, errors: NewMemberErrors): void {
-  renderAdmin(ctx, res, status, 'members/new', {
+function renderNewForm(ctx: MembersContext, res: Response, status: number, form: Partial<NewMemberForm>, errors: NewMemberErrors): void {
+  ctx.admin.view(res, status, 'members/new', {
     title: 'Add a member',
-    section: 'members',
     form,
     errors,
     invalid: Object.keys(errors).length > 0,
@@ -403,17 +390,9 @@ function renderNewForm(ctx: AppContext, res: Response, status: number, form: Par
 
 // ---------------------------------------------------------------------------------------------------------------
 
-/** A `welcome_email` job for the member, as member-sync queues one after a creation (welcome-sender.ts runs it). */
-function enqueueWelcome(ctx: AppContext, member: Member, admin: Member): { id: number } {
-  return ctx.events.enqueue({
-    source: ADMIN_SOURCE,
-    action: WELCOME_ACTION,
-    contactId: member.keapContactId,
-    params: { member_id: member.id, requested_by: admin.id },
-    eventType: `member.${WELCOME_ACTION}`,
-    // Two clicks before the worker gets to it send one email.
-    dedupeKey: `${WELCOME_ACTION}|${member.id}`,
-  });
+/** A welcome email for the member, as member-sync queues one after a creation (two clicks send one email). */
+function enqueueWelcome(ctx: MembersContext, member: Member, admin: AdminUser): { id: number } {
+  return ctx.jobs.enqueue(welcomeEmail, { member_id: member.id, requested_by: admin.id }, { source: ADMIN_SOURCE });
 }
 
 function fullName(m: Pick<Member, 'firstName' | 'lastName'>): string {

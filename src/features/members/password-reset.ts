@@ -1,96 +1,80 @@
-import type { AppContext } from '../../context.js';
-import type { Clock } from '../../core/clock.js';
-import type { Db } from '../../core/db.js';
+import { z } from 'zod';
+import { jobType, type JobOutcome } from '../../core/jobs/queue.js';
+import type { RenderedEmail } from '../../core/mail.js';
 import type { ViewRenderer } from '../../core/views.js';
-import type { JobHandler } from '../queue/worker.js';
-import { PasswordResetStore } from './password-reset-store.js';
+import type { MembersContext } from './context.js';
 import { hashPassword } from './passwords.js';
-import { memberSessions } from './sessions.js';
 import type { Member } from './store.js';
-import type { RenderedEmail } from './welcome-email.js';
-import type { MemberMailDeps } from './welcome-sender.js';
 
 declare module '../../core/hooks.js' {
   interface ActionMap {
-    /** After the new password is committed and the member's sessions are ended. */
+    /**
+     * A member's password was changed: on the account page (`account`) or with a reset link (`reset`). The member's
+     * sessions and reset links were ended with it.
+     * @fires after the new password commits
+     * @durable
+     */
     'member.password_changed': [member: Member, how: 'account' | 'reset'];
   }
   interface FilterMap {
-    /** The password reset email just before it is sent (it holds the single-use link: never log it). */
+    /**
+     * The password reset email just before it is sent (it holds the single-use link: never log it).
+     * @fires in the password_reset_email job, before sending
+     */
     'password_reset_email.message': [message: RenderedEmail, member: Member];
   }
 }
 
-export const PASSWORD_RESET_ACTION = 'password_reset_email';
 /** How long an emailed link works. */
 export const RESET_TOKEN_TTL_MS = 60 * 60 * 1000;
 
-const resetStores = new WeakMap<Db, PasswordResetStore>();
-
-/** The reset token store of a database (one per connection, so every caller shares its prepared statements). */
-export function passwordResets(db: Db): PasswordResetStore {
-  let store = resetStores.get(db);
-  if (!store) {
-    store = new PasswordResetStore(db);
-    resetStores.set(db, store);
-  }
-  return store;
-}
-
 /**
- * Queues a password-reset email with a single-use link for the member (used by /password/forgot and the admin).
- * The job's params carry only the member's id: they are shown in the admin's event log, so the token is made
- * by the job itself. A second request while one is still waiting is folded into it.
+ * The password reset email. Its params carry only the member's id: they are shown in the admin's event log, so the
+ * token is made by the job itself. A second request while one is still waiting is folded into it. No contact id:
+ * a member's Keap jobs run one at a time, and one stuck retrying must not hold up this email.
  */
-export async function requestPasswordReset(ctx: AppContext, member: Member): Promise<void> {
-  ctx.events.enqueue({
-    source: 'member',
-    action: PASSWORD_RESET_ACTION,
-    // No contact id: a member's Keap jobs run one at a time, and one stuck retrying must not hold up this email.
-    contactId: null,
-    params: { member_id: member.id },
-    eventType: `member.${PASSWORD_RESET_ACTION}`,
-    dedupeKey: `${PASSWORD_RESET_ACTION}:${member.id}`,
-  });
-  ctx.worker.notify();
-}
+export const passwordResetEmail = jobType({
+  type: 'password_reset_email',
+  params: z.object({ member_id: z.number().int().positive() }),
+  source: 'member',
+  dedupeKey: (p) => String(p.member_id),
+  eventType: () => 'member.password_reset_email',
+});
 
-export interface PasswordResetEmailDeps extends MemberMailDeps {
-  db: Db;
-  clock: Clock;
+/** Queues a password-reset email with a single-use link for the member (used by /password/forgot and the admin). */
+export function requestPasswordReset(ctx: MembersContext, member: Member): void {
+  ctx.jobs.enqueue(passwordResetEmail, { member_id: member.id });
 }
 
 /**
  * The `password_reset_email` job: makes a token, stores its hash and emails the link. Each run makes a fresh token
  * (a retried run cannot know what an earlier one sent); a token whose email failed is taken back at once.
  */
-export function passwordResetEmailJob(deps: PasswordResetEmailDeps): JobHandler {
-  const store = passwordResets(deps.db);
-  return async (job) => {
-    const memberId = Number(job.params.member_id);
-    const member = deps.members.findById(memberId);
-    if (!member) return { status: 'skipped', result: `member ${memberId} no longer exists` };
-    const now = deps.clock.now();
-    store.purgeExpired(now);
-    const token = store.create(member.id, now, now + RESET_TOKEN_TTL_MS);
-    try {
-      const rendered = renderPasswordResetEmail(deps.views, {
-        siteName: deps.siteName,
-        firstName: member.firstName,
-        username: member.username,
-        email: member.email,
-        resetUrl: `${deps.publicUrl}/password/reset?token=${token}`,
-        forgotUrl: `${deps.publicUrl}/password/forgot`,
-        expiresInMinutes: Math.round(RESET_TOKEN_TTL_MS / 60_000),
-      });
-      const message = await deps.hooks.applyFilters('password_reset_email.message', rendered, member);
-      const sent = await deps.mailer.send({ to: member.email, ...message, messageId: `<password-reset-${job.id}.${job.attempts}@memberhook>` });
-      return { status: 'done', result: `password reset email sent to ${member.email} (${sent.destination === 'smtp' ? 'SMTP' : 'outbox file'})` };
-    } catch (err) {
-      store.delete(token);
-      throw err;
-    }
-  };
+export async function sendPasswordResetEmail(ctx: MembersContext, job: { id: number; attempt: number; params: { member_id: number } }): Promise<JobOutcome> {
+  const memberId = job.params.member_id;
+  const member = ctx.members.findById(memberId);
+  if (!member) return { status: 'skipped', result: `member ${memberId} no longer exists` };
+  const now = ctx.clock.now();
+  ctx.resets.purgeExpired(now);
+  const token = ctx.resets.create(member.id, now, now + RESET_TOKEN_TTL_MS);
+  const publicUrl = ctx.config.publicUrl;
+  try {
+    const rendered = renderPasswordResetEmail(ctx.views, {
+      siteName: ctx.siteName,
+      firstName: member.firstName,
+      username: member.username,
+      email: member.email,
+      resetUrl: `${publicUrl}/password/reset?token=${token}`,
+      forgotUrl: `${publicUrl}/password/forgot`,
+      expiresInMinutes: Math.round(RESET_TOKEN_TTL_MS / 60_000),
+    });
+    const message = await ctx.hooks.applyFilters('password_reset_email.message', rendered, member);
+    const sent = await ctx.mailer.send({ to: member.email, ...message, messageId: `<password-reset-${job.id}.${job.attempt}@memberhook>` });
+    return { status: 'done', result: `password reset email sent to ${member.email} (${sent.destination === 'smtp' ? 'SMTP' : 'outbox file'})` };
+  } catch (err) {
+    ctx.resets.delete(token);
+    throw err;
+  }
 }
 
 export interface PasswordResetEmailData {
@@ -114,8 +98,8 @@ export function renderPasswordResetEmail(views: ViewRenderer, data: PasswordRese
 }
 
 /** Whether a reset link would work now, without using it (the GET page shows the form only if so). */
-export function resetTokenIsLive(ctx: AppContext, token: string): boolean {
-  return passwordResets(ctx.db).memberIdFor(token, ctx.clock.now()) !== undefined;
+export function resetTokenIsLive(ctx: MembersContext, token: string): boolean {
+  return ctx.resets.memberIdFor(token, ctx.clock.now()) !== undefined;
 }
 
 /**
@@ -123,39 +107,32 @@ export function resetTokenIsLive(ctx: AppContext, token: string): boolean {
  * unused and unexpired: of two racing posts exactly one gets it), the password is set, the member's other links
  * are dropped and every session is ended. Returns the member, or undefined when the link no longer works.
  */
-export async function resetPasswordWithToken(ctx: AppContext, token: string, newPassword: string): Promise<Member | undefined> {
-  const store = passwordResets(ctx.db);
+export async function resetPasswordWithToken(ctx: MembersContext, token: string, newPassword: string): Promise<Member | undefined> {
   // A dead link costs no bcrypt: checked first, then checked again for real inside the transaction.
-  if (store.memberIdFor(token, ctx.clock.now()) === undefined) return undefined;
+  if (ctx.resets.memberIdFor(token, ctx.clock.now()) === undefined) return undefined;
   const passwordHash = await hashPassword(newPassword);
-  const memberId = ctx.db
-    .transaction((): number | undefined => {
-      const id = store.consume(token, ctx.clock.now());
-      if (id === undefined) return undefined;
-      ctx.members.store.update(id, { passwordHash });
-      store.deleteOutstandingFor(id);
-      memberSessions(ctx).destroyAllFor(id);
-      return id;
-    })
-    .immediate();
-  if (memberId === undefined) return undefined;
-  const member = ctx.members.findById(memberId);
-  if (member) await ctx.hooks.doAction('member.password_changed', member, 'reset');
-  return member;
+  return ctx.transactions.run((tx): Member | undefined => {
+    const id = ctx.resets.consume(token, ctx.clock.now());
+    if (id === undefined) return undefined;
+    ctx.members.setPasswordHash(id, passwordHash);
+    ctx.resets.deleteOutstandingFor(id);
+    ctx.sessions.destroyAllFor(id);
+    const member = ctx.members.findById(id);
+    if (member) tx.emit('member.password_changed', member, 'reset');
+    return member;
+  });
 }
 
 /**
  * Sets a new password a logged-in member chose: together with the new hash, every session of theirs ends (the
  * caller starts a fresh one for the browser that asked) and any reset links they had stop working.
  */
-export async function changePassword(ctx: AppContext, member: Member, newPassword: string): Promise<void> {
+export async function changePassword(ctx: MembersContext, member: Member, newPassword: string): Promise<void> {
   const passwordHash = await hashPassword(newPassword);
-  ctx.db
-    .transaction(() => {
-      ctx.members.store.update(member.id, { passwordHash });
-      passwordResets(ctx.db).deleteOutstandingFor(member.id);
-      memberSessions(ctx).destroyAllFor(member.id);
-    })
-    .immediate();
-  await ctx.hooks.doAction('member.password_changed', member, 'account');
+  await ctx.transactions.run((tx) => {
+    ctx.members.setPasswordHash(member.id, passwordHash);
+    ctx.resets.deleteOutstandingFor(member.id);
+    ctx.sessions.destroyAllFor(member.id);
+    tx.emit('member.password_changed', member, 'account');
+  });
 }

@@ -1,10 +1,10 @@
 import type { Request, RequestHandler, Response, Router } from 'express';
-import type { AppContext } from '../../context.js';
 import { LoginThrottle, type ThrottleRule, type ThrottleVerdict } from './login-throttle.js';
 import { isWellFormedResetToken } from './password-reset-store.js';
 import { changePassword, requestPasswordReset, resetPasswordWithToken, resetTokenIsLive, RESET_TOKEN_TTL_MS } from './password-reset.js';
 import { newPasswordErrors, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, verifyPassword } from './passwords.js';
 import { endSession, requireMember, startSession } from './sessions.js';
+import type { MembersContext } from './context.js';
 import type { Member } from './store.js';
 import { formFields, formText } from '../../core/forms.js';
 
@@ -42,7 +42,7 @@ export function accountLogins(member: Member): string[] {
 }
 
 /** `/account/password`, `/password/forgot`, `/password/reset`. The caller mounts body parsing, CSRF and no-store. */
-export function addPasswordRoutes(router: Router, ctx: AppContext, tools: MemberPageTools): void {
+export function addPasswordRoutes(router: Router, ctx: MembersContext, tools: MemberPageTools): void {
   const { render, loginThrottle, clientIp, tooManyAttempts } = tools;
   const forgotThrottle = new LoginThrottle(ctx.db, ctx.clock, { ip: FORGOT_IP_RULE, account: FORGOT_ACCOUNT_RULE }, { scope: 'reset-email' });
   const lengths = { minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH };
@@ -90,7 +90,7 @@ export function addPasswordRoutes(router: Router, ctx: AppContext, tools: Member
     loginThrottle.succeeded(attempt);
     await changePassword(ctx, member, password);
     // Every session ended with the change; this browser gets a new one (a stolen cookie of this one is void too).
-    startSession(ctx, req, res, member.id);
+    await startSession(ctx, req, res, member, { loggedIn: false });
     ctx.logger.info({ memberId: member.id }, 'member changed password');
     res.redirect(303, '/account?notice=password_changed');
   });

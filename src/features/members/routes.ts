@@ -1,20 +1,11 @@
 import { Router, type Request, type RequestHandler, type Response } from 'express';
-import { SITE_NAME } from '../../app.js';
-import type { AppContext } from '../../context.js';
 import { csrfProtection } from '../../core/csrf.js';
-import { LoginThrottle } from './login-throttle.js';
+import { clientIp, formBodyParser, formFields, formText } from '../../core/forms.js';
+import type { MembersContext } from './context.js';
 import { verifyPassword } from './passwords.js';
 import { accountLogins, addPasswordRoutes, noticeFor } from './password-routes.js';
 import { loadMember, logOut, requireMember, startSession } from './sessions.js';
 import type { Member } from './store.js';
-import { clientIp, formBodyParser, formFields, formText } from '../../core/forms.js';
-
-declare module '../../core/hooks.js' {
-  interface ActionMap {
-    'member.logged_in': [member: Member];
-    'member.logged_out': [member: Member];
-  }
-}
 
 /** The one answer to a wrong password and to an unknown login alike, so the form never says which. */
 export const LOGIN_FAILED_MESSAGE = 'Email/username or password is wrong';
@@ -23,9 +14,9 @@ export const LOGIN_FAILED_MESSAGE = 'Email/username or password is wrong';
  * Member pages: `/login`, `/logout`, `/account`, `GET /` (to the account), and the password pages
  * (`/account/password`, `/password/forgot`, `/password/reset`, in password-routes.ts).
  */
-export function memberRoutes(ctx: AppContext): Router {
+export function memberRoutes(ctx: MembersContext): Router {
   const router = Router();
-  const throttle = new LoginThrottle(ctx.db, ctx.clock);
+  const throttle = ctx.loginThrottle;
   const formBody = formBodyParser({ limit: '16kb', parameterLimit: 20 });
   const noStore: RequestHandler = (_req, res, next) => {
     // Pages with a member's data or a form token: never kept by a shared cache or the back button.
@@ -39,7 +30,7 @@ export function memberRoutes(ctx: AppContext): Router {
     res
       .status(status)
       .type('html')
-      .send(ctx.views.render(`member/${view}`, { siteName: SITE_NAME, csrfToken: res.locals.csrfToken, member: res.locals.member, ...data }));
+      .send(ctx.views.render(`member/${view}`, { siteName: ctx.siteName, csrfToken: res.locals.csrfToken, member: res.locals.member, ...data }));
   };
 
   router.get('/', (_req, res) => res.redirect(303, '/account'));
@@ -75,9 +66,8 @@ export function memberRoutes(ctx: AppContext): Router {
       return render(res, 401, 'login', { ...form, error: LOGIN_FAILED_MESSAGE });
     }
     throttle.succeeded(attempt);
-    startSession(ctx, req, res, member.id);
+    await startSession(ctx, req, res, member);
     ctx.logger.info({ memberId: member.id }, 'member logged in');
-    await ctx.hooks.doAction('member.logged_in', member);
     res.redirect(303, next ?? '/account');
   });
 

@@ -1,18 +1,46 @@
 import type { Db } from '../../core/db.js';
 import { badRequest, conflict, notFound } from '../../core/errors.js';
-import type { HookRegistry } from '../../core/hooks.js';
-import { isUniqueViolation, MemberStore, type HeldTag, type Member, type MemberChanges, type MemberQuery, type MemberTag, type Role } from './store.js';
+import type { Transactions, TransactionScope } from '../../core/outbox.js';
+import { MemberStore, type HeldTag, type Member, type MemberChanges, type MemberQuery, type MemberTag, type Role, type RoleCount } from './store.js';
 import { hashPassword } from './passwords.js';
 
 declare module '../../core/hooks.js' {
   interface ActionMap {
+    /**
+     * A member was created (by a Keap post, an admin, the setup form or the command line).
+     * @fires after the member's transaction commits
+     * @durable
+     */
     'member.created': [member: Member];
+    /**
+     * A member's profile, role, tags or Keap link changed; `changed` names what (`email`, `first_name`, `tags`, ...).
+     * @fires after the change commits
+     * @durable
+     */
     'member.updated': [member: Member, changed: string[]];
+    /**
+     * A member gained or lost Keap tags (also fired with every tag of a new member that has some).
+     * @fires after the change commits, after member.updated
+     * @durable
+     */
     'member.tags_changed': [member: Member, change: { added: MemberTag[]; removed: MemberTag[] }];
+    /**
+     * A member's role changed (role slugs).
+     * @fires after the change commits, after member.updated
+     * @durable
+     */
     'member.role_changed': [member: Member, change: { from: string; to: string }];
+    /**
+     * A member was deleted; `member` is how it was just before.
+     * @fires after the delete commits
+     * @durable
+     */
     'member.deleted': [member: Member];
   }
 }
+
+/** The member actions recorded in the outbox, so handlers may ask for durable delivery. */
+export const DURABLE_MEMBER_ACTIONS = ['member.created', 'member.updated', 'member.tags_changed', 'member.role_changed', 'member.deleted'] as const;
 
 /** A member as it should be after applying what Keap says about its contact. */
 export interface MemberProfile {
@@ -48,13 +76,16 @@ export interface KeepAnAdministrator {
   keepAnAdministrator?: boolean;
 }
 
-/** The member rules every other feature goes through: SQL stays in the store, hooks fire after commit. */
+/**
+ * The member rules every other feature goes through: SQL stays in the store; what a change causes is emitted in its
+ * transaction (durable handlers get it through the outbox, the others right after the commit).
+ */
 export class MemberService {
-  readonly store: MemberStore;
+  private readonly store: MemberStore;
 
   constructor(
     private readonly db: Db,
-    private readonly hooks: HookRegistry,
+    private readonly transactions: Transactions,
   ) {
     this.store = new MemberStore(db);
   }
@@ -116,10 +147,10 @@ export class MemberService {
    * work atomically with the member). A clash on email, username or contact id throws SQLite's UNIQUE
    * error untouched so the caller can tell a lost race from a bug.
    */
-  async create(input: NewMemberInput, withinTransaction?: (member: Member) => void): Promise<Member> {
+  async create(input: NewMemberInput, withinTransaction?: (member: Member, tx: TransactionScope) => void): Promise<Member> {
     const role = this.requireRole(input.role);
     const passwordHash = await hashPassword(input.password);
-    const member = this.db.transaction(() => {
+    return this.transactions.run((tx) => {
       const id = this.store.insert({
         email: input.email,
         username: input.username,
@@ -132,12 +163,11 @@ export class MemberService {
       });
       this.store.replaceTags(id, input.tags);
       const created = this.store.findById(id)!;
-      withinTransaction?.(created);
+      withinTransaction?.(created, tx);
+      tx.emit('member.created', created);
+      if (created.tags.length > 0) tx.emit('member.tags_changed', created, { added: created.tags, removed: [] });
       return created;
-    }).immediate();
-    await this.hooks.doAction('member.created', member);
-    if (member.tags.length > 0) await this.hooks.doAction('member.tags_changed', member, { added: member.tags, removed: [] });
-    return member;
+    });
   }
 
   /**
@@ -173,15 +203,16 @@ export class MemberService {
     if (tagChange && (tagChange.added.length || tagChange.removed.length || tagsRenamed(before.tags, profile.tags!))) changed.push('tags');
 
     if (changed.length === 0) return { member: before, changed };
-    const member = this.db.transaction(() => {
+    const member = await this.transactions.run((tx) => {
       if (losesAdminRights && options.keepAnAdministrator) this.refuseLastAdministrator(before);
       this.store.update(memberId, changes);
       if (changed.includes('tags')) this.store.replaceTags(memberId, profile.tags!);
-      return this.store.findById(memberId)!;
-    }).immediate();
-    await this.hooks.doAction('member.updated', member, changed);
-    if (tagChange && (tagChange.added.length || tagChange.removed.length)) await this.hooks.doAction('member.tags_changed', member, tagChange);
-    if (roleChange) await this.hooks.doAction('member.role_changed', member, roleChange);
+      const after = this.store.findById(memberId)!;
+      tx.emit('member.updated', after, changed);
+      if (tagChange && (tagChange.added.length || tagChange.removed.length)) tx.emit('member.tags_changed', after, tagChange);
+      if (roleChange) tx.emit('member.role_changed', after, roleChange);
+      return after;
+    });
     return { member, changed };
   }
 
@@ -189,11 +220,19 @@ export class MemberService {
    * A new administrator: username = email, the role with admin rights, no Keap link. The one place that knows
    * what an admin account made outside Keap looks like (setup form, create-admin, ADMIN_EMAIL).
    */
-  createAdministrator(credentials: { email: string; password: string }, withinTransaction?: (member: Member) => void): Promise<Member> {
+  createAdministrator(credentials: { email: string; password: string }, withinTransaction?: (member: Member, tx: TransactionScope) => void): Promise<Member> {
     const role = this.store.roles().find((r) => r.isAdmin);
     if (!role) throw new Error('no role with admin rights exists');
     const input: NewMemberInput = { email: credentials.email, username: credentials.email, role: role.slug, password: credentials.password, keapContactId: null, firstName: '', lastName: '', fields: {}, tags: [] };
     return this.create(input, withinTransaction);
+  }
+
+  /**
+   * Stores a new password hash in a transaction of the caller's (with whatever must change with it: sessions
+   * ended, reset links dropped). Hash first, with `hashPassword`, outside the transaction: bcrypt is slow.
+   */
+  setPasswordHash(memberId: number, passwordHash: string): void {
+    this.store.update(memberId, { passwordHash });
   }
 
   async setPassword(memberId: number, password: string): Promise<void> {
@@ -203,11 +242,33 @@ export class MemberService {
 
   async delete(memberId: number, options: KeepAnAdministrator = {}): Promise<void> {
     const member = this.get(memberId);
-    this.db.transaction(() => {
+    await this.transactions.run((tx) => {
       if (options.keepAnAdministrator) this.refuseLastAdministrator(member);
       this.store.delete(memberId);
-    }).immediate();
-    await this.hooks.doAction('member.deleted', member);
+      tx.emit('member.deleted', member);
+    });
+  }
+
+  /** Members per role, every role listed (the dashboard): one index range per role. */
+  countByRole(): RoleCount[] {
+    return this.store.countByRole();
+  }
+
+  /**
+   * A generated password waits here until Keap's field and the welcome email both have it (see migration 002).
+   * Save it in the member's own transaction (the `create` callback).
+   */
+  savePendingPassword(memberId: number, password: string, awaiting: { keap: boolean; email: boolean }): void {
+    this.store.savePendingPassword(memberId, password, awaiting);
+  }
+
+  pendingPassword(memberId: number): string | undefined {
+    return this.store.pendingPassword(memberId);
+  }
+
+  /** `keap` or `email` no longer needs the password; once neither does, it is deleted. */
+  releasePendingPassword(memberId: number, by: 'keap' | 'email'): void {
+    this.store.releasePendingPassword(memberId, by);
   }
 
   /** Throws when `member` (as it is now in the database) is the only member with admin rights. */
@@ -223,7 +284,7 @@ export class MemberService {
   }
 }
 
-export { isUniqueViolation };
+export { isUniqueViolation } from './store.js';
 
 function diffTags(before: MemberTag[], after: MemberTag[]): { added: MemberTag[]; removed: MemberTag[] } {
   const beforeIds = new Set(before.map((t) => t.id));

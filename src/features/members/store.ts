@@ -62,6 +62,14 @@ export interface MemberQuery {
   pageSize: number;
 }
 
+/** A role and how many members hold it. */
+export interface RoleCount {
+  slug: string;
+  name: string;
+  isAdmin: boolean;
+  members: number;
+}
+
 /** A tag at least one member holds. */
 export interface HeldTag {
   id: number;
@@ -132,6 +140,7 @@ export class MemberStore {
   private readonly tagsByIdsStmt;
   private readonly heldTagsStmt;
   private readonly countAdminsStmt;
+  private readonly countByRoleStmt;
 
   constructor(private readonly db: Db) {
     const one = (where: string) => db.prepare<[unknown], MemberRow>(`SELECT ${MEMBER_COLUMNS} FROM ${MEMBER_FROM} WHERE ${where}`);
@@ -170,6 +179,14 @@ export class MemberStore {
     this.countAdminsStmt = db
       .prepare<[], number>('SELECT count(*) FROM members m WHERE m.role_id IN (SELECT id FROM roles WHERE is_admin = 1)')
       .pluck();
+    // One index range per role (members_role), not a scan of the members table.
+    this.countByRoleStmt = db.prepare<[], { slug: string; name: string; is_admin: number; n: number }>(
+      'SELECT r.slug, r.name, r.is_admin, (SELECT count(*) FROM members m WHERE m.role_id = r.id) AS n FROM roles r ORDER BY r.id',
+    );
+  }
+
+  countByRole(): RoleCount[] {
+    return this.countByRoleStmt.all().map((r) => ({ slug: r.slug, name: r.name, isAdmin: r.is_admin === 1, members: r.n }));
   }
 
   /** Keeps a generated password until Keap's field and the welcome email both have it (see migration 002). */

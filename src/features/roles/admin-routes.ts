@@ -1,24 +1,21 @@
 import { Router, type Request, type Response } from 'express';
-import type { AppContext } from '../../context.js';
-import { renderAdmin } from '../admin/pages.js';
-import { ROLE_NAME_MAX, ROLE_SLUG_PATTERN, RoleService, type RoleFormErrors } from './service.js';
-import type { RoleSummary } from './store.js';
 import { formFields, formText } from '../../core/forms.js';
+import type { Logger } from '../../core/logger.js';
+import type { CorePluginAdmin } from '../../plugins/types.js';
+import { ROLE_NAME_MAX, ROLE_SLUG_PATTERN, type RoleFormErrors, type RoleService } from '../members/role-service.js';
+import type { RoleSummary } from '../members/role-store.js';
+
+/** What the Roles pages work with. */
+export interface RolesContext {
+  readonly roles: RoleService;
+  /** The default role's slug (it cannot be deleted). */
+  defaultRole(): string;
+  logger: Logger;
+  admin: CorePluginAdmin;
+}
 
 export const ROLE_DELETE_CONFIRM_MESSAGE = 'Confirm the deletion to delete this role.';
 export const ROLE_WEBHOOK_CHOICE_MESSAGE = 'Choose whether Keap posts may assign this role.';
-
-const services = new WeakMap<AppContext, RoleService>();
-
-/** The role service of an app (one per context, so its prepared statements are made once). */
-export function roleService(ctx: AppContext): RoleService {
-  let service = services.get(ctx);
-  if (!service) {
-    service = new RoleService(ctx.db, ctx.hooks, () => ctx.site.defaultRole());
-    services.set(ctx, service);
-  }
-  return service;
-}
 
 interface AddForm {
   slug: string;
@@ -28,15 +25,14 @@ interface AddForm {
 }
 
 /** Admin pages (mounted after requireAdmin): the Roles page: list, add, rename, delete, webhook-assignable. */
-export function roleAdminRoutes(ctx: AppContext): Router {
+export function roleAdminRoutes(ctx: RolesContext): Router {
   const router = Router();
-  const roles = roleService(ctx);
+  const roles = ctx.roles;
 
   const renderList = (res: Response, status: number, form: AddForm, notice?: string) => {
-    const defaultRole = ctx.site.defaultRole();
-    renderAdmin(ctx, res, status, 'roles/list', {
+    const defaultRole = ctx.defaultRole();
+    ctx.admin.view(res, status, 'roles/list', {
       title: 'Roles',
-      section: 'roles',
       roles: roles.list().map((r) => ({ ...r, isDefault: r.slug === defaultRole })),
       defaultRole,
       form,
@@ -46,9 +42,8 @@ export function roleAdminRoutes(ctx: AppContext): Router {
   };
 
   const renderRole = (res: Response, status: number, role: RoleSummary, extra: { notice?: string; error?: string; name?: string; nameError?: string } = {}) => {
-    renderAdmin(ctx, res, status, 'roles/role', {
+    ctx.admin.view(res, status, 'roles/role', {
       title: `Role ${role.name}`,
-      section: 'roles',
       role: { ...role, isDefault: roles.isDefault(role) },
       blocker: roles.deleteBlocker(role),
       nameValue: extra.name ?? role.name,
@@ -58,9 +53,8 @@ export function roleAdminRoutes(ctx: AppContext): Router {
   };
 
   const renderDelete = (res: Response, status: number, role: RoleSummary, error?: string) => {
-    renderAdmin(ctx, res, status, 'roles/delete', {
+    ctx.admin.view(res, status, 'roles/delete', {
       title: `Delete role ${role.name}`,
-      section: 'roles',
       role,
       blocker: roles.deleteBlocker(role),
       error,
@@ -71,15 +65,15 @@ export function roleAdminRoutes(ctx: AppContext): Router {
   const findRole = (req: Request, res: Response): RoleSummary | undefined => {
     const raw = String(req.params.id);
     const role = /^[1-9]\d{0,15}$/.test(raw) ? roles.get(Number(raw)) : undefined;
-    if (!role) renderAdmin(ctx, res, 404, 'roles/missing', { title: 'No such role', section: 'roles', id: raw.slice(0, 40) });
+    if (!role) ctx.admin.view(res, 404, 'roles/missing', { title: 'No such role', id: raw.slice(0, 40) });
     return role;
   };
 
-  router.get('/roles', (req, res) => {
+  router.get('/', (req, res) => {
     renderList(res, 200, { slug: '', name: '', webhookAssignable: true }, listNotice(req, roles));
   });
 
-  router.post('/roles', async (req, res) => {
+  router.post('/', async (req, res) => {
     const body = formFields(req);
     const form: AddForm = { slug: formText(body.slug), name: formText(body.name), webhookAssignable: body.webhook_assignable === 'yes' };
     const result = await roles.create(form);
@@ -88,14 +82,14 @@ export function roleAdminRoutes(ctx: AppContext): Router {
     res.redirect(303, `/admin/roles?added=${encodeURIComponent(result.role.slug)}`);
   });
 
-  router.get('/roles/:id', (req, res) => {
+  router.get('/:id', (req, res) => {
     const role = findRole(req, res);
     if (!role) return;
     const notice = req.query.saved === 'name' ? 'Name saved.' : req.query.saved === 'webhook' ? webhookNotice(role) : undefined;
     renderRole(res, 200, role, { notice });
   });
 
-  router.post('/roles/:id/name', async (req, res) => {
+  router.post('/:id/name', async (req, res) => {
     const role = findRole(req, res);
     if (!role) return;
     const name = formText(formFields(req).name);
@@ -104,7 +98,7 @@ export function roleAdminRoutes(ctx: AppContext): Router {
     res.redirect(303, `/admin/roles/${role.id}?saved=name`);
   });
 
-  router.post('/roles/:id/webhook', async (req, res) => {
+  router.post('/:id/webhook', async (req, res) => {
     const role = findRole(req, res);
     if (!role) return;
     const choice = formFields(req).webhook_assignable;
@@ -115,13 +109,13 @@ export function roleAdminRoutes(ctx: AppContext): Router {
     res.redirect(303, `/admin/roles/${role.id}?saved=webhook`);
   });
 
-  router.get('/roles/:id/delete', (req, res) => {
+  router.get('/:id/delete', (req, res) => {
     const role = findRole(req, res);
     if (!role) return;
     renderDelete(res, 200, role);
   });
 
-  router.post('/roles/:id/delete', async (req, res) => {
+  router.post('/:id/delete', async (req, res) => {
     const role = findRole(req, res);
     if (!role) return;
     if (formFields(req).confirm !== 'yes') return renderDelete(res, 400, role, ROLE_DELETE_CONFIRM_MESSAGE);
@@ -137,7 +131,7 @@ export function roleAdminRoutes(ctx: AppContext): Router {
 function listNotice(req: Request, roles: RoleService): string | undefined {
   const { added, deleted } = req.query;
   if (typeof added === 'string' && ROLE_SLUG_PATTERN.test(added)) {
-    const role = roles.store.findBySlug(added);
+    const role = roles.findBySlug(added);
     if (role) return `Role ${role.name} (${role.slug}) added.`;
   }
   // The role is gone, so only a well-formed slug is echoed.

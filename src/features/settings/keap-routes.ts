@@ -2,17 +2,15 @@ import { parseCookie } from 'cookie';
 import { formFields, formText } from '../../core/forms.js';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
-import type { AppContext } from '../../context.js';
-import { formatTime, loadKeapState } from '../admin/dashboard.js';
-import { renderAdmin } from '../admin/pages.js';
+import { formatTime } from '../../web/format.js';
+import { describeKeapConnection } from '../keap/connection-state.js';
 import { isKeapError, KeapRetryableError } from '../keap/errors.js';
 import type { KeapCustomFieldDefinition } from '../keap/types.js';
 import { SESSION_COOKIE } from '../members/sessions.js';
+import type { SettingsContext } from './context.js';
 
 export const KEAP_SETTINGS_PATH = '/admin/settings/keap';
 export const KEAP_CALLBACK_PATH = `${KEAP_SETTINGS_PATH}/callback`;
-/** The router is mounted inside /admin. */
-const ROUTE = '/settings/keap';
 
 /** An OAuth `state` is good for this long after "Connect to Keap", and for one callback only. */
 export const OAUTH_STATE_TTL_MS = 10 * 60_000;
@@ -55,17 +53,15 @@ interface PendingState {
 }
 
 /** Admin pages (mounted after requireAdmin): Settings, Keap tab: API key or OAuth connection, test connection, username and password fields. */
-export function keapSettingsRoutes(ctx: AppContext): Router {
+export function keapSettingsRoutes(ctx: SettingsContext): Router {
   const router = Router();
   const redirectUri = `${ctx.config.publicUrl}${KEAP_CALLBACK_PATH}`;
 
   const render = async (res: Response, status: number, extras: PageExtras = {}) => {
     allowFormRedirectToKeap(ctx, res);
-    renderAdmin(ctx, res, status, 'settings/keap', {
+    ctx.admin.view(res, status, 'settings/keap', {
       title: 'Keap connection',
-      section: 'settings',
-      settingsTab: 'keap',
-      keap: loadKeapState(ctx),
+      keap: describeKeapConnection(ctx.keap, ctx.config.keap.apiUrl, () => ctx.site.keapApiKeySource()),
       apiKey: apiKeyView(ctx),
       oauth: oauthView(ctx, redirectUri),
       fields: await fieldsView(ctx, extras),
@@ -73,7 +69,7 @@ export function keapSettingsRoutes(ctx: AppContext): Router {
     });
   };
 
-  router.get(ROUTE, async (req, res) => {
+  router.get('/', async (req, res) => {
     const done = typeof req.query.done === 'string' && Object.hasOwn(NOTICES, req.query.done) ? (req.query.done as Notice) : undefined;
     await render(res, 200, done ? { notice: NOTICES[done] } : {});
   });
@@ -81,7 +77,7 @@ export function keapSettingsRoutes(ctx: AppContext): Router {
   // ------------------------------------------------------------------------------------------------------------
   // API key
 
-  router.post(`${ROUTE}/api-key`, async (req, res) => {
+  router.post('/api-key', async (req, res) => {
     const fixedBy = ctx.site.fixedByEnvironment('keapApiKey');
     if (fixedBy) return render(res, 400, { apiKeyError: `The API key is set by ${fixedBy} in the environment and cannot be changed here.` });
     const key = formText(formFields(req).api_key).trim();
@@ -94,7 +90,7 @@ export function keapSettingsRoutes(ctx: AppContext): Router {
     res.redirect(303, `${KEAP_SETTINGS_PATH}?done=key_saved`);
   });
 
-  router.post(`${ROUTE}/api-key/clear`, async (_req, res) => {
+  router.post('/api-key/clear', async (_req, res) => {
     const fixedBy = ctx.site.fixedByEnvironment('keapApiKey');
     if (fixedBy) return render(res, 400, { apiKeyError: `The API key is set by ${fixedBy} in the environment and cannot be cleared here.` });
     ctx.site.setKeapApiKey('');
@@ -106,7 +102,7 @@ export function keapSettingsRoutes(ctx: AppContext): Router {
   // ------------------------------------------------------------------------------------------------------------
   // Test connection
 
-  router.post(`${ROUTE}/test`, async (_req, res) => {
+  router.post('/test', async (_req, res) => {
     let testResult: PageExtras['testResult'];
     try {
       const result = await ctx.keap.testConnection();
@@ -121,7 +117,7 @@ export function keapSettingsRoutes(ctx: AppContext): Router {
   // ------------------------------------------------------------------------------------------------------------
   // OAuth: connect, callback, disconnect
 
-  router.post(`${ROUTE}/connect`, async (req, res) => {
+  router.post('/connect', async (req, res) => {
     const oauth = ctx.keap.oauth;
     if (!oauth) return render(res, 400, { error: 'Connecting needs an OAuth app: set KEAP_CLIENT_ID and KEAP_CLIENT_SECRET, then restart memberhook.' });
     const sessionHash = sessionHashOf(req);
@@ -134,7 +130,7 @@ export function keapSettingsRoutes(ctx: AppContext): Router {
     res.redirect(303, oauth.authorizeUrl(ctx.config.keap.authorizeUrl, redirectUri, state));
   });
 
-  router.get(`${ROUTE}/callback`, async (req, res) => {
+  router.get('/callback', async (req, res) => {
     const oauth = ctx.keap.oauth;
     if (!oauth) return render(res, 400, { error: 'Keap OAuth is not configured (KEAP_CLIENT_ID and KEAP_CLIENT_SECRET), so there is no connection to finish.' });
     const state = queryText(req, 'state');
@@ -167,7 +163,7 @@ export function keapSettingsRoutes(ctx: AppContext): Router {
     res.redirect(303, `${KEAP_SETTINGS_PATH}?done=connected`);
   });
 
-  router.post(`${ROUTE}/disconnect`, async (req, res) => {
+  router.post('/disconnect', async (req, res) => {
     const oauth = ctx.keap.oauth;
     if (!oauth) return render(res, 400, { error: 'Keap OAuth is not configured, so there is no connection to remove.' });
     if (formText(formFields(req).confirm) !== 'yes') {
@@ -182,7 +178,7 @@ export function keapSettingsRoutes(ctx: AppContext): Router {
   // ------------------------------------------------------------------------------------------------------------
   // Custom fields
 
-  router.post(`${ROUTE}/fields`, async (req, res) => {
+  router.post('/fields', async (req, res) => {
     const fieldErrors: Partial<Record<FieldSetting, string>> = {};
     const fieldValues: Partial<Record<FieldSetting, string>> = {};
     const body = formFields(req);
@@ -236,7 +232,7 @@ const STATE_REFUSALS = {
  * two callbacks racing with the same link cannot both pass). A wrong state leaves the attempt alone: a stray or
  * forged link must not cancel the admin's real one.
  */
-function consumePendingState(ctx: AppContext, state: string, sessionHash: string | undefined): 'ok' | Exclude<keyof typeof STATE_REFUSALS, 'missing'> {
+function consumePendingState(ctx: SettingsContext, state: string, sessionHash: string | undefined): 'ok' | Exclude<keyof typeof STATE_REFUSALS, 'missing'> {
   const consume = ctx.db.transaction(() => {
     const pending = parsePending(ctx.settings.get(OAUTH_PENDING_SETTING));
     if (!pending) return 'none' as const;
@@ -283,7 +279,7 @@ function sameHash(a: string, b: string): boolean {
  * site-wide `form-action 'self'` would stop the connection at the first hop. On this page only, Keap's authorize
  * origin and https destinations are allowed too (every form here still posts to this site).
  */
-function allowFormRedirectToKeap(ctx: AppContext, res: Response): void {
+function allowFormRedirectToKeap(ctx: SettingsContext, res: Response): void {
   if (!ctx.keap.oauth) return;
   const policy = res.getHeader('Content-Security-Policy');
   if (typeof policy !== 'string') return;
@@ -294,7 +290,7 @@ function allowFormRedirectToKeap(ctx: AppContext, res: Response): void {
 // ----------------------------------------------------------------------------------------------------------------
 // What the page shows
 
-function apiKeyView(ctx: AppContext) {
+function apiKeyView(ctx: SettingsContext) {
   const key = ctx.site.keapApiKey();
   const fixedBy = ctx.site.fixedByEnvironment('keapApiKey');
   return {
@@ -306,7 +302,7 @@ function apiKeyView(ctx: AppContext) {
   };
 }
 
-function oauthView(ctx: AppContext, redirectUri: string) {
+function oauthView(ctx: SettingsContext, redirectUri: string) {
   const oauth = ctx.keap.oauth;
   const connection = oauth?.connection ?? null;
   return {
@@ -329,7 +325,7 @@ interface FieldSelect {
   options: Array<{ value: string; label: string; selected: boolean }>;
 }
 
-async function fieldsView(ctx: AppContext, extras: PageExtras) {
+async function fieldsView(ctx: SettingsContext, extras: PageExtras) {
   const listed = await listCustomFields(ctx);
   const selects: FieldSelect[] = (['passwordField', 'usernameField'] as const).map((setting) => {
     const current = setting === 'passwordField' ? ctx.site.passwordField() : ctx.site.usernameField();
@@ -355,7 +351,7 @@ async function fieldsView(ctx: AppContext, extras: PageExtras) {
 }
 
 /** Keap's contact custom fields, or why they cannot be listed (not set up, unreachable, or slow). */
-async function listCustomFields(ctx: AppContext): Promise<{ fields?: KeapCustomFieldDefinition[]; error?: string; failed?: boolean }> {
+async function listCustomFields(ctx: SettingsContext): Promise<{ fields?: KeapCustomFieldDefinition[]; error?: string; failed?: boolean }> {
   const mode = ctx.keap.authMode;
   if (mode === 'none') return { error: 'Keap is not set up yet, so its fields cannot be listed: type a field’s label or id.' };
   if (mode === 'oauth' && !ctx.keap.oauth?.connected) return { error: 'Keap is not connected yet, so its fields cannot be listed: type a field’s label or id.' };
@@ -381,7 +377,7 @@ function matchField(fields: readonly KeapCustomFieldDefinition[], labelOrId: str
 }
 
 /** Keap errors carry no secrets (the client strips them); anything else is logged and summed up. */
-function keapFailureMessage(ctx: AppContext, err: unknown, logMessage: string): string {
+function keapFailureMessage(ctx: SettingsContext, err: unknown, logMessage: string): string {
   if (isKeapError(err)) {
     ctx.logger.warn({ status: err.status, path: err.path, error: err.message }, logMessage);
     return err.message;

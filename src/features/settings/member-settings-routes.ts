@@ -1,8 +1,6 @@
 import { Router, type Response } from 'express';
 import { formFields } from '../../core/forms.js';
-import { SITE_NAME } from '../../app.js';
-import type { AppContext } from '../../context.js';
-import { renderAdmin } from '../admin/pages.js';
+import type { RenderedEmail } from '../../core/mail.js';
 import {
   checkWelcomeTemplate,
   defaultWelcomeTemplate,
@@ -10,13 +8,12 @@ import {
   sampleWelcomeData,
   WELCOME_EMAIL_VARIABLES,
   WelcomeTemplateError,
-  type RenderedEmail,
   type WelcomeEmailPart,
-} from '../members/welcome-email.js';
+} from '../welcome-email/template.js';
+import type { SettingsContext } from './context.js';
 
 export const MEMBER_SETTINGS_PATH = '/admin/settings/members';
-/** The router is mounted inside /admin. */
-const ROUTE = '/settings/members';
+
 
 /** Per template part; the three together stay under the admin form parser's 64 KB. */
 const TEMPLATE_MAX: Record<WelcomeEmailPart, number> = { subject: 500, text: 20_000, html: 40_000 };
@@ -42,9 +39,9 @@ interface PageExtras {
 }
 
 /** Admin pages (mounted after requireAdmin): Settings, Members and email tab: default role, always send welcome, welcome email template with preview. */
-export function memberSettingsRoutes(ctx: AppContext): Router {
+export function memberSettingsRoutes(ctx: SettingsContext): Router {
   const router = Router();
-  const sample = () => sampleWelcomeData(SITE_NAME, ctx.config.publicUrl);
+  const sample = () => sampleWelcomeData(ctx.siteName, ctx.config.publicUrl);
 
   const render = (res: Response, status: number, extras: PageExtras = {}) => {
     const defaultRole = ctx.site.defaultRole();
@@ -52,10 +49,8 @@ export function memberSettingsRoutes(ctx: AppContext): Router {
       .roles()
       .filter((r) => !r.isAdmin)
       .map((r) => ({ slug: r.slug, name: r.name, selected: r.slug === defaultRole }));
-    renderAdmin(ctx, res, status, 'settings/members', {
+    ctx.admin.view(res, status, 'settings/members', {
       title: 'Members & welcome email',
-      section: 'settings',
-      settingsTab: 'members',
       defaultRole,
       defaultRoleFixedBy: ctx.site.fixedByEnvironment('defaultRole'),
       roles,
@@ -67,12 +62,12 @@ export function memberSettingsRoutes(ctx: AppContext): Router {
     });
   };
 
-  router.get(ROUTE, (req, res) => {
+  router.get('/', (req, res) => {
     const done = typeof req.query.done === 'string' && Object.hasOwn(NOTICES, req.query.done) ? (req.query.done as Notice) : undefined;
     render(res, 200, done ? { notice: NOTICES[done] } : {});
   });
 
-  router.post(ROUTE, (req, res) => {
+  router.post('/', (req, res) => {
     const body = formFields(req);
     const sentRole = body.default_role;
     const fixedBy = ctx.site.fixedByEnvironment('defaultRole');
@@ -93,7 +88,7 @@ export function memberSettingsRoutes(ctx: AppContext): Router {
     res.redirect(303, `${MEMBER_SETTINGS_PATH}?done=saved`);
   });
 
-  router.post(`${ROUTE}/welcome/preview`, (req, res) => {
+  router.post('/welcome/preview', (req, res) => {
     const read = readTemplate(formFields(req));
     if (!read.ok) return render(res, 400, { template: read.template, templateErrors: read.errors });
     try {
@@ -104,7 +99,7 @@ export function memberSettingsRoutes(ctx: AppContext): Router {
     }
   });
 
-  router.post(`${ROUTE}/welcome`, (req, res) => {
+  router.post('/welcome', (req, res) => {
     const read = readTemplate(formFields(req));
     if (!read.ok) return render(res, 400, { template: read.template, templateErrors: read.errors });
     try {
@@ -124,7 +119,7 @@ export function memberSettingsRoutes(ctx: AppContext): Router {
     res.redirect(303, `${MEMBER_SETTINGS_PATH}?done=template_saved`);
   });
 
-  router.post(`${ROUTE}/welcome/reset`, (_req, res) => {
+  router.post('/welcome/reset', (_req, res) => {
     ctx.site.setWelcomeTemplate({ subject: '', text: '', html: '' });
     ctx.logger.info({ adminId: res.locals.admin?.id }, 'welcome email template reset to the built-in one');
     res.redirect(303, `${MEMBER_SETTINGS_PATH}?done=template_reset`);
@@ -134,7 +129,7 @@ export function memberSettingsRoutes(ctx: AppContext): Router {
 }
 
 /** The stored template, each empty part filled with the built-in one, as the editor starts from. */
-function currentTemplate(ctx: AppContext): Template {
+function currentTemplate(ctx: SettingsContext): Template {
   const stored = ctx.site.welcomeTemplate();
   const builtIn = defaultWelcomeTemplate();
   return { subject: stored.subject ?? builtIn.subject, text: stored.text ?? builtIn.text, html: stored.html ?? builtIn.html };

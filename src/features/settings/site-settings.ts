@@ -1,6 +1,6 @@
 import type { Config } from '../../config.js';
 import type { SettingsStore } from '../../core/settings.js';
-import type { WelcomeEmailOverrides } from '../members/welcome-email.js';
+import type { WelcomeEmailOverrides } from '../welcome-email/template.js';
 
 /** Keys in the settings table for what admins edit on the settings pages. */
 export const SITE_SETTING = {

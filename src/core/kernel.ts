@@ -1,0 +1,88 @@
+import { join } from 'node:path';
+import type { Config } from '../config.js';
+import { systemClock, type Clock } from './clock.js';
+import { openDatabase, type Db } from './db.js';
+import { HookRegistry } from './hooks.js';
+import { JobQueue } from './jobs/queue.js';
+import { EventStore } from './jobs/store.js';
+import { DEFAULT_RETRY_POLICY, QueueWorker, type RetryPolicy } from './jobs/worker.js';
+import { createLogger, type Logger } from './logger.js';
+import { createMailer, type Mailer } from './mail.js';
+import { Outbox, Transactions } from './outbox.js';
+import { SettingsStore } from './settings.js';
+import { ViewRenderer } from './views.js';
+
+/** The site's name in pages and emails. */
+export const SITE_NAME = 'memberhook';
+
+/**
+ * What every built-in feature stands on: settings, the database, time, logs, hooks and their outbox, views, mail
+ * and the job queue. Built once at start (server.ts), handed to built-in plugins, never global.
+ */
+export interface Kernel {
+  config: Config;
+  siteName: string;
+  /** Shows a line meant for the operator's eyes once (a generated access key): the terminal, never the log. */
+  announce: (line: string) => void;
+  db: Db;
+  logger: Logger;
+  clock: Clock;
+  hooks: HookRegistry;
+  views: ViewRenderer;
+  settings: SettingsStore;
+  mailer: Mailer;
+  /** The events table: the event log and the queue's rows. */
+  events: EventStore;
+  /** Job types and enqueueing. */
+  jobs: JobQueue;
+  worker: QueueWorker;
+  outbox: Outbox;
+  transactions: Transactions;
+}
+
+export interface KernelOptions {
+  logger?: Logger;
+  /** Where `announce` writes; standard output by default. */
+  console?: (line: string) => void;
+  clock?: Clock;
+  /** Worker tuning, for tests and benchmarks. */
+  worker?: { concurrency?: number; retry?: RetryPolicy; pollMs?: number };
+}
+
+/** Opens the database (applying migrations) and builds the kernel; nothing runs yet. */
+export function createKernel(config: Config, options: KernelOptions = {}): Kernel {
+  const logger = options.logger ?? createLogger({ level: config.logLevel });
+  const clock = options.clock ?? systemClock;
+  const { db, applied } = openDatabase({ filename: config.databaseFile });
+  for (const m of applied) logger.info({ version: m.version, name: m.name }, 'database migration applied');
+  const hooks = new HookRegistry(logger);
+  const events = new EventStore(db);
+  const jobs = new JobQueue(events);
+  const worker = new QueueWorker({
+    store: events,
+    queue: jobs,
+    logger,
+    clock,
+    concurrency: config.jobs.concurrency,
+    retry: { ...DEFAULT_RETRY_POLICY, maxAttempts: config.jobs.maxAttempts, baseDelayMs: config.jobs.retryBaseMs },
+    ...options.worker,
+  });
+  const outbox = new Outbox(db, hooks, jobs);
+  return {
+    config,
+    siteName: SITE_NAME,
+    announce: options.console ?? ((line: string) => process.stdout.write(`${line}\n`)),
+    db,
+    logger,
+    clock,
+    hooks,
+    views: new ViewRenderer(),
+    settings: new SettingsStore(db),
+    mailer: createMailer({ smtpUrl: config.mail.smtpUrl, from: config.mail.from, outboxDir: join(config.dataDir, 'outbox'), logger }),
+    events,
+    jobs,
+    worker,
+    outbox,
+    transactions: new Transactions(db, hooks, outbox),
+  };
+}

@@ -1,0 +1,134 @@
+import { AppError, badRequest, forbidden } from '../../core/errors.js';
+import type { HookRegistry } from '../../core/hooks.js';
+import type { JobQueue } from '../../core/jobs/queue.js';
+import type { EventRecord, EventStore } from '../../core/jobs/store.js';
+import type { Logger } from '../../core/logger.js';
+import type { Role } from '../members/store.js';
+import { accessKeyMatches } from './access-key.js';
+import type { WebhookJobParams } from './jobs.js';
+import { describeRejectedParams, mergeParams, parseAction, parseWebhookRequest, singleValue, type WebhookRequest } from './params.js';
+
+declare module '../../core/hooks.js' {
+  interface ActionMap {
+    /**
+     * A Keap HTTP Post was accepted and its job is durably queued (not fired for a post folded into a waiting one).
+     * The post's answer waits for the handlers: keep them quick.
+     * @fires after the job's row commits, before the post is answered
+     */
+    'webhook.received': [event: EventRecord, request: WebhookRequest];
+  }
+}
+
+export const WEBHOOK_SOURCE = 'http_post';
+/** Answered at once, for checking the URL and key from Keap's campaign builder (which sends no contact). */
+const TEST_ACTION = 'test';
+
+export interface WebhookAnswer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+export interface WebhookServiceDeps {
+  events: EventStore;
+  jobs: JobQueue;
+  hooks: HookRegistry;
+  logger: Logger;
+  accessKey: () => string;
+  findRole: (slug: string) => Role | undefined;
+}
+
+interface WebhookAction {
+  name: string;
+  /** The job type its posts queue. */
+  jobType: string;
+  /** Registered by a built-in: listed before `test` in messages, as WP Fusion's own actions. */
+  core: boolean;
+}
+
+/**
+ * The receiver's rules: authenticate, validate, then one durable row and an answer. No Keap call and no member
+ * work happens here; Keap resends until it gets a 200, so this path must be fast and idempotent. Which
+ * `wpf_action`s exist is registered (`addAction`): the built-in add, update and update_tags as any plugin's.
+ */
+export class WebhookService {
+  private actions: WebhookAction[] = [];
+
+  constructor(private readonly deps: WebhookServiceDeps) {}
+
+  /** The `wpf_action` values accepted: the built-ins', `test`, then the plugins'. */
+  validActions(): string[] {
+    return [...this.actions.filter((a) => a.core).map((a) => a.name), TEST_ACTION, ...this.actions.filter((a) => !a.core).map((a) => a.name)];
+  }
+
+  /** Accepts another `wpf_action` whose posts queue a job of `jobType` (with WebhookJobParams). Returns the undo. */
+  addAction(name: string, jobType: string, core: boolean): () => void {
+    if (!/^[a-z][a-z0-9_]{0,39}$/.test(name)) throw new Error(`webhook action name "${name}" must be lowercase letters, digits and _`);
+    if (this.validActions().includes(name)) throw new Error(`webhook action "${name}" is already registered`);
+    const action: WebhookAction = { name, jobType, core };
+    this.actions = [...this.actions, action];
+    return () => {
+      this.actions = this.actions.filter((a) => a !== action);
+    };
+  }
+
+  /** Handles one post. Refusals are recorded (without secrets) and answered; acceptances are queued. */
+  async receive(query: unknown, body: unknown): Promise<WebhookAnswer> {
+    let params: Record<string, unknown> = {};
+    try {
+      params = mergeParams(query, body);
+      if (!accessKeyMatches(this.deps.accessKey(), singleValueOrUndefined(params, 'access_key'))) {
+        throw forbidden('invalid access key');
+      }
+      const action = parseAction(params, this.validActions());
+      if (action === TEST_ACTION) return { status: 200, body: { ok: true, test: true } };
+      const request = parseWebhookRequest(params, action);
+      this.checkRole(request.role);
+      return await this.accept(request);
+    } catch (err) {
+      if (!(err instanceof AppError) || err.status >= 500) throw err;
+      this.recordRejection(params, err.publicMessage);
+      return { status: err.status, body: { ok: false, error: err.publicMessage } };
+    }
+  }
+
+  private checkRole(slug: string | undefined): void {
+    if (slug === undefined) return;
+    const role = this.deps.findRole(slug);
+    if (!role) throw badRequest(`role "${slug}" does not exist`, 'role');
+    if (role.isAdmin || !role.webhookAssignable) throw badRequest(`role "${slug}" cannot be assigned by webhook`, 'role');
+  }
+
+  private async accept(request: WebhookRequest): Promise<WebhookAnswer> {
+    const action = this.actions.find((a) => a.name === request.action)!;
+    const params: WebhookJobParams = { contact_id: request.contactId, ...request.extra };
+    if (request.sendNotification !== undefined) params.send_notification = request.sendNotification;
+    if (request.role !== undefined) params.role = request.role;
+    const { id, coalesced } = await this.deps.jobs.enqueueSoon(action.jobType, params, { source: WEBHOOK_SOURCE });
+    // Reading the row back costs a query on the hot path, so only when a handler wants it.
+    if (!coalesced && this.deps.hooks.hasAction('webhook.received')) {
+      await this.deps.hooks.doAction('webhook.received', this.deps.events.get(id)!, request);
+    }
+    return { status: 200, body: { ok: true, event_id: id, status: 'queued' } };
+  }
+
+  private recordRejection(params: Record<string, unknown>, reason: string): void {
+    const action = typeof params.wpf_action === 'string' && params.wpf_action ? params.wpf_action.slice(0, 40) : '(none)';
+    const rawContact = params.contactId ?? params.contact_id;
+    const contactId = typeof rawContact === 'string' && /^[1-9]\d{0,14}$/.test(rawContact) ? Number(rawContact) : null;
+    try {
+      this.deps.events.recordRejected({ source: WEBHOOK_SOURCE, action, contactId, params: describeRejectedParams(params) }, reason);
+    } catch (err) {
+      // The refusal itself must still be answered; losing its log row is the lesser harm.
+      this.deps.logger.error({ err }, 'could not record a rejected webhook');
+    }
+    this.deps.logger.info({ action, contactId, reason }, 'webhook rejected');
+  }
+}
+
+function singleValueOrUndefined(params: Record<string, unknown>, name: string): string | undefined {
+  try {
+    return singleValue(params, name);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,225 @@
+import type { HookRegistry } from '../../core/hooks.js';
+import { PermanentJobError } from '../../core/jobs/failures.js';
+import type { Job, JobOutcome, JobQueue } from '../../core/jobs/queue.js';
+import type { WebhookJobParams } from '../http-post/jobs.js';
+import type { KeapContact, KeapCustomFieldDefinition } from '../keap/types.js';
+import { generatePassword } from '../members/passwords.js';
+import { isUniqueViolation, type MemberService } from '../members/service.js';
+import type { Member, MemberTag } from '../members/store.js';
+import type { SiteSettings } from '../settings/site-settings.js';
+import { welcomeEmail } from '../welcome-email/jobs.js';
+import { passwordWriteBack } from './jobs.js';
+
+declare module '../../core/hooks.js' {
+  interface FilterMap {
+    /**
+     * The member's `fields` as taken from the contact (custom fields by label); plugins may add or drop some.
+     * @fires in the add and update jobs, before the member is written
+     */
+    'member.fields_from_contact': [fields: Record<string, unknown>, contact: KeapContact];
+    /**
+     * The username a new member gets (the Keap username field's value, else the email). If the result is taken or
+     * empty, the email is used, then `<email name>-<contact id>`.
+     * @fires in the add job, before the member is created
+     */
+    'member.username': [username: string, contact: KeapContact];
+  }
+}
+
+/** What member-sync needs from Keap (the Keap client provides it). */
+export interface KeapContactApi {
+  getContact(id: number): Promise<KeapContact>;
+  getContactTags(id: number): Promise<MemberTag[]>;
+  getCustomFields(): Promise<KeapCustomFieldDefinition[]>;
+  updateContactCustomFields(id: number, fields: Array<{ id: string; content: unknown }>): Promise<void>;
+}
+
+export interface MemberSyncDeps {
+  keap: KeapContactApi;
+  members: MemberService;
+  jobs: JobQueue;
+  hooks: HookRegistry;
+  /** Default role, Keap field names and the welcome setting, read on every job so admin edits apply at once. */
+  site: Pick<SiteSettings, 'defaultRole' | 'passwordField' | 'usernameField' | 'alwaysSendWelcome'>;
+}
+
+type SyncJob = Job<WebhookJobParams>;
+
+/**
+ * Turns Keap contacts into members: the `add`, `update` and `update_tags` jobs, and the password write-back
+ * that follows a creation. Keap calls happen here, outside any transaction; the database's unique keys
+ * decide races, not timing.
+ */
+export class KeapMemberSync {
+  constructor(private readonly deps: MemberSyncDeps) {}
+
+  async add(job: SyncJob): Promise<JobOutcome> {
+    const params = job.params;
+    const contact = await this.deps.keap.getContact(params.contact_id);
+    const linked = this.deps.members.findByContactId(params.contact_id);
+    if (linked) return this.updateMember(linked, contact, params, 'update');
+    if (!contact.email) throw new PermanentJobError(`contact ${params.contact_id} has no email address`);
+    const sameEmail = this.deps.members.findByEmail(contact.email);
+    if (sameEmail) return this.updateMember(sameEmail, contact, params, 'update');
+    return this.createMember(contact, params, job);
+  }
+
+  async update(job: SyncJob): Promise<JobOutcome> {
+    const params = job.params;
+    const contact = await this.deps.keap.getContact(params.contact_id);
+    const member = this.findMember(params.contact_id, contact.email);
+    if (!member) return { status: 'skipped', result: `no member is linked to contact ${params.contact_id}` };
+    return this.updateMember(member, contact, params, 'update');
+  }
+
+  async updateTags(job: SyncJob): Promise<JobOutcome> {
+    const params = job.params;
+    let member = this.deps.members.findByContactId(params.contact_id);
+    if (!member) {
+      // Not linked yet: the email decides, as for `update`, which needs the contact itself.
+      const contact = await this.deps.keap.getContact(params.contact_id);
+      member = this.findMember(params.contact_id, contact.email);
+    }
+    if (!member) return { status: 'skipped', result: `no member is linked to contact ${params.contact_id}` };
+    const tags = await this.deps.keap.getContactTags(params.contact_id);
+    const { changed } = await this.deps.members.update(member.id, { profile: { tags }, keapContactId: params.contact_id });
+    return { status: 'done', result: describeUpdate(member, changed) };
+  }
+
+  /** Writes a generated password to Keap's password field; a retry sends the same stored value. */
+  async writeBackPassword(job: Job<{ member_id: number }>): Promise<JobOutcome> {
+    const memberId = job.params.member_id;
+    const member = this.deps.members.findById(memberId);
+    const password = this.deps.members.pendingPassword(memberId);
+    if (!member || password === undefined) return { status: 'skipped', result: `member ${memberId} no longer waits for a password write-back` };
+    if (member.keapContactId === null) return { status: 'skipped', result: `member ${memberId} is not linked to a Keap contact` };
+    const fieldId = await this.passwordFieldId();
+    if (fieldId === undefined) return { status: 'skipped', result: 'no Keap password field is configured' };
+    await this.deps.keap.updateContactCustomFields(member.keapContactId, [{ id: fieldId, content: password }]);
+    return {
+      status: 'done',
+      result: `password written to contact ${member.keapContactId}`,
+      onCommit: () => this.deps.members.releasePendingPassword(memberId, 'keap'),
+    };
+  }
+
+  private findMember(contactId: number, email: string | null): Member | undefined {
+    return this.deps.members.findByContactId(contactId) ?? (email ? this.deps.members.findByEmail(email) : undefined);
+  }
+
+  private async createMember(contact: KeapContact, params: WebhookJobParams, job: SyncJob): Promise<JobOutcome> {
+    const [tags, fields] = await Promise.all([this.deps.keap.getContactTags(contact.id), this.fieldsFromContact(contact)]);
+    const passwordField = this.deps.site.passwordField();
+    const usernameField = this.deps.site.usernameField();
+    const keapPassword = passwordField ? textContent(await this.fieldValue(contact, passwordField)) : undefined;
+    const password = keapPassword || generatePassword();
+    const generated = !keapPassword;
+    const writeBack = generated && passwordField !== undefined;
+    const notify = params.send_notification ?? this.deps.site.alwaysSendWelcome();
+    const username = await this.chooseUsername(contact, usernameField ? textContent(await this.fieldValue(contact, usernameField)) : undefined);
+    const role = params.role ?? this.deps.site.defaultRole();
+
+    try {
+      const member = await this.deps.members.create(
+        { email: contact.email!, username, role, password, keapContactId: contact.id, firstName: contact.givenName, lastName: contact.familyName, fields, tags },
+        (created) => {
+          // In the member's own transaction: the follow-ups exist exactly when the member does.
+          if (generated && (writeBack || notify)) this.deps.members.savePendingPassword(created.id, password, { keap: writeBack, email: notify });
+          const followUp = { member_id: created.id, contact_id: contact.id, caused_by_event: job.id };
+          if (writeBack) this.deps.jobs.enqueue(passwordWriteBack, followUp);
+          if (notify) this.deps.jobs.enqueue(welcomeEmail, followUp);
+        },
+      );
+      return { status: 'done', result: `created member ${member.id}${generated ? ' with a generated password' : ''}${notify ? ', welcome email queued' : ''}` };
+    } catch (err) {
+      // Someone else created this contact's or this email's member between our look-up and insert: theirs stands.
+      if (isUniqueViolation(err, 'members.keap_contact_id') || isUniqueViolation(err, 'members.email')) {
+        const winner = this.findMember(contact.id, contact.email);
+        if (winner) return this.updateMember(winner, contact, params, 'update');
+      }
+      throw err;
+    }
+  }
+
+  private async updateMember(member: Member, contact: KeapContact, params: WebhookJobParams, _mode: 'update'): Promise<JobOutcome> {
+    const [tags, fields] = await Promise.all([this.deps.keap.getContactTags(contact.id), this.fieldsFromContact(contact)]);
+    const protectedMember = member.roleIsAdmin;
+    let email: string | undefined;
+    if (!protectedMember && contact.email && contact.email.toLowerCase() !== member.email.toLowerCase()) {
+      const holder = this.deps.members.findByEmail(contact.email);
+      if (holder && holder.id !== member.id) {
+        throw new PermanentJobError(`contact ${contact.id}'s email ${contact.email} already belongs to member ${holder.id}`);
+      }
+      email = contact.email;
+    }
+    const profile = { firstName: contact.givenName, lastName: contact.familyName, fields, tags, ...(email ? { email } : {}) };
+    const update = {
+      profile,
+      keapContactId: contact.id,
+      ...(params.role !== undefined && !protectedMember ? { role: params.role } : {}),
+    };
+    try {
+      const { changed } = await this.deps.members.update(member.id, update);
+      return { status: 'done', result: describeUpdate(member, changed) };
+    } catch (err) {
+      if (isUniqueViolation(err, 'members.email')) throw new PermanentJobError(`contact ${contact.id}'s email ${contact.email} already belongs to another member`);
+      if (isUniqueViolation(err, 'members.keap_contact_id')) throw new PermanentJobError(`contact ${contact.id} is already linked to another member`);
+      throw err;
+    }
+  }
+
+  private async chooseUsername(contact: KeapContact, fromField: string | undefined): Promise<string> {
+    const email = contact.email!;
+    const first = fromField && fromField.length <= 60 && !this.deps.members.usernameTaken(fromField) ? fromField : email;
+    const filtered = (await this.deps.hooks.applyFilters('member.username', first, contact)).trim();
+    for (const candidate of [filtered, email, `${email.split('@')[0]}-${contact.id}`]) {
+      if (candidate && !this.deps.members.usernameTaken(candidate)) return candidate;
+    }
+    throw new PermanentJobError(`no free username for contact ${contact.id} (tried "${filtered}" and the email)`);
+  }
+
+  /** Custom fields keyed by their Keap label (what people call them), run through the fields filter. */
+  private async fieldsFromContact(contact: KeapContact): Promise<Record<string, unknown>> {
+    const definitions = await this.deps.keap.getCustomFields();
+    const labelOf = new Map(definitions.map((d) => [String(d.id), d.label]));
+    const secret = await this.passwordFieldId();
+    const fields: Record<string, unknown> = {};
+    for (const field of contact.customFields) {
+      const id = String(field.id);
+      // The password field is a credential, not profile data: it never lands in `fields`.
+      if (id === secret || field.content === null || field.content === undefined || field.content === '') continue;
+      fields[labelOf.get(id) ?? `field_${id}`] = field.content;
+    }
+    return this.deps.hooks.applyFilters('member.fields_from_contact', fields, contact);
+  }
+
+  private async fieldValue(contact: KeapContact, labelOrId: string): Promise<unknown> {
+    const id = await this.customFieldId(labelOrId);
+    return id === undefined ? undefined : contact.customFields.find((f) => String(f.id) === id)?.content;
+  }
+
+  private async passwordFieldId(): Promise<string | undefined> {
+    const field = this.deps.site.passwordField();
+    if (!field) return undefined;
+    const id = await this.customFieldId(field);
+    if (id === undefined) throw new PermanentJobError(`Keap has no contact custom field "${field}" (KEAP_PASSWORD_FIELD)`);
+    return id;
+  }
+
+  private async customFieldId(labelOrId: string): Promise<string | undefined> {
+    const definitions = await this.deps.keap.getCustomFields();
+    const wanted = labelOrId.trim().toLowerCase();
+    const match = definitions.find((d) => String(d.id) === wanted) ?? definitions.find((d) => d.label.toLowerCase() === wanted);
+    return match === undefined ? undefined : String(match.id);
+  }
+}
+
+function textContent(value: unknown): string | undefined {
+  if (typeof value === 'string') return value.trim() || undefined;
+  if (typeof value === 'number') return String(value);
+  return undefined;
+}
+
+function describeUpdate(member: Member, changed: string[]): string {
+  return changed.length ? `updated member ${member.id}: ${changed.join(', ')}` : `member ${member.id} already up to date`;
+}

@@ -1,0 +1,65 @@
+import { StartupError } from '../../core/errors.js';
+import type { CorePlugin } from '../../plugins/types.js';
+import { ensureConfiguredAdmin } from './admin-account.js';
+import { adminGate } from './admin-gate.js';
+import { memberAdminRoutes } from './admin-routes.js';
+import type { MembersContext } from './context.js';
+import { LoginThrottle } from './login-throttle.js';
+import { passwordResetEmail, sendPasswordResetEmail } from './password-reset.js';
+import { PasswordResetStore } from './password-reset-store.js';
+import { RoleService } from './role-service.js';
+import { memberRoutes } from './routes.js';
+import { DURABLE_MEMBER_ACTIONS, MemberService } from './service.js';
+import { MemberSessions } from './session-store.js';
+
+declare module '../../plugins/types.js' {
+  interface PluginApi {
+    /** Members: find, list, create, update, delete (hooks fire as for any other change). */
+    readonly members: MemberService;
+    /** Roles: list with member counts, add, rename, delete. */
+    readonly roles: RoleService;
+  }
+}
+
+/**
+ * Members and their roles, tags, passwords and sessions: the member pages (log in, account, password change and
+ * reset), the admin login and first-run setup (administrators are members), and the Members admin pages.
+ */
+export const membersPlugin: CorePlugin = {
+  name: 'members',
+  description: 'Members, roles and tags; member login, account and password pages; the admin login, first-run setup and Members pages.',
+  async setup(api) {
+    const { kernel } = api;
+    const members = new MemberService(kernel.db, kernel.transactions);
+    const site = api.siteSettings;
+    const ctx: MembersContext = {
+      ...kernel,
+      members,
+      roles: new RoleService(kernel.db, kernel.hooks, () => site.defaultRole()),
+      sessions: new MemberSessions(kernel.db, kernel.clock),
+      resets: new PasswordResetStore(kernel.db),
+      loginThrottle: new LoginThrottle(kernel.db, kernel.clock),
+      admin: api.admin,
+      site,
+    };
+    checkDefaultRole(ctx);
+    kernel.hooks.declareDurable(...DURABLE_MEMBER_ACTIONS, 'member.password_changed', 'member.logged_in');
+    api.provide('members', () => members);
+    api.provide('roles', () => ctx.roles);
+
+    api.jobs.define({ ...passwordResetEmail, run: (job) => sendPasswordResetEmail(ctx, job) });
+    api.router.use(memberRoutes(ctx));
+    api.admin.setGate(adminGate(ctx));
+    api.admin.addPage({ path: 'members', title: 'Members', menu: { label: 'Members', order: 20 }, handler: memberAdminRoutes(ctx) });
+
+    if (kernel.config.admin) await ensureConfiguredAdmin(members, kernel.config.admin, kernel.logger);
+  },
+};
+
+/** The default role must exist and must not carry admin rights: checked once the database is open. */
+function checkDefaultRole(ctx: MembersContext): void {
+  const defaultRole = ctx.site.defaultRole();
+  const role = ctx.members.role(defaultRole);
+  if (!role) throw new StartupError(`Invalid setting DEFAULT_ROLE: no role named "${defaultRole}" exists`);
+  if (role.isAdmin) throw new StartupError(`Invalid setting DEFAULT_ROLE: "${defaultRole}" has admin rights and cannot be a default`);
+}
