@@ -7,6 +7,7 @@ import type { Config } from './config.js';
 import { startCheckpointer } from './core/checkpointer.js';
 import { createKernel, type KernelOptions } from './core/kernel.js';
 import type { AppContext } from './context.js';
+import { ensureConfiguredAdmin } from './features/members/admin-account.js';
 import { pluginAdminRoutes } from './plugins/admin-routes.js';
 import { PluginHost } from './plugins/host.js';
 import type { PluginApi } from './plugins/types.js';
@@ -44,6 +45,8 @@ export async function buildContext(config: Config, options: StartOptions = {}): 
     shell.addPage({ plugin: 'plugins', path: 'plugins', title: 'Plugins', menu: { label: 'Plugins', order: 60 }, handler: pluginAdminRoutes(host, shell) });
     await host.startPlugins();
     const service = <K extends keyof PluginApi>(key: K): PluginApi[K] => host.service(key);
+    // After the plugins: one that asked for durable member.created hears of this administrator too.
+    if (config.admin) await ensureConfiguredAdmin(service('members'), config.admin, kernel.logger);
     return {
       ...kernel,
       shell,

@@ -5,7 +5,7 @@ import type { AppContext } from '../src/server.js';
 import { LAST_ADMINISTRATOR_MESSAGE } from '../src/features/members/service.js';
 import { verifyPassword } from '../src/features/members/passwords.js';
 import { NOT_LINKED_MESSAGE, SELF_DELETION_MESSAGE, SELF_DEMOTION_MESSAGE } from '../src/features/members/admin-routes.js';
-import type { Member, MemberTag } from '../src/features/members/store.js';
+import type { Member, MemberTag } from '../src/features/members/types.js';
 import { MemberStore, prefixRange } from '../src/features/members/store.js';
 import { adminAgent, createMember, MEMBER_PASSWORD, submitForm, testSiteWithAdmin } from './support/admin-site.js';
 import { csrfFrom } from './support/pages.js';

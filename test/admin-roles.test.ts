@@ -6,7 +6,7 @@ import { CSRF_FAILED_MESSAGE } from '../src/core/csrf.js';
 import { ROLE_DELETE_CONFIRM_MESSAGE, ROLE_WEBHOOK_CHOICE_MESSAGE } from '../src/features/roles/admin-routes.js';
 import { ROLE_MESSAGES } from '../src/features/members/role-service.js';
 import type { RoleRow } from '../src/features/members/store.js';
-import type { RoleSummary } from '../src/features/members/role-store.js';
+import type { RoleSummary } from '../src/features/members/types.js';
 
 const roleService = (ctx: AppContext) => ctx.plugins.service('roles');
 import { adminAgent, createMember, memberAgent, MEMBER_PASSWORD, submitForm, testSiteWithAdmin, TEST_SITE_ACCESS_KEY, type TestSite } from './support/admin-site.js';

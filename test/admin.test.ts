@@ -10,7 +10,7 @@ import { ADMIN_IDLE_MS } from '../src/features/members/admin-access.js';
 import { runCreateAdmin } from '../src/cli/create-admin.js';
 import { NO_ADMIN_RIGHTS_MESSAGE } from '../src/features/members/admin-gate.js';
 import { LOGIN_FAILED_MESSAGE } from '../src/features/members/routes.js';
-import type { Member } from '../src/features/members/store.js';
+import type { Member } from '../src/features/members/types.js';
 import { captureLogs } from './support/logs.js';
 import { tempDataDir, NO_PLUGINS_DIR } from './support/temp.js';
 import { ManualClock } from './support/clock.js';

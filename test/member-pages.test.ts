@@ -8,7 +8,7 @@ import { loadConfig } from '../src/config.js';
 import type { AppContext } from '../src/server.js';
 import { buildContext } from '../src/server.js';
 import { LOGIN_FAILED_MESSAGE } from '../src/features/members/routes.js';
-import type { Member } from '../src/features/members/store.js';
+import type { Member } from '../src/features/members/types.js';
 import { captureLogs } from './support/logs.js';
 import { tempDataDir, NO_PLUGINS_DIR } from './support/temp.js';
 import { ManualClock } from './support/clock.js';

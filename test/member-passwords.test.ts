@@ -7,7 +7,7 @@ import { passwordResetEmail } from '../src/features/members/password-reset.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, verifyPassword } from '../src/features/members/passwords.js';
 import { CSRF_FAILED_MESSAGE } from '../src/core/csrf.js';
 import type { AppContext } from '../src/server.js';
-import type { Member } from '../src/features/members/store.js';
+import type { Member } from '../src/features/members/types.js';
 import { adminAgent, ADMIN_EMAIL, ADMIN_PASSWORD, createMember, MEMBER_PASSWORD, testSite, type TestSite } from './support/admin-site.js';
 import { alertOf, cookieNamed, csrfFrom } from './support/pages.js';
 import { startSmtpServer, type TestSmtpServer } from './support/smtp.js';

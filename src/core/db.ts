@@ -69,3 +69,10 @@ export function migrate(db: Db, migrations: Migration[]): Migration[] {
 export function isoNow(ms: number = Date.now()): string {
   return new Date(ms).toISOString();
 }
+
+/** True for SQLite's unique-constraint error on the given column (e.g. `members.email`). */
+export function isUniqueViolation(err: unknown, column?: string): boolean {
+  const e = err as { code?: string; message?: string };
+  if (e?.code !== 'SQLITE_CONSTRAINT_UNIQUE') return false;
+  return column === undefined || (e.message ?? '').includes(column);
+}

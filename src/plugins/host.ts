@@ -5,6 +5,7 @@ import type { Kernel } from '../core/kernel.js';
 import type { AdminShell } from '../web/admin-shell.js';
 import { buildPluginApi, publicApi, Scope } from './api.js';
 import { discoverPlugins } from './discovery.js';
+import { resolveSdkForPlugins } from './sdk-resolution.js';
 import { pluginSettingsRoutes } from './settings-page.js';
 import type { PluginSettingsStore } from './settings.js';
 import { PluginStateStore } from './state-store.js';
@@ -98,6 +99,7 @@ export class PluginHost {
   /** Finds and starts the third-party plugins (in name order); failures are recorded, never thrown. */
   async startPlugins(): Promise<void> {
     const found = discoverPlugins(this.options.dir, this.options.packages, this.options.cwd, (name) => import.meta.resolve(name));
+    if (found.length > 0) resolveSdkForPlugins();
     const loaded: Entry[] = [];
     for (const item of found) {
       const entry = this.newEntry({ id: item.source, name: displayName(item.source), version: '', description: '', core: false, source: item.source, url: item.url });

@@ -74,8 +74,9 @@ export interface AdminPage {
    */
   menu?: { label?: string; order?: number; parent?: string } | false;
   /**
-   * Handles every method at the path and below it. The host has checked the admin's session and, on POST, the
-   * form's CSRF token; the form is parsed into `req.body`.
+   * A function handles the page's own path, for every method; an express Router handles the path and everything
+   * under it. The host has checked the admin's session and, on POST, the form's CSRF token; the form is parsed into
+   * `req.body`.
    */
   handler: (req: Request, res: Response, next: NextFunction) => unknown;
 }

@@ -137,12 +137,18 @@ export class AdminShell {
 
   private rebuild(): void {
     const router = Router();
-    // Deeper paths first, so `settings/keap` is not taken by `settings`'s handler before its own.
+    // Deeper paths first, so `settings/keap` is not taken by `settings`'s handler before its own. An express Router
+    // handles its path and everything under it; a plain function, its own path only (any method).
     for (const page of [...this.pages].sort((a, b) => b.path.length - a.path.length)) {
-      router.use(`/${page.path}`, page.handler as RequestHandler);
+      if (isRouter(page.handler)) router.use(`/${page.path}`, page.handler as RequestHandler);
+      else router.all(`/${page.path}`, page.handler as RequestHandler);
     }
     this.pagesRouter = router;
   }
+}
+
+function isRouter(handler: unknown): boolean {
+  return typeof handler === 'function' && Array.isArray((handler as { stack?: unknown }).stack);
 }
 
 function hrefOf(path: string): string {

@@ -5,7 +5,7 @@ import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import type { AppContext } from '../../src/server.js';
 import { buildContext } from '../../src/server.js';
-import type { Member } from '../../src/features/members/store.js';
+import type { Member } from '../../src/features/members/types.js';
 import { captureLogs } from './logs.js';
 import { tempDataDir, NO_PLUGINS_DIR } from './temp.js';
 import { ManualClock } from './clock.js';

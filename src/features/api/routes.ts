@@ -5,7 +5,8 @@ import { EVENT_STATUSES, type EventRecord } from '../../core/jobs/store.js';
 import type { Kernel } from '../../core/kernel.js';
 import { accessKeyMatches } from '../http-post/access-key.js';
 import type { MemberService } from '../members/service.js';
-import { isUniqueViolation, type Member } from '../members/store.js';
+import type { Member } from '../members/types.js';
+import { isUniqueViolation } from '../../core/db.js';
 import type { ApiTokenStore } from './tokens.js';
 
 /** What the JSON API works with. */

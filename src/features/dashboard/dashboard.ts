@@ -1,7 +1,7 @@
 import { EVENT_STATUSES, type EventStore } from '../../core/jobs/store.js';
 import { describeAge, formatTime } from '../../web/format.js';
 import type { KeapState } from '../keap/connection-state.js';
-import type { RoleCount } from '../members/store.js';
+import type { RoleCount } from '../members/types.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const RECENT_FAILURES = 10;

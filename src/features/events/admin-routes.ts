@@ -5,7 +5,7 @@ import { EVENT_STATUSES, type EventFilter, type EventRecord, type EventStatus } 
 import type { Kernel } from '../../core/kernel.js';
 import type { CorePluginAdmin } from '../../plugins/types.js';
 import { formatTimeWithSeconds as formatTime } from '../../web/format.js';
-import type { Member } from '../members/store.js';
+import type { Member } from '../members/types.js';
 
 /** What the event log pages work with. */
 export interface EventsContext extends Kernel {

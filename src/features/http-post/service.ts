@@ -3,7 +3,7 @@ import type { HookRegistry } from '../../core/hooks.js';
 import type { JobQueue } from '../../core/jobs/queue.js';
 import type { EventRecord, EventStore } from '../../core/jobs/store.js';
 import type { Logger } from '../../core/logger.js';
-import type { Role } from '../members/store.js';
+import type { Role } from '../members/types.js';
 import { accessKeyMatches } from './access-key.js';
 import type { WebhookJobParams } from './jobs.js';
 import { describeRejectedParams, mergeParams, parseAction, parseWebhookRequest, singleValue, type WebhookRequest } from './params.js';

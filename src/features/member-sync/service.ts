@@ -5,7 +5,7 @@ import type { WebhookJobParams } from '../http-post/jobs.js';
 import type { KeapContact, KeapCustomFieldDefinition } from '../keap/types.js';
 import { generatePassword } from '../members/passwords.js';
 import { isUniqueViolation, type MemberService } from '../members/service.js';
-import type { Member, MemberTag } from '../members/store.js';
+import type { Member, MemberTag } from '../members/types.js';
 import type { SiteSettings } from '../settings/site-settings.js';
 import { welcomeEmail } from '../welcome-email/jobs.js';
 import { passwordWriteBack } from './jobs.js';

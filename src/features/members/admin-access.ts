@@ -1,7 +1,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import type { MembersContext } from './context.js';
 import { sessionToken, startSession } from './sessions.js';
-import type { Member } from './store.js';
+import type { Member } from './types.js';
 
 /** An admin session ends after this long without an admin page (a member session lasts 14 days). */
 export const ADMIN_IDLE_MS = 12 * 60 * 60 * 1000;

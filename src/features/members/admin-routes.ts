@@ -11,7 +11,7 @@ import type { MembersContext } from './context.js';
 import { generatePassword } from './passwords.js';
 import { requestPasswordReset } from './password-reset.js';
 import { isUniqueViolation, LAST_ADMINISTRATOR_MESSAGE } from './service.js';
-import { MEMBER_SORTS, type Member, type MemberQuery, type MemberSort, type Role } from './store.js';
+import { MEMBER_SORTS, type Member, type MemberQuery, type MemberSort, type Role } from './types.js';
 
 export const PAGE_SIZE = 50;
 export const PASSWORD_MIN = 10;

@@ -3,7 +3,8 @@ import type { SettingsStore } from '../../core/settings.js';
 import type { Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
 import type { MemberService } from './service.js';
-import { isUniqueViolation, type Member, type Role } from './store.js';
+import type { Member, Role } from './types.js';
+import { isUniqueViolation } from '../../core/db.js';
 
 /** What setting up an administrator needs (the members feature's context has it; so does the command line). */
 export interface AdminSetupContext {

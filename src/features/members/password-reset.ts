@@ -4,7 +4,7 @@ import type { RenderedEmail } from '../../core/mail.js';
 import type { ViewRenderer } from '../../core/views.js';
 import type { MembersContext } from './context.js';
 import { hashPassword } from './passwords.js';
-import type { Member } from './store.js';
+import type { Member } from './types.js';
 
 declare module '../../core/hooks.js' {
   interface ActionMap {

@@ -5,7 +5,7 @@ import { changePassword, requestPasswordReset, resetPasswordWithToken, resetToke
 import { newPasswordErrors, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, verifyPassword } from './passwords.js';
 import { endSession, requireMember, startSession } from './sessions.js';
 import type { MembersContext } from './context.js';
-import type { Member } from './store.js';
+import type { Member } from './types.js';
 import { formFields, formText } from '../../core/forms.js';
 
 const MINUTE = 60_000;

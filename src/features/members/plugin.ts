@@ -1,6 +1,5 @@
 import { StartupError } from '../../core/errors.js';
 import type { CorePlugin } from '../../plugins/types.js';
-import { ensureConfiguredAdmin } from './admin-account.js';
 import { adminGate } from './admin-gate.js';
 import { memberAdminRoutes } from './admin-routes.js';
 import type { MembersContext } from './context.js';
@@ -28,7 +27,7 @@ declare module '../../plugins/types.js' {
 export const membersPlugin: CorePlugin = {
   name: 'members',
   description: 'Members, roles and tags; member login, account and password pages; the admin login, first-run setup and Members pages.',
-  async setup(api) {
+  setup(api) {
     const { kernel } = api;
     const members = new MemberService(kernel.db, kernel.transactions);
     const site = api.siteSettings;
@@ -51,8 +50,6 @@ export const membersPlugin: CorePlugin = {
     api.router.use(memberRoutes(ctx));
     api.admin.setGate(adminGate(ctx));
     api.admin.addPage({ path: 'members', title: 'Members', menu: { label: 'Members', order: 20 }, handler: memberAdminRoutes(ctx) });
-
-    if (kernel.config.admin) await ensureConfiguredAdmin(members, kernel.config.admin, kernel.logger);
   },
 };
 

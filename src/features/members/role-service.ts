@@ -1,7 +1,8 @@
 import type { Db } from '../../core/db.js';
 import type { HookRegistry } from '../../core/hooks.js';
-import { RoleStore, type RoleSummary } from './role-store.js';
-import { isUniqueViolation } from './store.js';
+import { RoleStore } from './role-store.js';
+import type { RoleSummary } from './types.js';
+import { isUniqueViolation } from '../../core/db.js';
 
 declare module '../../core/hooks.js' {
   interface ActionMap {

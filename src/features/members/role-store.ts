@@ -1,11 +1,6 @@
 import type { Db } from '../../core/db.js';
-import { toRole, type Role, type RoleRow } from './store.js';
-
-/** A role as the admin Roles page sees it: the role and how many members hold it. */
-export interface RoleSummary extends Role {
-  members: number;
-  createdAt: string;
-}
+import { toRole, type RoleRow } from './store.js';
+import type { Role, RoleSummary } from './types.js';
 
 interface RoleSummaryRow extends RoleRow {
   members: number;

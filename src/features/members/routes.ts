@@ -5,7 +5,7 @@ import type { MembersContext } from './context.js';
 import { verifyPassword } from './passwords.js';
 import { accountLogins, addPasswordRoutes, noticeFor } from './password-routes.js';
 import { loadMember, logOut, requireMember, startSession } from './sessions.js';
-import type { Member } from './store.js';
+import type { Member } from './types.js';
 
 /** The one answer to a wrong password and to an unknown login alike, so the form never says which. */
 export const LOGIN_FAILED_MESSAGE = 'Email/username or password is wrong';

@@ -1,7 +1,8 @@
 import type { Db } from '../../core/db.js';
 import { badRequest, conflict, notFound } from '../../core/errors.js';
 import type { Transactions, TransactionScope } from '../../core/outbox.js';
-import { MemberStore, type HeldTag, type Member, type MemberChanges, type MemberQuery, type MemberTag, type Role, type RoleCount } from './store.js';
+import { MemberStore, type MemberChanges } from './store.js';
+import type { HeldTag, Member, MemberQuery, MemberTag, Role, RoleCount } from './types.js';
 import { hashPassword } from './passwords.js';
 
 declare module '../../core/hooks.js' {
@@ -284,7 +285,7 @@ export class MemberService {
   }
 }
 
-export { isUniqueViolation } from './store.js';
+export { isUniqueViolation } from '../../core/db.js';
 
 function diffTags(before: MemberTag[], after: MemberTag[]): { added: MemberTag[]; removed: MemberTag[] } {
   const beforeIds = new Set(before.map((t) => t.id));

@@ -2,7 +2,7 @@ import { parseCookie } from 'cookie';
 import type { CookieOptions, Request, RequestHandler, Response } from 'express';
 import type { MembersContext } from './context.js';
 import { SESSION_TTL_MS } from './session-store.js';
-import type { Member } from './store.js';
+import type { Member } from './types.js';
 
 declare module '../../core/hooks.js' {
   interface ActionMap {

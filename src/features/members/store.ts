@@ -1,34 +1,5 @@
 import type { Db } from '../../core/db.js';
-
-/** A member as every other feature sees it. */
-export interface Member {
-  id: number;
-  email: string;
-  username: string;
-  role: string;
-  roleIsAdmin: boolean;
-  firstName: string;
-  lastName: string;
-  keapContactId: number | null;
-  fields: Record<string, unknown>;
-  tags: MemberTag[];
-  createdAt: string;
-  updatedAt: string;
-}
-
-export interface MemberTag {
-  id: number;
-  name: string;
-  category: string;
-}
-
-export interface Role {
-  id: number;
-  slug: string;
-  name: string;
-  isAdmin: boolean;
-  webhookAssignable: boolean;
-}
+import type { HeldTag, Member, MemberQuery, MemberSort, MemberTag, Role, RoleCount } from './types.js';
 
 export interface NewMember {
   email: string;
@@ -42,39 +13,6 @@ export interface NewMember {
 }
 
 export type MemberChanges = Partial<Pick<NewMember, 'email' | 'username' | 'roleId' | 'passwordHash' | 'firstName' | 'lastName' | 'keapContactId' | 'fields'>>;
-
-/** The orders a member list may be sorted in; the SQL for each is a constant here, never taken from a request. */
-export const MEMBER_SORTS = ['newest', 'oldest', 'email', 'name'] as const;
-export type MemberSort = (typeof MEMBER_SORTS)[number];
-
-export interface MemberQuery {
-  /** Exact email (case-insensitive). */
-  email?: string;
-  /** Role slug; a slug no role has matches nobody. */
-  role?: string;
-  /** Keap tag id the member holds. */
-  tag?: number;
-  /** Matches the start of email, username, first or last name (ASCII case-insensitive). */
-  q?: string;
-  /** Default `newest`. */
-  sort?: MemberSort;
-  page: number;
-  pageSize: number;
-}
-
-/** A role and how many members hold it. */
-export interface RoleCount {
-  slug: string;
-  name: string;
-  isAdmin: boolean;
-  members: number;
-}
-
-/** A tag at least one member holds. */
-export interface HeldTag {
-  id: number;
-  name: string;
-}
 
 interface MemberRow {
   id: number;
@@ -423,11 +361,4 @@ export function prefixRange(prefix: string): { lo: string; hi: string | undefine
     return { lo, hi: String.fromCodePoint(...points, last) };
   }
   return { lo, hi: undefined };
-}
-
-/** True for SQLite's unique-constraint error on the given column (e.g. `members.email`). */
-export function isUniqueViolation(err: unknown, column?: string): boolean {
-  const e = err as { code?: string; message?: string };
-  if (e?.code !== 'SQLITE_CONSTRAINT_UNIQUE') return false;
-  return column === undefined || (e.message ?? '').includes(column);
 }

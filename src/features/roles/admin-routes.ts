@@ -3,7 +3,7 @@ import { formFields, formText } from '../../core/forms.js';
 import type { Logger } from '../../core/logger.js';
 import type { CorePluginAdmin } from '../../plugins/types.js';
 import { ROLE_NAME_MAX, ROLE_SLUG_PATTERN, type RoleFormErrors, type RoleService } from '../members/role-service.js';
-import type { RoleSummary } from '../members/role-store.js';
+import type { RoleSummary } from '../members/types.js';
 
 /** What the Roles pages work with. */
 export interface RolesContext {

@@ -2,7 +2,7 @@ import type { Job, JobOutcome, ParamsOf } from '../../core/jobs/queue.js';
 import type { Kernel } from '../../core/kernel.js';
 import type { RenderedEmail } from '../../core/mail.js';
 import type { MemberService } from '../members/service.js';
-import type { Member } from '../members/store.js';
+import type { Member } from '../members/types.js';
 import type { welcomeEmail } from './jobs.js';
 import { renderWelcomeEmail, type WelcomeEmailOverrides } from './template.js';
 
