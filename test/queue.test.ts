@@ -4,7 +4,10 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { openDatabase } from '../src/core/db.js';
 import { systemClock } from '../src/core/clock.js';
 import { z } from 'zod';
+import { AppError } from '../src/core/errors.js';
+import { FilterError } from '../src/core/hooks.js';
 import { PermanentJobError } from '../src/core/jobs/failures.js';
+import { MailError } from '../src/core/mail.js';
 import { JobQueue, type Job, type JobOutcome } from '../src/core/jobs/queue.js';
 import { EventStore } from '../src/core/jobs/store.js';
 import { QueueWorker, retryDelayMs, DEFAULT_RETRY_POLICY, type RetryPolicy } from '../src/core/jobs/worker.js';
@@ -245,4 +248,84 @@ test("a job's onCommit work lands in the transaction that records it finished: b
   assert.equal(running.id, third);
   assert.throws(() => store.finish(running, 'done', {}, () => { throw new Error('disk full'); }), /disk full/);
   assert.equal(store.get(third)!.status, 'processing');
+});
+
+test('a job type checks its params when queued, and names what is wrong; nothing is written for a bad one', () => {
+  const { queue, store, db } = setup();
+  queue.define({ type: 'greet', params: z.object({ member_id: z.number().int().positive() }), dedupeKey: (p) => String(p.member_id), contactId: () => 9, async run() {} });
+  assert.throws(() => queue.enqueue('greet', { member_id: -1 }), /job "greet" has invalid params: member_id: /);
+  assert.throws(() => queue.enqueue('nope', {}), /no job type "nope" is defined/);
+  assert.equal(db.prepare('SELECT count(*) FROM events').pluck().get(), 0);
+  const first = queue.enqueue('greet', { member_id: 4 });
+  assert.deepEqual(queue.enqueue('greet', { member_id: 4 }), { id: first.id, coalesced: true }, 'the same key coalesces');
+  assert.equal(store.get(first.id)!.contactId, 9);
+  assert.equal(store.queueState(first.id)!.dedupeKey, 'greet|4', 'keys of different types never collide');
+});
+
+test('enqueueing wakes the worker by itself, after the transaction it is in commits; a rolled-back one leaves nothing', async () => {
+  const { queue, store, db } = setup();
+  const ran: number[] = [];
+  queue.define({ type: 'note', params: z.object({ n: z.number() }), async run(job) { ran.push(job.params.n); } });
+  // A long poll: only a wake-up gets the job run in time.
+  const patient = new QueueWorker({ store, queue, logger: captureLogs().logger, clock: systemClock, pollMs: 60_000, retry: FAST_RETRY });
+  patient.start();
+  try {
+    await patient.whenIdle();
+    assert.throws(() => db.transaction(() => {
+      queue.enqueue('note', { n: 1 });
+      throw new Error('changed my mind');
+    })());
+    db.transaction(() => queue.enqueue('note', { n: 2 }))();
+    const deadline = Date.now() + 2_000;
+    while (ran.length === 0 && Date.now() < deadline) await delay(5);
+  } finally {
+    await patient.stop();
+  }
+  assert.deepEqual(ran, [2]);
+  assert.equal(db.prepare("SELECT count(*) FROM events WHERE action = 'note'").pluck().get(), 1);
+});
+
+test("a plugin's jobs wait while it is not running, and do not hold up their contact's other jobs", async () => {
+  const { queue, worker, store } = setup();
+  const ran: string[] = [];
+  queue.define({ type: 'plug.step', params: z.object({ contact_id: z.number() }), contactId: (p) => p.contact_id, async run() { ran.push('plugin'); } }, 'plug');
+  queue.define({ type: 'core.step', params: z.object({ contact_id: z.number() }), contactId: (p) => p.contact_id, async run() { ran.push('core'); } });
+  const waiting = queue.enqueue('plug.step', { contact_id: 5 });
+  const behind = queue.enqueue('core.step', { contact_id: 5 });
+  worker.start();
+  try {
+    while (store.get(behind.id)!.status !== 'done') await delay(5);
+    await delay(50);
+    assert.equal(store.get(waiting.id)!.status, 'queued', 'the plugin is not running: its job waits');
+    assert.equal(store.get(waiting.id)!.plugin, 'plug');
+    queue.setPluginRunning('plug', true);
+    while (store.get(waiting.id)!.status !== 'done') await delay(5);
+  } finally {
+    await worker.stop();
+  }
+  assert.deepEqual(ran, ['core', 'plugin']);
+});
+
+test('whether a failed job runs again comes from the error it threw', async () => {
+  const { worker, store, register, enqueue } = setup();
+  const thrown: Record<string, unknown> = {
+    plain_object_permanent: Object.assign(new Error('contact has no email'), { retryable: false }),
+    app_error_4xx: new AppError(409, 'that email belongs to member 3'),
+    filter_error: new FilterError('member.username', 'some-plugin', new Error('bad')),
+    mail_rejected: new MailError('550 mailbox unavailable', { transient: false }),
+    mail_later: new MailError('421 try later', { transient: true }),
+    unknown: new Error('something odd'),
+  };
+  for (const [type, err] of Object.entries(thrown)) register(type, async () => { throw err; });
+  const ids = Object.fromEntries(Object.keys(thrown).map((type) => [type, enqueue(type, null)]));
+  worker.start();
+  try {
+    await worker.whenIdle();
+  } finally {
+    await worker.stop();
+  }
+  const statuses = Object.fromEntries(Object.entries(ids).map(([type, id]) => [type, store.get(id)!.status]));
+  assert.deepEqual(statuses, { plain_object_permanent: 'failed', app_error_4xx: 'failed', filter_error: 'failed', mail_rejected: 'failed', mail_later: 'queued', unknown: 'queued' });
+  assert.equal(store.get(ids.app_error_4xx!)!.error, 'that email belongs to member 3');
+  assert.match(store.get(ids.filter_error!)!.error!, /filter "member.username" failed in plugin "some-plugin"/);
 });

@@ -25,6 +25,7 @@ export type { EventRecord } from '../core/jobs/store.js';
 // for a TypeScript plugin (ActionMap, FilterMap and PluginApi are merged from them).
 export type { Member, MemberTag, Role, RoleSummary } from '../features/members/types.js';
 export type { MemberService } from '../features/members/service.js';
+export type {} from '../features/members/plugin.js';
 export type { RoleService } from '../features/members/role-service.js';
 export type { KeapContact } from '../features/keap/types.js';
 export type { KeapClient } from '../features/keap/client.js';

@@ -34,7 +34,10 @@ export interface AccessKeyRotation {
 
 declare module '../../core/hooks.js' {
   interface ActionMap {
-    /** An admin replaced the webhook access key; the old one is refused from now on. The key is not passed. */
+    /**
+     * An admin replaced the webhook access key; the old one is refused from now on. The key itself is not passed.
+     * @fires after the new key is stored
+     */
     'access_key.rotated': [rotation: AccessKeyRotation];
   }
 }
