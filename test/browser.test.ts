@@ -1,5 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { startHarness, type Harness } from './support/harness.js';
 import type { ReceivedMessage } from './support/smtp.js';
@@ -12,6 +13,7 @@ import { launchBrowser, newProfile, screenshot } from './support/browser.js';
  */
 
 const ADMIN = { email: 'owner@example.com', password: 'a long admin password 42' };
+const EXAMPLE_PLUGINS = fileURLToPath(new URL('../examples/plugins', import.meta.url));
 const ADA_CONTACT = 101; // sandbox seed: Ada Lovelace, ada@example.com
 const LATE_CONTACT = 5000; // not in Keap when first posted
 
@@ -31,7 +33,8 @@ function local(link: string): string {
 
 before(async () => {
   // No ACCESS_KEY in the environment: the key is generated and stored, so the settings page may rotate it.
-  harness = await startHarness({ env: { ADMIN_EMAIL: '', ADMIN_PASSWORD: '', ACCESS_KEY: '' } });
+  // The example plugins run too, as an operator would try them: their pages are admin pages like the others.
+  harness = await startHarness({ env: { ADMIN_EMAIL: '', ADMIN_PASSWORD: '', ACCESS_KEY: '', PLUGINS_DIR: EXAMPLE_PLUGINS } });
   browser = await launchBrowser();
   admin = await (await newProfile(browser)).newPage();
   admin.setDefaultTimeout(10_000);
@@ -181,6 +184,37 @@ test('rotating the access key asks first, shows the new key once, and the old ke
   await harness.settle();
 });
 
+test('plugins: the page lists them, disabling one takes its menu entry away at once, its settings form saves, its page shows its journal', async () => {
+  await admin.goto(`${harness.server.url}/admin`);
+  await admin.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Plugins' }).click();
+  await admin.getByRole('heading', { name: 'Plugins', exact: true }).waitFor();
+  const journal = admin.locator('li[data-plugin="member-journal"]');
+  assert.match(await journal.innerText(), /member\.created \(durable\)/);
+  await screenshot(admin, 'admin-plugins');
+
+  const nav = admin.getByRole('navigation', { name: 'Admin' });
+  assert.equal(await nav.getByRole('link', { name: 'Journal' }).count(), 1);
+  await journal.getByRole('button', { name: 'Disable' }).click();
+  await admin.getByText('member-journal is disabled; its jobs wait until it is enabled again.').waitFor();
+  assert.equal(await nav.getByRole('link', { name: 'Journal' }).count(), 0, 'its menu entry is gone at once');
+  await journal.getByRole('button', { name: 'Enable' }).click();
+  await admin.getByText('member-journal is enabled.').waitFor();
+
+  await admin.locator('li[data-plugin="username-from-name"]').getByRole('link', { name: 'Settings' }).click();
+  await admin.getByLabel('Separator').selectOption('_');
+  await admin.getByRole('button', { name: 'Save settings' }).click();
+  await admin.getByText('Settings saved.').waitFor();
+  assert.equal(await admin.getByLabel('Separator').inputValue(), '_');
+  await admin.getByLabel('Separator').selectOption('.');
+  await admin.getByRole('button', { name: 'Save settings' }).click();
+  await admin.getByText('Settings saved.').waitFor();
+
+  await admin.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Journal' }).click();
+  await admin.getByRole('heading', { name: 'Member journal' }).waitFor();
+  assert.match(await admin.locator('main').innerText(), /created\s+ada@example\.com/, 'Ada, created earlier, is in the journal');
+  await screenshot(admin, 'admin-plugin-journal');
+});
+
 test('a member logs in with the emailed password and changes it', async () => {
   const welcome = await emailTo('ada@example.com', /welcome/i);
   const password = /Password: (\S+)/.exec(welcome.text)?.[1];
@@ -251,7 +285,7 @@ test('the admin pages fit a phone screen', async () => {
   await phone.getByLabel('Password').fill(ADMIN.password);
   await phone.getByRole('button', { name: 'Log in' }).click();
   await phone.getByRole('heading', { name: 'Dashboard' }).waitFor();
-  for (const path of ['/admin', '/admin/members', '/admin/events', '/admin/settings', '/admin/roles']) {
+  for (const path of ['/admin', '/admin/members', '/admin/events', '/admin/settings', '/admin/roles', '/admin/plugins', '/admin/plugins/member-journal', '/admin/plugins/username-from-name/settings']) {
     await phone.goto(`${harness.server.url}${path}`);
     const overflow = (await phone.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth')) as number;
     assert.ok(overflow <= 0, `${path} does not scroll sideways on a phone (${overflow}px too wide)`);

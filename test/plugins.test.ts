@@ -145,7 +145,9 @@ test('/admin/plugins lists what each plugin registered; disable and enable apply
   assert.match(page.text, /data-plugin="members"[\s\S]*?Built-in/, 'built-in features are listed, always on');
   assert.match((await agent.get('/admin')).text, /href="\/admin\/plugins\/good\/report">Good</, 'its page is in the navigation');
 
-  const disabled = await agent.post('/admin/plugins').type('form').send({ _csrf: csrfFrom(page.text), plugin: 'good', action: 'disable' });
+  const token = /data-plugin="good"[\s\S]*?name="_csrf" value="([^"]*)"/.exec(page.text)?.[1];
+  assert.equal(token, csrfFrom(page.text), "the plugin's own Disable form carries the page's form token");
+  const disabled = await agent.post('/admin/plugins').type('form').send({ _csrf: token, plugin: 'good', action: 'disable' });
   assert.equal(disabled.status, 303);
   assert.equal(plugin(ctx, 'good')!.state, 'disabled');
   assert.deepEqual(logOf(ctx), ['created boss@example.com', 'stopped'], 'its hook saw the administrator created; onStop ran');
