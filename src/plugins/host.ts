@@ -284,10 +284,9 @@ export class PluginHost {
     entry.error = undefined;
     // Its jobs and durable deliveries may run from now on (they wait while it is not running).
     this.kernel.jobs.setPluginRunning(entry.name, true);
-    if (entry.core) {
-      this.coreReceivers.push(routers.receiver);
-      this.coreRouters.push(routers.router);
-    }
+    // Only routers with routes: every router the app mounts is one more step for every request that passes it.
+    if (entry.core && routers.receiver.stack.length > 0) this.coreReceivers.push(routers.receiver);
+    if (entry.core && routers.router.stack.length > 0) this.coreRouters.push(routers.router);
     if (!entry.core) this.kernel.logger.info({ plugin: entry.name, version: entry.version }, 'plugin started');
   }
 

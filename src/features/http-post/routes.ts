@@ -1,4 +1,4 @@
-import express, { Router, type RequestHandler } from 'express';
+import express, { type RequestHandler, type Router } from 'express';
 import { ipKeyGenerator, MemoryStore } from 'express-rate-limit';
 import { AppError } from '../../core/errors.js';
 import type { WebhookService } from './service.js';
@@ -12,11 +12,12 @@ export interface WebhookRoutesOptions {
 export const WEBHOOK_BODY_LIMIT = '1mb';
 
 /**
- * `POST /` and `POST /webhooks/keap`. Keap posts whole bursts from a few addresses, so accepted posts are never
- * throttled: the limiter counts only refusals (a wrong key, bad input), which stops key guessing and nothing else.
+ * `POST /` and `POST /webhooks/keap`, added straight to the router the app mounts first (a router nested in it
+ * would cost the hottest path another layer of express's matching). Keap posts whole bursts from a few addresses,
+ * so accepted posts are never throttled: the limiter counts only refusals (a wrong key, bad input), which stops key
+ * guessing and nothing else.
  */
-export function webhookRoutes(service: WebhookService, options: WebhookRoutesOptions): Router {
-  const router = Router();
+export function addWebhookRoutes(router: Router, service: WebhookService, options: WebhookRoutesOptions): void {
   const rejectionLimiter = rejectionsOnlyLimiter(options);
   const parsers = [
     express.urlencoded({ extended: false, limit: WEBHOOK_BODY_LIMIT, parameterLimit: 200 }),
@@ -38,7 +39,6 @@ export function webhookRoutes(service: WebhookService, options: WebhookRoutesOpt
     res.set('Allow', 'POST');
     next(new AppError(405, 'webhooks must be sent with POST', { code: 'method_not_allowed' }));
   });
-  return router;
 }
 
 /**
