@@ -42,7 +42,7 @@ test('a TypeScript plugin type-checks against the shipped memberhook/plugin decl
     JSON.stringify({
       compilerOptions: {
         target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, types: ['node'],
-        typeRoots: [join(ROOT, 'node_modules', '@types')], paths: { 'memberhook/plugin': [join(dir, 'dist', 'plugins', 'sdk.d.ts')] },
+        typeRoots: [join(ROOT, 'node_modules', '@types')], paths: { 'memberhook/plugin': [join(dir, 'dist', 'sdk.d.ts')] },
       },
       files: ['typed.ts'],
     }),

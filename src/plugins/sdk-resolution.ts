@@ -13,8 +13,8 @@ let registered = false;
 export function resolveSdkForPlugins(): void {
   if (registered) return;
   registered = true;
-  // sdk.js next to this file when built; sdk.ts when run from source (tests, through tsx).
-  const sdkUrl = new URL(`./sdk${extname(fileURLToPath(import.meta.url))}`, import.meta.url).href;
+  // src/sdk.ts, run from source (tests, through tsx); dist/sdk.js when built.
+  const sdkUrl = new URL(`../sdk${extname(fileURLToPath(import.meta.url))}`, import.meta.url).href;
   const hook = `export async function resolve(specifier, context, next) {
   // Handed on down the chain as the module's own address, so a loader in front (tsx, when run from source) loads it.
   return next(specifier === 'memberhook/plugin' ? ${JSON.stringify(sdkUrl)} : specifier, context);

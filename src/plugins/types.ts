@@ -1,10 +1,13 @@
-import type { NextFunction, Request, Response, Router } from 'express';
+import type { Response, Router } from 'express';
 import type { z } from 'zod';
 import type { ActionMap, FilterMap } from '../core/hooks.js';
 import type { Job, JobOutcome } from '../core/jobs/queue.js';
 import type { Kernel } from '../core/kernel.js';
 import type { Logger } from '../core/logger.js';
 import type { MailMessage, SentMail } from '../core/mail.js';
+import type { AdminGate, AdminPage, AdminViewData, SafeHtml } from '../web/pages.js';
+
+export type { AdminGate, AdminPage, AdminViewData, SafeHtml };
 
 /** The plugin API this host speaks; a plugin names the version it was written for. */
 export const PLUGIN_API_VERSION = 1;
@@ -58,28 +61,7 @@ export interface PluginJobs {
   enqueue<P>(type: string, params: P, options?: { runAfter?: number }): Promise<{ id: number; coalesced: boolean }>;
 }
 
-/** Text that is already HTML: `api.admin.html` makes it, escaping every value put into it. */
-export interface SafeHtml {
-  readonly __html: string;
-  toString(): string;
-}
 
-export interface AdminPage {
-  /** Under `/admin/plugins/<plugin>/` (built-ins: under `/admin/`); '' for the plugin's main page. */
-  path: string;
-  title: string;
-  /**
-   * A link in the admin's top navigation (default for plugin pages: none; the plugins page links to them), or with
-   * `parent` a tab among that page's tabs (`parent: 'settings'` adds a Settings tab). Lower `order` comes first.
-   */
-  menu?: { label?: string; order?: number; parent?: string } | false;
-  /**
-   * A function handles the page's own path, for every method; an express Router handles the path and everything
-   * under it. The host has checked the admin's session and, on POST, the form's CSRF token; the form is parsed into
-   * `req.body`.
-   */
-  handler: (req: Request, res: Response, next: NextFunction) => unknown;
-}
 
 export interface PluginAdmin {
   addPage(page: AdminPage): void;
@@ -166,14 +148,6 @@ export interface PluginScope {
   addUndo(fn: () => void | Promise<void>): void;
 }
 
-export interface AdminGate {
-  /** Runs on every admin request first: who is asking (sets `res.locals.admin` candidates). */
-  identify: (req: Request, res: Response, next: NextFunction) => unknown;
-  /** Pages that need no admin session: setup, login, logout. */
-  publicRoutes: Router;
-  /** Lets only administrators with an admin session through, with `res.locals.admin` set. */
-  requireAdmin: (req: Request, res: Response, next: NextFunction) => unknown;
-}
 
 /** The built-ins' admin extras: Handlebars views in `views/admin/`, and the gate that guards `/admin`. */
 export interface CorePluginAdmin extends PluginAdmin {
@@ -182,14 +156,6 @@ export interface CorePluginAdmin extends PluginAdmin {
   setGate(gate: AdminGate): void;
 }
 
-export interface AdminViewData {
-  title: string;
-  /** The current top-navigation entry (a page path registered with a menu). */
-  section?: string;
-  /** No navigation or account in the top bar: setup, login and the no-rights page. */
-  bare?: boolean;
-  [key: string]: unknown;
-}
 
 /**
  * What a built-in feature's setup receives: the same API, plus the kernel its stores are built on, a router for

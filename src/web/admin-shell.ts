@@ -3,7 +3,7 @@ import Handlebars from 'handlebars';
 import { csrfProtection } from '../core/csrf.js';
 import { formBodyParser } from '../core/forms.js';
 import type { Kernel } from '../core/kernel.js';
-import type { AdminGate, AdminPage, AdminViewData, SafeHtml } from '../plugins/types.js';
+import type { AdminGate, AdminPage, AdminViewData, SafeHtml } from './pages.js';
 
 /** The administrator using the admin pages, as the shell knows one (a member with admin rights). */
 export interface AdminUser {
