@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { test, type TestContext } from 'node:test';
 import type { Clock } from '../src/core/clock.js';
 import { runKeapSandboxCli, SEED, startKeapSandbox, THROTTLED_BODY, type KeapSandbox, type KeapSandboxOptions } from '../tools/keap-sandbox/index.js';
@@ -653,4 +654,31 @@ test('npm run keap-sandbox prints how to point memberhook at it and stops on SIG
     for (const signal of ['SIGINT', 'SIGTERM'] as const) for (const l of added(signal)) process.removeListener(signal, l);
   }
   await assert.rejects(fetch(`${url}/rest/v2/contacts/${C.ada}`, { headers: { 'X-Keap-API-Key': API_KEY } }));
+});
+
+test('`npm run keap-sandbox` (the package script) starts the sandbox and stops on SIGTERM', async () => {
+  // In a process group of its own: npm runs the script through a shell and tsx, and the signal must reach them all.
+  const child = spawn('npm', ['run', '-s', 'keap-sandbox'], { env: { ...process.env, KEAP_SANDBOX_PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let out = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no sandbox within 20 s:\n${out}`)), 20_000);
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      out += chunk;
+      const match = /listening on (http:\/\/127\.0\.0\.1:\d+\/crm)/.exec(out);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]!);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`npm run keap-sandbox exited with ${code}:\n${out}`)));
+  });
+  try {
+    const res = await fetch(`${url}/rest/v2/contacts/${C.ada}`, { headers: { 'X-Keap-API-Key': API_KEY } });
+    assert.equal(res.status, 200);
+  } finally {
+    const closed = new Promise((resolve) => child.once('close', resolve));
+    process.kill(-child.pid!, 'SIGTERM');
+    await closed;
+  }
 });
