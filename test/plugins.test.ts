@@ -3,15 +3,18 @@
  * folders) or named in PLUGINS, loaded in name order, isolated when they fail, listed on /admin/plugins, enabled
  * and disabled at once, with their routes, admin pages, settings, tables, jobs and hooks.
  */
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import type { AppContext } from '../src/server.js';
 import { adminAgent, ADMIN_EMAIL, ADMIN_PASSWORD, createMember, testSite, type TestSite } from './support/admin-site.js';
 import { csrfFrom } from './support/pages.js';
 import { tempDataDir } from './support/temp.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** A plugin that uses every part of the API, and records what happened to it in its own table. */
 const GOOD = `
@@ -301,4 +304,59 @@ test('durable handlers get member actions through the outbox, as jobs, retried w
   // At least once, not necessarily in order: the delete was delivered while the creation waited for its retry.
   assert.deepEqual(ctx.db.prepare<[], string>('SELECT what FROM durable_seen').pluck().all().sort(), ['created dora@example.com object', `deleted ${member.id}`]);
   assert.match(ctx.events.attempts(deliveries()[0]!.id)[0]!.error!, /the receiver is down/);
+});
+
+test('PLUGINS loads installed npm packages and paths beside PLUGINS_DIR; a package that is not installed says how to install it', async () => {
+  // An installed package, as `npm install memberhook-plugin-...` would leave it next to memberhook.
+  const name = `memberhook-test-plugin-${process.pid}`;
+  const installed = join(ROOT, 'node_modules', name);
+  mkdirSync(installed, { recursive: true });
+  after(() => rmSync(installed, { recursive: true, force: true }));
+  writeFileSync(join(installed, 'package.json'), JSON.stringify({ name, version: '3.0.0', type: 'module', exports: { '.': { import: './main.js' } } }));
+  writeFileSync(join(installed, 'main.js'), "export default { name: 'from-npm', version: '3.0.0', apiVersion: 1, setup(api) { api.router.get('/', (_req, res) => res.json({ from: 'npm' })); } };");
+  const elsewhere = pluginsDir({ 'by-path.mjs': "export default { name: 'by-path', version: '1.0.0', apiVersion: 1, setup(api) { api.router.get('/', (_req, res) => res.json({ from: 'path' })); } };" });
+  const s = await testSite({ PLUGINS: `${name}, ${join(elsewhere, 'by-path.mjs')}, memberhook-plugin-nobody-installed` });
+  const third = s.ctx.plugins.list().filter((p) => !p.core);
+  assert.deepEqual(third.map((p) => [p.name, p.state, p.source]), [
+    ['by-path', 'running', join(elsewhere, 'by-path.mjs')],
+    ['from-npm', 'running', name],
+    ['memberhook-plugin-nobody-installed', 'failed', 'memberhook-plugin-nobody-installed'],
+  ]);
+  assert.equal(third[2]!.error, 'the package "memberhook-plugin-nobody-installed" is not installed (run: npm install memberhook-plugin-nobody-installed)');
+  assert.deepEqual((await request(s.app).get('/plugins/from-npm/')).body, { from: 'npm' });
+  assert.deepEqual((await request(s.app).get('/plugins/by-path/')).body, { from: 'path' });
+});
+
+test("a plugin's logger names it, api.mail sends through memberhook's mailer, and api.keap is the site's Keap client", async () => {
+  const s = await site({
+    'services.mjs': `export default { name: 'services', version: '1.0.0', apiVersion: 1, async setup(api) {
+      api.logger.info({ hello: 'world' }, 'services plugin says hello');
+      await api.mail.send({ to: 'someone@example.com', subject: 'From a plugin', text: 'Sent by api.mail.' });
+      api.router.get('/keap', (_req, res) => res.json({ mode: api.keap.authMode, same: typeof api.keap.getContact }));
+    } };`,
+  });
+  const line = s.logs.lines().find((l) => l.msg === 'services plugin says hello');
+  assert.equal(line?.plugin, 'services');
+  const outbox = readdirSync(join(s.dataDir, 'outbox'));
+  assert.equal(outbox.length, 1, 'the email went where memberhook sends mail without SMTP_URL');
+  assert.match(readFileSync(join(s.dataDir, 'outbox', outbox[0]!), 'utf8'), /Subject: From a plugin/);
+  assert.deepEqual((await request(s.app).get('/plugins/services/keap')).body, { mode: s.ctx.keap.authMode, same: 'function' });
+});
+
+test('a setup that takes longer than its time is marked failed, and what it registers afterwards is refused', async () => {
+  const dir = pluginsDir({
+    'slow.mjs': `export default { name: 'slow', version: '1.0.0', apiVersion: 1, async setup(api) {
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      try { api.router.get('/late', (_req, res) => res.send('late')); api.hooks.addAction('member.created', () => {}); }
+      catch (err) { globalThis.slowPluginRefused = err.message; }
+    } };`,
+  });
+  const s = await testSite({ PLUGINS_DIR: dir }, tempDataDir(), { pluginSetupTimeoutMs: 100 });
+  const slow = plugin(s.ctx, 'slow')!;
+  assert.equal(slow.state, 'failed');
+  assert.equal(slow.error, 'setup failed: plugin slow did not finish its setup within 0.1 s');
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.equal((globalThis as { slowPluginRefused?: string }).slowPluginRefused, 'plugin slow is not running');
+  assert.equal(s.ctx.hooks.registrationsOf('slow').length, 0);
+  assert.equal((await request(s.app).get('/plugins/slow/late')).status, 404);
 });

@@ -44,6 +44,13 @@ function codeForStatus(status: number): string {
   return status >= 500 ? 'internal' : 'error';
 }
 
+/** "field.path: message" for the first problem zod found (job params, plugin settings). */
+export function describeZodIssue(error: { issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }> }): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid';
+  return `${issue.path.length ? `${issue.path.map(String).join('.')}: ` : ''}${issue.message}`;
+}
+
 /** Message of anything thrown, for logs and event records (never for secrets: callers pass sanitized errors). */
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;

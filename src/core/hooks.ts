@@ -85,10 +85,6 @@ export class HookRegistry<Actions extends object = ActionMap, Filters extends ob
     for (const name of names) this.durableNames.add(name);
   }
 
-  isDurable(name: keyof Actions): boolean {
-    return this.durableNames.has(name);
-  }
-
   durableActionNames(): string[] {
     return [...this.durableNames].map(String).sort();
   }

@@ -29,10 +29,6 @@ export class Scope implements PluginScope {
     this.logger = logger.child({ plugin: name });
   }
 
-  get isOpen(): boolean {
-    return this.open;
-  }
-
   /** Registrations after the plugin stopped (a setup that outlived its timeout, a late callback) are refused. */
   assertOpen(): void {
     if (!this.open) throw new Error(`plugin ${this.name} is not running`);

@@ -39,8 +39,6 @@ export interface PluginHostOptions {
 }
 
 const NAME_PATTERN = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
-/** What the API has of its own: no service may take these names. */
-const RESERVED_API_KEYS = new Set(['name', 'site', 'logger', 'hooks', 'jobs', 'router', 'admin', 'settings', 'db', 'mail', 'onStop', 'kernel', 'receiver', 'provide', 'scope']);
 const DEFAULT_SETUP_TIMEOUT_MS = 10_000;
 
 interface Entry {
@@ -154,18 +152,21 @@ export class PluginHost {
   async enable(name: string): Promise<PluginInfo> {
     const entry = this.findEntry(name);
     if (entry.core) throw new PluginStateError('built-in features are always on');
-    if (entry.plugin && !entry.core) this.states.setEnabled(entry.name, true);
     if (entry.state === 'running') return this.get(entry.name)!;
+    // A plugin that failed is loaded afresh: a fixed file is picked up. One that failed before its name was known
+    // (an import error) is filed under its name once it has one.
     if (entry.state === 'failed' && entry.url) {
       await this.load(entry);
       if (entry.plugin && entry.id !== entry.name && !this.entries.has(entry.name)) {
         this.entries.delete(entry.id);
         entry.id = entry.name;
         this.entries.set(entry.id, entry);
-        this.states.setEnabled(entry.name, true);
       }
     }
-    if (entry.plugin) await this.start(entry);
+    if (entry.plugin) {
+      this.states.setEnabled(entry.name, true);
+      await this.start(entry);
+    }
     return this.list().find((p) => p.source === entry.source)!;
   }
 
@@ -214,7 +215,8 @@ export class PluginHost {
   }
 
   private provide(key: string, factory: (scope: PluginScope) => unknown, by: Scope): void {
-    if (this.services.has(key) || RESERVED_API_KEYS.has(key)) throw new Error(`the service "${key}" is provided already`);
+    // The providing plugin's own API holds every name the API has (its own parts and the services so far).
+    if (this.services.has(key) || key in (this.apis.get(by) ?? {})) throw new Error(`api.${key} exists already; a service needs a name of its own`);
     this.services.set(key, factory);
     by.record('service', `api.${key}`);
     for (const [scope, api] of this.apis) attachService(api, key, factory, scope);

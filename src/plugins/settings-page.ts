@@ -2,7 +2,8 @@ import { Router } from 'express';
 import type { z } from 'zod';
 import { formFields } from '../core/forms.js';
 import type { AdminShell } from '../web/admin-shell.js';
-import { describeZodError, type PluginSettingsStore } from './settings.js';
+import { describeZodIssue } from '../core/errors.js';
+import type { PluginSettingsStore } from './settings.js';
 
 /** `/admin/plugins/<name>/settings`: the form generated from a plugin's settings schema. */
 export function pluginSettingsRoutes(shell: AdminShell, plugin: string, settings: PluginSettingsStore<z.ZodObject>): Router {
@@ -22,7 +23,7 @@ export function pluginSettingsRoutes(shell: AdminShell, plugin: string, settings
       const field = String(issue.path[0] ?? '');
       // The form shows what was typed (never a secret's value) with the problem beside its field.
       const fields = settings.fields().map((f) => (f.input === 'password' || !(f.key in values) ? f : { ...f, value: String(values[f.key as keyof typeof values] ?? ''), checked: values[f.key as keyof typeof values] === true }));
-      return render(res, 400, { fields: fields.map((f) => ({ ...f, error: f.key === field ? issue.message : undefined })), error: `Not saved: ${describeZodError(err as z.ZodError)}` });
+      return render(res, 400, { fields: fields.map((f) => ({ ...f, error: f.key === field ? issue.message : undefined })), error: `Not saved: ${describeZodIssue(err as z.ZodError)}` });
     }
     res.redirect(303, `/admin/plugins/${plugin}/settings?saved=1`);
   });

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { describeZodIssue } from '../core/errors.js';
 import type { SettingsStore } from '../core/settings.js';
 import type { PluginSettingsHandle } from './types.js';
 
@@ -39,7 +40,7 @@ export class PluginSettingsStore<S extends z.ZodObject> implements PluginSetting
   ) {
     this.key = `plugin.${plugin}.settings`;
     const checked = schema.safeParse(defaults);
-    if (!checked.success) throw new Error(`the default settings do not fit the schema: ${describeZodError(checked.error)}`);
+    if (!checked.success) throw new Error(`the default settings do not fit the schema: ${describeZodIssue(checked.error)}`);
   }
 
   get(): z.output<S> {
@@ -47,7 +48,7 @@ export class PluginSettingsStore<S extends z.ZodObject> implements PluginSetting
     const parsed = this.schema.safeParse({ ...this.defaults, ...stored });
     if (parsed.success) return parsed.data;
     // Stored by an older version whose schema was looser: the defaults hold until an admin saves again.
-    this.onInvalidStored(describeZodError(parsed.error));
+    this.onInvalidStored(describeZodIssue(parsed.error));
     return this.schema.parse(this.defaults);
   }
 
@@ -126,11 +127,4 @@ function metaOf(field: ZodInternals): Record<string, unknown> {
 function labelOf(key: string): string {
   const words = key.replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/[_-]+/g, ' ').trim().toLowerCase();
   return words.charAt(0).toUpperCase() + words.slice(1);
-}
-
-/** "field: message" for the first problem. */
-export function describeZodError(error: z.ZodError): string {
-  const issue = error.issues[0];
-  if (!issue) return 'invalid';
-  return `${issue.path.length ? `${issue.path.join('.')}: ` : ''}${issue.message}`;
 }

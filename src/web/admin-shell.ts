@@ -64,10 +64,6 @@ export class AdminShell {
     };
   }
 
-  registeredPages(): readonly RegisteredPage[] {
-    return this.pages;
-  }
-
   /** The `/admin` router. */
   router(): Router {
     const router = Router();

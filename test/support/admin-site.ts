@@ -4,7 +4,7 @@ import request from 'supertest';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import type { AppContext } from '../../src/server.js';
-import { buildContext } from '../../src/server.js';
+import { buildContext, type StartOptions } from '../../src/server.js';
 import type { Member } from '../../src/features/members/types.js';
 import { captureLogs } from './logs.js';
 import { tempDataDir, NO_PLUGINS_DIR } from './temp.js';
@@ -26,11 +26,11 @@ export interface TestSite {
   dataDir: string;
 }
 
-export async function testSite(env: Record<string, string> = {}, dataDir = tempDataDir()): Promise<TestSite> {
+export async function testSite(env: Record<string, string> = {}, dataDir = tempDataDir(), options: Pick<StartOptions, 'pluginSetupTimeoutMs'> = {}): Promise<TestSite> {
   const logs = captureLogs();
   const clock = new ManualClock();
   const config = loadConfig({ DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, PORT: '0', ACCESS_KEY: TEST_SITE_ACCESS_KEY, ...env });
-  const ctx = await buildContext(config, { logger: logs.logger, console: () => {}, clock });
+  const ctx = await buildContext(config, { logger: logs.logger, console: () => {}, clock, ...options });
   after(() => {
     ctx.mailer.close();
     ctx.db.close();

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { describeZodIssue } from '../errors.js';
 import type { EventRecord, EventStore } from './store.js';
 
 /** What a finished run reports; a handler that returns nothing is `done`. */
@@ -94,10 +95,10 @@ interface Registered {
 }
 
 /**
- * The job types and the way work is queued. Enqueueing wakes the worker by itself: the wake-up is a timer, so it
- * fires after the current synchronous code, and a better-sqlite3 transaction is synchronous, so an enqueue made
- * inside a transaction wakes the worker only after that transaction has committed (or rolled back: then the
- * worker finds nothing and sleeps again). Nobody has to remember to notify.
+ * The job types and the way work is queued. Enqueueing wakes the worker by itself: the wake-up is queued as a
+ * microtask, so it runs after the current synchronous code, and a better-sqlite3 transaction is synchronous, so an
+ * enqueue made inside a transaction wakes the worker only after that transaction has committed (or rolled back: then
+ * the worker finds nothing and sleeps again). Nobody has to remember to notify.
  */
 export class JobQueue {
   private readonly types = new Map<string, Registered>();
@@ -124,11 +125,6 @@ export class JobQueue {
     return this.types.has(type);
   }
 
-  /** Every defined job type and its plugin (for the plugins page). */
-  definedTypes(): Array<{ type: string; plugin: string | null }> {
-    return [...this.types.entries()].map(([type, r]) => ({ type, plugin: r.plugin }));
-  }
-
   /**
    * Queues a job: checks its params against the type's schema (a mismatch is a programming error and throws),
    * writes one row, and wakes the worker. Inside a transaction the row commits or rolls back with it.
@@ -153,7 +149,7 @@ export class JobQueue {
   /** The job as its handler sees it; throws InvalidJobParamsError when the stored params do not fit the type. */
   jobOf<P>(definition: JobDefinition<P>, record: EventRecord): Job<P> {
     const parsed = definition.params.safeParse(record.params);
-    if (!parsed.success) throw new InvalidJobParamsError(definition.type, describeIssue(parsed.error));
+    if (!parsed.success) throw new InvalidJobParamsError(definition.type, describeZodIssue(parsed.error));
     return {
       id: record.id,
       type: record.action,
@@ -198,7 +194,7 @@ export class JobQueue {
     if (!registered) throw new Error(`no job type "${name}" is defined`);
     const definition = registered.definition as JobDefinition<P>;
     const parsed = definition.params.safeParse(params);
-    if (!parsed.success) throw new InvalidJobParamsError(name, describeIssue(parsed.error));
+    if (!parsed.success) throw new InvalidJobParamsError(name, describeZodIssue(parsed.error));
     const value = parsed.data;
     const key = definition.dedupeKey?.(value);
     const event = {
@@ -213,10 +209,4 @@ export class JobQueue {
     };
     return event;
   }
-}
-
-function describeIssue(error: z.ZodError): string {
-  const issue = error.issues[0];
-  if (!issue) return 'invalid';
-  return `${issue.path.length ? `${issue.path.join('.')}: ` : ''}${issue.message}`;
 }

@@ -32,11 +32,13 @@ export class MemberSessions {
     this.setExpiryStmt = db.prepare('UPDATE sessions SET expires_at = ? WHERE id_hash = ?');
   }
 
-  /** Starts a session; returns the cookie value (shown to the browser once, never stored) and its expiry. */
-  create(memberId: number): { token: string; expiresAt: number } {
+  /**
+   * Starts a session, ending at `expiresAt` (a member's: in 14 days); returns the cookie value (shown to the browser
+   * once, never stored) and its expiry.
+   */
+  create(memberId: number, expiresAt: number = this.clock.now() + SESSION_TTL_MS): { token: string; expiresAt: number } {
     this.purgeExpired();
     const token = randomBytes(32).toString('base64url');
-    const expiresAt = this.clock.now() + SESSION_TTL_MS;
     this.insertStmt.run(hashToken(token), memberId, expiresAt);
     return { token, expiresAt };
   }

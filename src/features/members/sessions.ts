@@ -50,8 +50,7 @@ export function sessionToken(req: Request): string | undefined {
 export async function startSession(ctx: MembersContext, req: Request, res: Response, member: Member, options: { loggedIn?: boolean; maxAgeMs?: number; expiresAt?: number } = {}): Promise<void> {
   const token = await ctx.transactions.run((tx) => {
     ctx.sessions.destroy(sessionToken(req));
-    const { token } = ctx.sessions.create(member.id);
-    if (options.expiresAt !== undefined) ctx.sessions.setExpiry(token, options.expiresAt);
+    const { token } = ctx.sessions.create(member.id, options.expiresAt);
     if (options.loggedIn !== false) tx.emit('member.logged_in', member);
     return token;
   });
