@@ -1,11 +1,13 @@
 /**
- * npm run bench: how fast memberhook acknowledges Keap's HTTP Posts, and how long 500 `add`s take end to end
- * against the Keap sandbox held to Keap's published key limits. memberhook runs as its own process (the
- * built dist/), as in production; the load generator and the sandbox run in this one.
+ * npm run bench: how fast memberhook acknowledges Keap's HTTP Posts, measured beside two reference servers under the
+ * same load in the same run (so the figures to compare are ratios), and how long 500 `add`s take end to end against
+ * the Keap sandbox held to Keap's published key limits. memberhook runs as its own process (the built dist/), as in
+ * production; the load generator and the sandbox run in this one.
  *
  *   npm run bench                 # both parts, 3 ack runs
  *   BENCH_RUNS=5 npm run bench    # more runs for a steadier median
  *   BENCH_PART=ack npm run bench  # only the ack part (BENCH_PART=e2e for the other)
+ *   BENCH_BASELINE_DIR=/tmp/before BENCH_PART=ack npm run bench  # also memberhook from another built checkout
  */
 import autocannon from 'autocannon';
 import Database from 'better-sqlite3';
@@ -16,6 +18,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startKeapSandbox, type KeapSandbox } from '../tools/keap-sandbox/index.js';
 import { ACCESS_KEY, KEAP_KEY, LIMITS, startMemberhook } from './support/memberhook-process.js';
+import { startReferenceServer } from './support/reference-servers.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const PART = process.env.BENCH_PART ?? 'all';
@@ -74,22 +77,60 @@ end
   return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]), p50: Math.round(ms('50%') * 10) / 10, p99: Math.round(ms('99%') * 10) / 10, errors };
 }
 
-/** Part 1: acknowledged posts per second and latency at 50 connections (the worker runs too, held by Keap's limits). */
+interface AckRow {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  rss: number;
+}
+
+/**
+ * Part 1: acknowledged posts per second and latency at 50 connections, memberhook (its worker running, held by Keap's
+ * limits) beside the two reference servers (scripts/support/reference-servers.ts), each run measuring all of them in
+ * turn under the same load. `BENCH_BASELINE_DIR=<another built checkout>` adds memberhook from there, to compare a
+ * change with what it changes in the same run.
+ */
 async function benchAcks(sandbox: KeapSandbox): Promise<void> {
-  const rows: Array<{ rps: number; p50: number; p99: number; errors: number; rss: number }> = [];
-  console.log(`load generator: ${WRK ? 'wrk' : 'autocannon'}, 50 connections, 10 s a run`);
+  const baseline = process.env.BENCH_BASELINE_DIR;
+  const servers: Array<{ label: string; start: () => Promise<{ url: string; peakRssMb(): number; stop(): Promise<void> }> }> = [
+    { label: 'node http', start: () => startReferenceServer('node-http', ACCESS_KEY) },
+    { label: 'node http + sqlite row', start: () => startReferenceServer('node-http-sqlite', ACCESS_KEY) },
+    { label: 'memberhook', start: () => startMemberhook(sandbox) },
+    ...(baseline ? [{ label: `memberhook at ${baseline}`, start: () => startMemberhook(sandbox, {}, { checkout: baseline }) }] : []),
+  ];
+  const rows = new Map<string, AckRow[]>(servers.map((s) => [s.label, []]));
+  console.log(`load generator: ${WRK ? 'wrk' : 'autocannon'}, 50 connections, 10 s a run (after 2 s of warm-up), every post a new contact`);
   for (let run = 1; run <= RUNS; run++) {
-    const mh = await startMemberhook(sandbox);
-    const result = WRK ? await loadWithWrk(mh.url, run) : await loadWithAutocannon(mh.url, run);
-    const rss = mh.peakRssMb();
-    await mh.stop();
-    rows.push({ ...result, rss });
-    console.log(`ack run ${run}: ${result.rps.toFixed(0)} posts/s, p50 ${result.p50} ms, p99 ${result.p99} ms, ${result.errors} errors, peak RSS ${rss.toFixed(0)} MB`);
+    for (const server of servers) {
+      const running = await server.start();
+      const result = WRK ? await loadWithWrk(running.url, run) : await loadWithAutocannon(running.url, run);
+      const rss = running.peakRssMb();
+      await running.stop();
+      rows.get(server.label)!.push({ ...result, rss });
+      console.log(`run ${run}, ${server.label}: ${result.rps.toFixed(0)} posts/s, p50 ${result.p50} ms, p99 ${result.p99} ms, ${result.errors} errors, peak RSS ${rss.toFixed(0)} MB`);
+    }
+    const mh = rows.get('memberhook')!.at(-1)!;
+    const ref = rows.get('node http + sqlite row')!.at(-1)!;
+    console.log(`run ${run}, memberhook / (node http + sqlite row): posts/s ${(mh.rps / ref.rps).toFixed(2)}, p99 ${(mh.p99 / ref.p99).toFixed(2)}\n`);
   }
-  console.log(
-    `\nacks, median of ${RUNS}: ${median(rows.map((r) => r.rps)).toFixed(0)} posts/s, p50 ${median(rows.map((r) => r.p50))} ms, ` +
-      `p99 ${median(rows.map((r) => r.p99))} ms, peak RSS ${median(rows.map((r) => r.rss)).toFixed(0)} MB (targets: >= 3000/s, p99 < 25 ms, < 200 MB)\n`,
-  );
+  console.log(`medians of ${RUNS} runs:`);
+  const ref = rows.get('node http + sqlite row')!;
+  for (const [label, list] of rows) {
+    const ratios = list.map((r, i) => ({ rps: r.rps / ref[i]!.rps, p99: r.p99 / ref[i]!.p99 }));
+    console.log(
+      `  ${label.padEnd(28)} ${median(list.map((r) => r.rps)).toFixed(0).padStart(6)} posts/s, p50 ${median(list.map((r) => r.p50))} ms, p99 ${median(list.map((r) => r.p99))} ms, ` +
+        `peak RSS ${median(list.map((r) => r.rss)).toFixed(0)} MB; against node http + sqlite row: posts/s ${median(ratios.map((x) => x.rps)).toFixed(2)}, p99 ${median(ratios.map((x) => x.p99)).toFixed(2)}`,
+    );
+  }
+  if (baseline) {
+    const now = rows.get('memberhook')!;
+    const before = rows.get(`memberhook at ${baseline}`)!;
+    const pair = (pick: (r: AckRow) => number) => now.map((r, i) => pick(r) / pick(before[i]!));
+    const show = (values: number[]) => `${values.map((v) => v.toFixed(2)).join(', ')} (median ${median(values).toFixed(2)})`;
+    console.log(`  memberhook / memberhook at ${baseline}, run by run: posts/s ${show(pair((r) => r.rps))}; p99 ${show(pair((r) => r.p99))}; peak RSS ${show(pair((r) => r.rss))}`);
+  }
+  console.log('');
 }
 
 /** The least time Keap's limits allow for `calls` requests: 10 per second and 240 in any minute. */

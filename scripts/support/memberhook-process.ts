@@ -37,6 +37,8 @@ export interface StartOptions {
   dataDir?: string;
   /** Benchmark only: run the jobs inside each post's request (scripts/support/inline-server.ts), WP Fusion style. */
   inline?: boolean;
+  /** Another built checkout to run memberhook from (its dist/), to measure a change against it in the same run. */
+  checkout?: string;
 }
 
 export async function startMemberhook(sandbox: KeapSandbox, extraEnv: Record<string, string> = {}, options: StartOptions = {}): Promise<Memberhook> {
@@ -44,6 +46,7 @@ export async function startMemberhook(sandbox: KeapSandbox, extraEnv: Record<str
   const port = await freePort();
   const entry = options.inline ? ['--import', 'tsx', 'scripts/support/inline-server.ts'] : ['dist/main.js'];
   const child = spawn(process.execPath, entry, {
+    ...(options.checkout ? { cwd: options.checkout } : {}),
     env: {
       ...process.env,
       PORT: String(port),
