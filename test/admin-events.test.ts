@@ -80,7 +80,7 @@ test('replay posts without the form token are refused and change nothing', async
   assert.equal(statusOf(site.ctx, id), 'failed');
 });
 
-test('the event list shows every event newest first with its status, attempts and error, and rejected requests with their reason', async () => {
+test('the event list shows every event newest first with its status, attempts and error or result, and rejected requests with their reason', async () => {
   const site = await testSiteWithAdmin();
   const { ctx } = site;
   const failed = finishedEvent(site, 11, 'failed', { error: 'Keap says contact 11 does not exist' });
@@ -102,6 +102,7 @@ test('the event list shows every event newest first with its status, attempts an
   ]);
   assert.match(res.text, /id="event-total" data-total="5"/);
   assert.match(res.text, /Keap says contact 11 does not exist/);
+  assert.match(res.text, /<span class="muted">created member 3<\/span>/, 'what a finished job did, when nothing failed');
   assert.match(res.text, /role &quot;vip&quot; does not exist/, 'the rejection reason, escaped');
   assert.match(res.text, new RegExp(`<a href="/admin/events/${failed}">#${failed}</a>`));
   assert.doesNotMatch(res.text, /x{300}/, 'long errors are shortened in the list');

@@ -212,7 +212,9 @@ function statusOptions(current: string) {
 }
 
 function listRow(e: EventRecord) {
-  const error = e.error ?? undefined;
+  // A job that went well says what it did ("created member 12", "member.created delivered to ..."): the reason a
+  // skipped job was skipped, and what an outbox delivery was, are otherwise only on its own page.
+  const detail = e.error ?? e.result ?? undefined;
   return {
     id: e.id,
     source: e.source,
@@ -223,7 +225,8 @@ function listRow(e: EventRecord) {
     attempts: e.attempts,
     created: formatTime(e.createdAt),
     createdAt: e.createdAt,
-    error: error && error.length > SHORT_ERROR_LENGTH ? `${error.slice(0, SHORT_ERROR_LENGTH - 1)}…` : error,
+    detail: detail && detail.length > SHORT_ERROR_LENGTH ? `${detail.slice(0, SHORT_ERROR_LENGTH - 1)}…` : detail,
+    failed: e.error !== null,
   };
 }
 
