@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startKeapSandbox } from '../tools/keap-sandbox/index.js';
 import { ACCESS_KEY, KEAP_KEY, LIMITS, startMemberhook } from './support/memberhook-process.js';
+import { median } from './support/stats.js';
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 300);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
@@ -53,7 +54,6 @@ interface RunResult {
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function runOnce(mode: Mode): Promise<RunResult> {
   const sandbox = await startKeapSandbox({ apiKeys: [KEAP_KEY], limits: LIMITS });

@@ -19,11 +19,11 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { startKeapSandbox, type KeapSandbox } from '../tools/keap-sandbox/index.js';
 import { ACCESS_KEY, KEAP_KEY, LIMITS, startMemberhook } from './support/memberhook-process.js';
 import { startReferenceServer } from './support/reference-servers.js';
+import { median } from './support/stats.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const PART = process.env.BENCH_PART ?? 'all';
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 // wrk (Debian package `wrk`) is a C load generator; autocannon, in Node, tops out near 3,000 requests/s on a
 // 2-core machine, so with it the bench measures the load generator as much as memberhook.
@@ -102,7 +102,10 @@ async function benchAcks(sandbox: KeapSandbox): Promise<void> {
   const rows = new Map<string, AckRow[]>(servers.map((s) => [s.label, []]));
   console.log(`load generator: ${WRK ? 'wrk' : 'autocannon'}, 50 connections, 10 s a run (after 2 s of warm-up), every post a new contact`);
   for (let run = 1; run <= RUNS; run++) {
-    for (const server of servers) {
+    // Each run starts with the next server: whatever the one before leaves behind (a busy disk, a warm cache) falls
+    // on each of them in turn.
+    const order = servers.map((_, i) => servers[(i + run - 1) % servers.length]!);
+    for (const server of order) {
       const running = await server.start();
       const result = WRK ? await loadWithWrk(running.url, run) : await loadWithAutocannon(running.url, run);
       const rss = running.peakRssMb();

@@ -28,7 +28,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startKeapSandbox } from '../tools/keap-sandbox/index.js';
 import { MemberStore } from '../src/features/members/store.js';
-import { adminCookie, openLoginForm, percentile, postLogin } from './support/http-session.js';
+import { adminCookie, openLoginForm, postLogin } from './support/http-session.js';
+import { median, percentile } from './support/stats.js';
 import { ACCESS_KEY, KEAP_KEY, LIMITS, startMemberhook, type Memberhook } from './support/memberhook-process.js';
 import { memberListPages, timePages, type PageTiming } from './support/member-list-pages.js';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, contactIdOf, memberPassword, random, seedMembers, tagIdOf } from './support/seed-members.js';
@@ -49,7 +50,6 @@ const ACK_P99_TARGET_MS = 25;
 
 const MB = 1024 * 1024;
 const fmt = (n: number, digits = 1) => n.toLocaleString('en', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
 
 interface Sizes {
   dbBytes: number;

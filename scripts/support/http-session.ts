@@ -58,6 +58,3 @@ export async function adminCookie(url: string, email: string, password: string):
   if (res.status !== 303) throw new Error(`admin login failed: ${res.status}`);
   return form.jar.header();
 }
-
-/** The value at percentile `p` (0..100) of ascending `sorted` (nearest rank). */
-export const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;

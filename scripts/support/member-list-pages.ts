@@ -1,7 +1,7 @@
 /** The admin members-list pages the benchmarks time, and the timing loop (`bench:members`, `limits`). */
 import { performance } from 'node:perf_hooks';
 import type { MemberQuery } from '../../src/features/members/types.js';
-import { percentile } from './http-session.js';
+import { percentile } from './stats.js';
 
 export interface ListPage {
   name: string;
