@@ -52,12 +52,14 @@ interface WebhookAction {
  */
 export class WebhookService {
   private actions: WebhookAction[] = [];
+  /** Kept with `actions` rather than built again for every post. */
+  private names: string[] = [TEST_ACTION];
 
   constructor(private readonly deps: WebhookServiceDeps) {}
 
   /** The `wpf_action` values accepted: the built-ins', `test`, then the plugins'. */
-  validActions(): string[] {
-    return [...this.actions.filter((a) => a.core).map((a) => a.name), TEST_ACTION, ...this.actions.filter((a) => !a.core).map((a) => a.name)];
+  validActions(): readonly string[] {
+    return this.names;
   }
 
   /** Accepts another `wpf_action` whose posts queue a job of `jobType` (with WebhookJobParams). Returns the undo. */
@@ -65,10 +67,13 @@ export class WebhookService {
     if (!/^[a-z][a-z0-9_]{0,39}$/.test(name)) throw new Error(`webhook action name "${name}" must be lowercase letters, digits and _`);
     if (this.validActions().includes(name)) throw new Error(`webhook action "${name}" is already registered`);
     const action: WebhookAction = { name, jobType, core };
-    this.actions = [...this.actions, action];
-    return () => {
-      this.actions = this.actions.filter((a) => a !== action);
-    };
+    this.setActions([...this.actions, action]);
+    return () => this.setActions(this.actions.filter((a) => a !== action));
+  }
+
+  private setActions(actions: WebhookAction[]): void {
+    this.actions = actions;
+    this.names = [...actions.filter((a) => a.core).map((a) => a.name), TEST_ACTION, ...actions.filter((a) => !a.core).map((a) => a.name)];
   }
 
   /** Handles one post. Refusals are recorded (without secrets) and answered; acceptances are queued. */
