@@ -64,23 +64,24 @@ export class KeapMemberSync {
     return this.createMember(contact, params, job);
   }
 
+  /**
+   * Pulls the contact into the member linked to it. Only `add` links a contact to a member; a contact nobody is
+   * linked to is skipped before any Keap call (as WP Fusion's "No matching user found"): a broadcast to a whole list
+   * of contacts, most of them not members, must not spend Keap's rate limit on them.
+   */
   async update(job: SyncJob): Promise<JobOutcome> {
     const params = job.params;
+    const member = this.deps.members.findByContactId(params.contact_id);
+    if (!member) return notLinked(params.contact_id);
     const contact = await this.deps.keap.getContact(params.contact_id);
-    const member = this.findMember(params.contact_id, contact.email);
-    if (!member) return { status: 'skipped', result: `no member is linked to contact ${params.contact_id}` };
     return this.updateMember(member, contact, params, 'update');
   }
 
+  /** Reloads the linked member's tags only; skipped, with no Keap call, when no member is linked (as `update`). */
   async updateTags(job: SyncJob): Promise<JobOutcome> {
     const params = job.params;
-    let member = this.deps.members.findByContactId(params.contact_id);
-    if (!member) {
-      // Not linked yet: the email decides, as for `update`, which needs the contact itself.
-      const contact = await this.deps.keap.getContact(params.contact_id);
-      member = this.findMember(params.contact_id, contact.email);
-    }
-    if (!member) return { status: 'skipped', result: `no member is linked to contact ${params.contact_id}` };
+    const member = this.deps.members.findByContactId(params.contact_id);
+    if (!member) return notLinked(params.contact_id);
     const tags = await this.deps.keap.getContactTags(params.contact_id);
     const { changed } = await this.deps.members.update(member.id, { profile: { tags }, keapContactId: params.contact_id });
     return { status: 'done', result: describeUpdate(member, changed) };
@@ -222,4 +223,8 @@ function textContent(value: unknown): string | undefined {
 
 function describeUpdate(member: Member, changed: string[]): string {
   return changed.length ? `updated member ${member.id}: ${changed.join(', ')}` : `member ${member.id} already up to date`;
+}
+
+function notLinked(contactId: number): JobOutcome {
+  return { status: 'skipped', result: `no member is linked to contact ${contactId}` };
 }
