@@ -103,6 +103,7 @@ export class EventStore {
   private readonly insertStmt;
   private readonly getStmt;
   private readonly claimStmt;
+  private readonly claimBuiltinsStmt;
   private readonly startAttemptStmt;
   private readonly finishAttemptStmt;
   private readonly finishStmt;
@@ -130,27 +131,30 @@ export class EventStore {
        RETURNING id, coalesced`,
     );
     this.getStmt = db.prepare<[number], EventRow>(`SELECT ${COLUMNS} FROM events WHERE id = ?`);
-    // The oldest runnable job whose contact has no earlier unfinished job and none running: jobs for one
-    // contact run one at a time and in arrival order; different contacts run side by side.
+    // The oldest runnable jobs whose contact has no earlier unfinished job and none running: jobs for one
+    // contact run one at a time and in arrival order; different contacts run side by side. Of two queued jobs for
+    // one contact only the earlier can qualify, so a batch never holds two of a contact's jobs.
+    // Named index: left to itself, the planner prefers events_status_id and sorts every queued row on each claim.
     // A plugin's jobs wait while it is disabled or failed (`@running`: the plugins that run now, as a JSON array),
-    // and hold up none of their contact's other jobs meanwhile.
-    this.claimStmt = db.prepare<{ now: number; worker: string; leaseUntil: number; nowIso: string; running: string }, EventRow>(
+    // and hold up none of their contact's other jobs meanwhile. With no plugin running the filter is simpler:
+    // reading the JSON list costs a claim more than the rest of its query.
+    const claimSql = (mayRun: (alias: string) => string) =>
       // The dedupe key is dropped once a job starts: only jobs that have not started are "identical pending"
       // work, and a job that goes back to the queue for a retry must not collide with a newer identical one.
       `UPDATE events SET status = 'processing', attempts = attempts + 1, locked_by = @worker, locked_until = @leaseUntil, updated_at = @nowIso,
          dedupe_key = NULL
-       WHERE id = (
-         SELECT e.id FROM events e
-         WHERE e.status = 'queued' AND e.run_after <= @now
-           AND (e.plugin IS NULL OR e.plugin IN (SELECT value FROM json_each(@running)))
+       WHERE id IN (
+         SELECT e.id FROM events e INDEXED BY events_queued
+         WHERE e.status = 'queued' AND e.run_after <= @now AND ${mayRun('e')}
            AND (e.contact_id IS NULL OR NOT EXISTS (
              SELECT 1 FROM events p WHERE p.contact_id = e.contact_id AND p.id <> e.id
-               AND (p.status = 'processing' OR (p.status = 'queued' AND p.id < e.id))
-               AND (p.plugin IS NULL OR p.plugin IN (SELECT value FROM json_each(@running)))))
+               AND (p.status = 'processing' OR (p.status = 'queued' AND p.id < e.id)) AND ${mayRun('p')}))
          ORDER BY e.run_after, e.id
-         LIMIT 1)
-       RETURNING ${COLUMNS}`,
-    );
+         LIMIT @limit)
+       RETURNING ${COLUMNS}`;
+    type ClaimParams = { now: number; worker: string; leaseUntil: number; nowIso: string; running: string; limit: number };
+    this.claimStmt = db.prepare<ClaimParams, EventRow>(claimSql((t) => `(${t}.plugin IS NULL OR ${t}.plugin IN (SELECT value FROM json_each(@running)))`));
+    this.claimBuiltinsStmt = db.prepare<Omit<ClaimParams, 'running'>, EventRow>(claimSql((t) => `${t}.plugin IS NULL`));
     this.startAttemptStmt = db.prepare('INSERT INTO event_attempts (event_id, attempt, started_at) VALUES (?, ?, ?)');
     this.finishAttemptStmt = db.prepare(
       'UPDATE event_attempts SET finished_at = ?, outcome = ?, error = ? WHERE event_id = ? AND attempt = ? AND finished_at IS NULL',
@@ -190,7 +194,7 @@ export class EventStore {
       'SELECT attempt, started_at, finished_at, outcome, error FROM event_attempts WHERE event_id = ? ORDER BY attempt',
     );
     this.nextRunStmt = db.prepare<[string], { next: number | null }>(
-      "SELECT min(run_after) AS next FROM events WHERE status = 'queued' AND (plugin IS NULL OR plugin IN (SELECT value FROM json_each(?)))",
+      "SELECT min(run_after) AS next FROM events INDEXED BY events_queued WHERE status = 'queued' AND (plugin IS NULL OR plugin IN (SELECT value FROM json_each(?)))",
     );
   }
 
@@ -234,21 +238,28 @@ export class EventStore {
   private flushBatch(): void {
     const batch = this.batch;
     this.batch = [];
-    let results: Array<{ id: number; coalesced: boolean }>;
+    this.enqueueMany(batch.map((item) => item.event)).forEach((result, i) => {
+      if (result instanceof Error) batch[i]!.reject(result);
+      else batch[i]!.resolve(result);
+    });
+  }
+
+  /**
+   * Several jobs in one commit (see `enqueueSoon`). Each gets its row, or the error that kept it out: one row the
+   * database refuses must not fail its neighbours, so a failed commit falls back to a commit each.
+   */
+  enqueueMany(events: readonly NewEvent[]): Array<{ id: number; coalesced: boolean } | Error> {
     try {
-      results = this.db.transaction(() => batch.map((item) => this.insert(item.event, 'queued', null))).immediate();
+      return this.db.transaction(() => events.map((event) => this.insert(event, 'queued', null))).immediate();
     } catch {
-      // One row the database refuses must not fail its neighbours: fall back to a commit each.
-      for (const item of batch) {
+      return events.map((event) => {
         try {
-          item.resolve(this.insert(item.event, 'queued', null));
+          return this.insert(event, 'queued', null);
         } catch (err) {
-          item.reject(err);
+          return err instanceof Error ? err : new Error(String(err));
         }
-      }
-      return;
+      });
     }
-    batch.forEach((item, i) => item.resolve(results[i]!));
   }
 
   /** A request that was turned away, kept so the admin can see what arrived and why it was refused. */
@@ -263,12 +274,18 @@ export class EventStore {
 
   /** Claims the next runnable job; `runningPlugins` are the plugins whose jobs may run now (built-ins' always may). */
   claimNext(worker: string, now: number, leaseMs: number, runningPlugins: readonly string[] = []): EventRecord | undefined {
-    const running = JSON.stringify(runningPlugins);
+    return this.claimBatch(worker, now, leaseMs, runningPlugins, 1)[0];
+  }
+
+  /** Claims up to `limit` runnable jobs in one transaction, oldest first, at most one per contact. */
+  claimBatch(worker: string, now: number, leaseMs: number, runningPlugins: readonly string[], limit: number): EventRecord[] {
+    const nowIso = isoNow(now);
+    const params = { now, worker, leaseUntil: now + leaseMs, nowIso, limit };
     return this.db.transaction(() => {
-      const row = this.claimStmt.get({ now, worker, leaseUntil: now + leaseMs, nowIso: isoNow(now), running });
-      if (!row) return undefined;
-      this.startAttemptStmt.run(row.id, row.attempts, isoNow(now));
-      return toRecord(row);
+      const rows = runningPlugins.length === 0 ? this.claimBuiltinsStmt.all(params) : this.claimStmt.all({ ...params, running: JSON.stringify(runningPlugins) });
+      for (const row of rows) this.startAttemptStmt.run(row.id, row.attempts, nowIso);
+      // RETURNING gives rows in the order they were updated, not the claim's order: oldest first again.
+      return rows.sort((a, b) => a.run_after - b.run_after || a.id - b.id).map(toRecord);
     }).immediate();
   }
 
@@ -291,6 +308,20 @@ export class EventStore {
       const finished = this.finishStmt.run({ id: job.id, status, error: detail.error ?? null, result: detail.result ?? null, nowIso }).changes === 1;
       this.finishAttemptStmt.run(nowIso, status, detail.error ?? null, job.id, job.attempts);
       if (finished) alongside?.();
+    }).immediate();
+  }
+
+  /**
+   * Several outcomes in one commit (the worker gathers the jobs that ended in one turn of the event loop). Only for
+   * outcomes with nothing to do `alongside`; those keep a transaction of their own (`finish`).
+   */
+  finishMany(outcomes: ReadonlyArray<{ job: EventRecord; status: 'done' | 'skipped' | 'failed' | 'dead'; error?: string | null; result?: string | null }>): void {
+    const nowIso = isoNow();
+    this.db.transaction(() => {
+      for (const { job, status, error = null, result = null } of outcomes) {
+        this.finishStmt.run({ id: job.id, status, error, result, nowIso });
+        this.finishAttemptStmt.run(nowIso, status, error, job.id, job.attempts);
+      }
     }).immediate();
   }
 

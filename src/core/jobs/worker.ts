@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { failureOf } from './failures.js';
-import type { JobQueue } from './queue.js';
+import type { JobOutcome, JobQueue } from './queue.js';
 import type { EventRecord, EventStore } from './store.js';
 
 export interface RetryPolicy {
@@ -50,12 +50,15 @@ export class QueueWorker {
   readonly id = `worker-${process.pid}-${randomBytes(4).toString('hex')}`;
   private readonly opts: Required<Omit<QueueWorkerOptions, 'retry'>> & { retry: RetryPolicy };
   private running = false;
-  private loops: Promise<void>[] = [];
+  private loopDone: Promise<void> = Promise.resolve();
   private wake: (() => void) | undefined;
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeSignal: Promise<void> = Promise.resolve();
   private active = 0;
+  private readonly inFlight = new Set<Promise<void>>();
   private idleWaiters: Array<() => void> = [];
+  /** Outcomes waiting for the end of this turn of the event loop, to be recorded in one commit. */
+  private finishing: Array<{ outcome: Parameters<EventStore['finishMany']>[0][number]; settle: (err?: unknown) => void }> = [];
 
   constructor(options: QueueWorkerOptions) {
     this.opts = {
@@ -75,7 +78,7 @@ export class QueueWorker {
     this.running = true;
     const recovered = this.opts.store.requeueAbandoned(this.opts.clock.now(), true);
     if (recovered > 0) this.opts.logger.warn({ jobs: recovered }, 'jobs left running by a stopped process were queued again');
-    this.loops = Array.from({ length: this.opts.concurrency }, () => this.loop());
+    this.loopDone = this.loop();
   }
 
   /** Stops claiming and waits for running jobs to finish (they are requeued at next start if cut short). */
@@ -84,8 +87,8 @@ export class QueueWorker {
     clearTimeout(this.wakeTimer);
     this.wakeTimer = undefined;
     this.wake?.();
-    await Promise.all(this.loops);
-    this.loops = [];
+    await this.loopDone;
+    await Promise.all(this.inFlight);
   }
 
   /**
@@ -93,7 +96,7 @@ export class QueueWorker {
    * milliseconds are folded into one, so a burst of posts costs the worker one look at the queue, not one each.
    */
   notify(): void {
-    if (this.wakeTimer) return;
+    if (this.wakeTimer || !this.running) return;
     this.wakeTimer = setTimeout(() => {
       this.wakeTimer = undefined;
       this.wake?.();
@@ -133,24 +136,43 @@ export class QueueWorker {
     });
   }
 
+  /**
+   * One loop claims, as many jobs at a time as there are free places (`concurrency`), in one transaction, and
+   * starts them side by side; a job that ends frees its place and wakes the loop at once.
+   */
   private async loop(): Promise<void> {
     let lastRecovery = this.opts.clock.now();
     while (this.running) {
       try {
+        const free = this.opts.concurrency - this.active;
+        if (free <= 0) {
+          await this.wakeSignal;
+          continue;
+        }
         const now = this.opts.clock.now();
         if (now - lastRecovery > this.opts.leaseMs) {
           lastRecovery = now;
           this.opts.store.requeueAbandoned(now, false);
         }
-        const job = this.opts.store.claimNext(this.id, now, this.opts.leaseMs, this.opts.queue.pluginsRunning());
-        if (!job) {
+        const jobs = this.opts.store.claimBatch(this.id, now, this.opts.leaseMs, this.opts.queue.pluginsRunning(), free);
+        if (jobs.length === 0) {
           this.checkIdle();
           await this.sleepUntilWork();
           continue;
         }
-        await this.runClaimed(job);
-        // Finishing a job may unblock the next one for the same contact.
-        this.notify();
+        for (const job of jobs) {
+          const running = this.runClaimed(job)
+            .catch((err: unknown) => {
+              // Its outcome could not be recorded (the database refused): the lease runs out and it runs again.
+              this.opts.logger.error({ err, event: job.id, action: job.action }, 'could not record a job outcome');
+            })
+            .finally(() => {
+              this.inFlight.delete(running);
+              // A free place, and perhaps the contact's next job is runnable now.
+              this.wake?.();
+            });
+          this.inFlight.add(running);
+        }
       } catch (err) {
         // The queue's own bookkeeping failed (disk full, database locked too long). The job stays in the table
         // and its lease runs out; this loop must survive to pick it up again rather than take the process down.
@@ -186,15 +208,46 @@ export class QueueWorker {
     const heartbeat = setInterval(() => store.renewLease(job.id, this.id, clock.now() + this.opts.leaseMs), Math.max(1_000, this.opts.leaseMs / 3));
     heartbeat.unref();
     const started = clock.now();
+    let outcome: JobOutcome;
     try {
-      const outcome = (await definition.run(queue.jobOf(definition, job))) ?? { status: 'done' as const };
-      store.finish(job, outcome.status, { result: outcome.result ?? null }, outcome.onCommit);
-      logger.info({ event: job.id, action: job.action, contact: job.contactId, status: outcome.status, ms: clock.now() - started }, 'job finished');
+      outcome = (await definition.run(queue.jobOf(definition, job))) ?? { status: 'done' };
+    } catch (err) {
+      clearInterval(heartbeat);
+      this.recordFailure(job, err);
+      return;
+    }
+    try {
+      // What must change with the record (onCommit) gets its own commit, at once; the rest share one.
+      if (outcome.onCommit) store.finish(job, outcome.status, { result: outcome.result ?? null }, outcome.onCommit);
+      else await this.finishSoon({ job, status: outcome.status, result: outcome.result ?? null });
+      // A skip (a post about a contact who is not a member) is routine; the event log keeps its reason.
+      const level = outcome.status === 'skipped' ? 'debug' : 'info';
+      logger[level]({ event: job.id, action: job.action, contact: job.contactId, status: outcome.status, ms: clock.now() - started }, 'job finished');
     } catch (err) {
       this.recordFailure(job, err);
     } finally {
       clearInterval(heartbeat);
     }
+  }
+
+  /** Records an outcome together with the others that end in this turn of the event loop, in one commit. */
+  private finishSoon(outcome: Parameters<EventStore['finishMany']>[0][number]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.finishing.push({ outcome, settle: (err) => (err === undefined ? resolve() : reject(err)) });
+      if (this.finishing.length === 1) setImmediate(() => this.flushFinishing());
+    });
+  }
+
+  private flushFinishing(): void {
+    const batch = this.finishing;
+    this.finishing = [];
+    try {
+      this.opts.store.finishMany(batch.map((item) => item.outcome));
+    } catch (err) {
+      for (const item of batch) item.settle(err);
+      return;
+    }
+    for (const item of batch) item.settle();
   }
 
   private recordFailure(job: EventRecord, err: unknown): void {
