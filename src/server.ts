@@ -11,6 +11,7 @@ import { ensureConfiguredAdmin } from './features/members/admin-account.js';
 import { pluginAdminRoutes } from './plugins/admin-routes.js';
 import { PluginHost } from './plugins/host.js';
 import type { PluginApi } from './plugins/types.js';
+import { JobThread } from './job-thread.js';
 import { AdminShell } from './web/admin-shell.js';
 
 export type { AppContext } from './context.js';
@@ -19,19 +20,32 @@ export { StartupError } from './core/errors.js';
 export interface StartOptions extends KernelOptions {
   /** Worker tuning, for tests and benchmarks; `start: false` leaves the worker stopped. */
   worker?: KernelOptions['worker'] & { start?: boolean };
+  /**
+   * Where jobs run: `thread` (the default) gives them a thread and database connection of their own (job-thread.ts),
+   * so answering requests keeps a core to itself; `in-process` runs them beside the requests, as tests do that hand
+   * in a clock or logger (those cannot cross to another thread).
+   */
+  jobs?: 'thread' | 'in-process';
   /** How long a plugin's setup may take (tests shorten it). */
   pluginSetupTimeoutMs?: number;
 }
 
+export interface BuildOptions extends StartOptions {
+  /** `job-thread`: the job thread's instance, which leaves what happens once per process to the request thread's. */
+  role?: 'server' | 'job-thread';
+}
+
 export interface RunningServer {
   ctx: AppContext;
+  /** Where the jobs run: their own thread, or beside the requests (asked for, or the thread could not start). */
+  jobs: 'thread' | 'in-process' | 'stopped';
   url: string;
   server: Server;
   close(): Promise<void>;
 }
 
 /** Opens the database, starts the built-ins and the plugins; nothing listens and no job runs yet. */
-export async function buildContext(config: Config, options: StartOptions = {}): Promise<AppContext> {
+export async function buildContext(config: Config, options: BuildOptions = {}): Promise<AppContext> {
   const kernel = createKernel(config, options);
   try {
     const shell = new AdminShell(kernel);
@@ -46,7 +60,7 @@ export async function buildContext(config: Config, options: StartOptions = {}): 
     await host.startPlugins();
     const service = <K extends keyof PluginApi>(key: K): PluginApi[K] => host.service(key);
     // After the plugins: one that asked for durable member.created hears of this administrator too.
-    if (config.admin) await ensureConfiguredAdmin(service('members'), config.admin, kernel.logger);
+    if (config.admin && options.role !== 'job-thread') await ensureConfiguredAdmin(service('members'), config.admin, kernel.logger);
     return {
       ...kernel,
       shell,
@@ -81,7 +95,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   if (config.host) server.listen(config.port, config.host);
   else server.listen(config.port);
   await once(server, 'listening');
-  if (options.worker?.start !== false) ctx.worker.start();
+  const jobThread = options.worker?.start === false ? undefined : await startJobs(ctx, config, options);
   ctx.outbox.purge(ctx.clock.now());
   const purge = setInterval(() => ctx.outbox.purge(ctx.clock.now()), 24 * 60 * 60 * 1000);
   purge.unref();
@@ -98,7 +112,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       // Requests in flight get a moment to finish; then the rest are cut so shutdown never hangs.
       const forced = setTimeout(() => server.closeAllConnections(), 5_000);
       forced.unref();
-      await ctx.worker.stop();
+      if (jobThread) await jobThread.stop();
+      else await ctx.worker.stop();
+      ctx.jobs.commitSoonThrough(undefined);
       if (server.listening) await once(server, 'close').catch(() => undefined);
       clearTimeout(forced);
       await ctx.plugins.stopAll();
@@ -108,5 +124,30 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     })();
     return closing;
   };
-  return { ctx, url, server, close };
+  const jobs = jobThread ? 'thread' : options.worker?.start === false ? 'stopped' : 'in-process';
+  return { ctx, url, server, jobs, close };
+}
+
+/**
+ * Starts the jobs: in their own thread (see job-thread.ts), or here. A thread that cannot start leaves the jobs
+ * to this thread's worker rather than to nobody.
+ */
+async function startJobs(ctx: AppContext, config: Config, options: StartOptions): Promise<JobThread | undefined> {
+  if (options.jobs === 'in-process') {
+    ctx.worker.start();
+    return undefined;
+  }
+  if (options.clock || options.logger || options.worker) throw new Error('a clock, logger or worker tuning given to startServer needs jobs: "in-process"');
+  let thread: JobThread;
+  try {
+    thread = await JobThread.start({ config, logger: ctx.logger, fallback: ctx.events });
+  } catch (err) {
+    ctx.logger.error({ err }, 'the job thread could not start; jobs run beside the requests instead');
+    ctx.worker.start();
+    return undefined;
+  }
+  ctx.jobs.commitSoonThrough(thread);
+  ctx.jobs.onWake(() => thread.wake());
+  ctx.plugins.onEnabledChange((name, enabled) => thread.pluginChanged(name, enabled));
+  return thread;
 }

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import request from 'supertest';
-import type { Express } from 'express';
+import type { RequestListener } from 'node:http';
 import { createApp } from '../src/app.js';
 import { createMember, testSite, type TestSite } from './support/admin-site.js';
 import { cookieNamed, cookieValue, csrfFrom } from './support/pages.js';
@@ -238,7 +238,7 @@ const headerTricks = fc.record(
 );
 
 const slow: Array<[number, string]> = [];
-function send(app: Express, r: HostileRequest) {
+function send(app: RequestListener, r: HostileRequest) {
   const started = Date.now();
   let req = request(app)[r.method.toLowerCase() as 'get'](r.path);
   for (const [name, v] of Object.entries(r.headers)) req = req.set(name, v);
@@ -281,7 +281,7 @@ const site: TestSite = await testSite({ ACCESS_KEY, API_TOKEN, KEAP_API_URL: 'ht
 const limitedSite: TestSite = await testSite({ ACCESS_KEY, KEAP_API_URL: 'http://127.0.0.1:9/crm', KEAP_API_KEY: 'unused-keap-key', LOG_LEVEL: 'silent', WEBHOOK_REJECTION_LIMIT: '3', WEBHOOK_REJECTION_WINDOW_MS: '60000' });
 await createMember(site.ctx, { email: 'boss@example.com', username: 'boss', role: 'administrator', password: ADMIN_PASSWORD });
 await createMember(site.ctx, { email: 'ada@example.com', username: 'ada', role: 'member', password: MEMBER_PASSWORD, keapContactId: 101 });
-const app: Express = site.app;
+const app: RequestListener = site.app;
 
 after(() => {
   process.off('uncaughtException', onCrash);

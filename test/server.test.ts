@@ -13,7 +13,7 @@ test('a first start generates an access key of at least 32 characters, shows it 
   const logs = captureLogs();
   const shown: string[] = [];
   const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR });
-  const first = await startServer(config, { logger: logs.logger, console: (l) => shown.push(l) });
+  const first = await startServer(config, { logger: logs.logger, console: (l) => shown.push(l), jobs: 'in-process' });
   const res = await fetch(`${first.url}/healthz`);
   assert.deepEqual(await res.json(), { ok: true });
   await first.close();
@@ -21,7 +21,7 @@ test('a first start generates an access key of at least 32 characters, shows it 
   const key = /\n\s+(\S+)\n/.exec(shown[0]!)?.[1];
   assert.ok(key && key.length >= 32, 'a long key was shown');
 
-  const second = await startServer(config, { logger: logs.logger, console: (l) => shown.push(l) });
+  const second = await startServer(config, { logger: logs.logger, console: (l) => shown.push(l), jobs: 'in-process' });
   await second.close();
   assert.equal(shown.length, 1, 'the key is not shown again');
   const { db } = openDatabase({ filename: config.databaseFile });
@@ -33,7 +33,7 @@ test('a first start generates an access key of at least 32 characters, shows it 
 test('an ACCESS_KEY from the environment is used as is and nothing is generated', async () => {
   const dataDir = tempDataDir();
   const shown: string[] = [];
-  const running = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, ACCESS_KEY: 'e'.repeat(32) }), { logger: captureLogs().logger, console: (l) => shown.push(l) });
+  const running = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, ACCESS_KEY: 'e'.repeat(32) }), { logger: captureLogs().logger, console: (l) => shown.push(l), jobs: 'in-process' });
   await running.close();
   assert.deepEqual(shown, []);
 });
@@ -42,14 +42,14 @@ test('a DEFAULT_ROLE that does not exist or has admin rights stops the start wit
   const dataDir = tempDataDir();
   for (const [role, message] of [['gold', /no role named "gold" exists/], ['administrator', /has admin rights/]] as const) {
     await assert.rejects(
-      startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, DEFAULT_ROLE: role }), { logger: captureLogs().logger, console: () => {} }),
+      startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, DEFAULT_ROLE: role }), { logger: captureLogs().logger, console: () => {}, jobs: 'in-process' }),
       (err: unknown) => err instanceof StartupError && message.test(err.message) && err.message.startsWith('Invalid setting DEFAULT_ROLE'),
     );
   }
 });
 
 test('unknown pages answer 404: JSON for programs, a page for people', async () => {
-  const running = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: tempDataDir(), PLUGINS_DIR: NO_PLUGINS_DIR }), { logger: captureLogs().logger, console: () => {} });
+  const running = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: tempDataDir(), PLUGINS_DIR: NO_PLUGINS_DIR }), { logger: captureLogs().logger, console: () => {}, jobs: 'in-process' });
   try {
     const api = await fetch(`${running.url}/webhooks/nothing`);
     assert.equal(api.status, 404);

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import request from 'supertest';
-import type { Express } from 'express';
+import type { RequestListener } from 'node:http';
 import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { buildContext } from '../src/server.js';
@@ -11,7 +11,7 @@ import { tempDataDir, NO_PLUGINS_DIR } from './support/temp.js';
 
 const KEY = 'receiver-test-key-0123456789-abcdefghij';
 let ctx: AppContext;
-let app: Express;
+let app: RequestListener;
 let logs: ReturnType<typeof captureLogs>;
 
 before(async () => {

@@ -21,9 +21,7 @@ export function errorHandler(deps: { logger: Logger; views: ViewRenderer; siteNa
     }
     res.status(appError.status);
     if (wantsJson(req)) {
-      const body: Record<string, unknown> = { ok: false, error: appError.publicMessage };
-      if (appError.field) body.field = appError.field;
-      res.json(body);
+      res.json(errorJson(appError));
       return;
     }
     res.type('html').send(
@@ -38,7 +36,15 @@ export function errorHandler(deps: { logger: Logger; views: ViewRenderer; siteNa
   };
 }
 
-function toAppError(err: unknown): AppError {
+/** The JSON answer programs get for an error: what was wrong, and which field when one was. */
+export function errorJson(appError: AppError): Record<string, unknown> {
+  const body: Record<string, unknown> = { ok: false, error: appError.publicMessage };
+  if (appError.field) body.field = appError.field;
+  return body;
+}
+
+/** Anything thrown, as the AppError it is answered with (body-parser's own errors name what was wrong). */
+export function toAppError(err: unknown): AppError {
   if (err instanceof AppError) return err;
   // body-parser marks its errors with `type` and `status`; their messages are safe and useful.
   const e = err as { type?: string; status?: number; limit?: number; code?: unknown } | undefined;

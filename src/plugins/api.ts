@@ -1,4 +1,5 @@
 import { Router } from 'express';
+import type { FastRoute } from '../web/fast-route.js';
 import type { Kernel } from '../core/kernel.js';
 import type { Logger } from '../core/logger.js';
 import { csrfField, html, type AdminShell } from '../web/admin-shell.js';
@@ -66,7 +67,7 @@ export interface ApiDeps {
 }
 
 /** The API a plugin's setup receives, bound to its scope. Built-ins get the core extras too. */
-export function buildPluginApi(deps: ApiDeps, scope: Scope, routers: { router: Router; receiver: Router }): CorePluginApi {
+export function buildPluginApi(deps: ApiDeps, scope: Scope, routers: { router: Router; receiver: Router; fast: FastRoute[] }): CorePluginApi {
   const { kernel, shell } = deps;
   const { name, core } = scope;
   const fullJobType = (type: string) => (core ? type : `${name}.${type}`);
@@ -92,6 +93,10 @@ export function buildPluginApi(deps: ApiDeps, scope: Scope, routers: { router: R
     scope,
     router: routers.router,
     receiver: routers.receiver,
+    fastRoute(route) {
+      scope.assertOpen();
+      routers.fast.push(route);
+    },
     hooks: {
       addAction(hook, fn, options = {}) {
         scope.assertOpen();
@@ -162,7 +167,7 @@ export function buildPluginApi(deps: ApiDeps, scope: Scope, routers: { router: R
 
 /** The plugin-facing part of the API: the core extras are left off, so a plugin cannot reach for the kernel. */
 export function publicApi(api: CorePluginApi): PluginApi {
-  const { kernel: _kernel, receiver: _receiver, provide: _provide, scope: _scope, admin, ...rest } = api;
+  const { kernel: _kernel, receiver: _receiver, fastRoute: _fastRoute, provide: _provide, scope: _scope, admin, ...rest } = api;
   return { ...rest, admin: { addPage: admin.addPage, render: admin.render, html: admin.html, csrfField: admin.csrfField } } as PluginApi;
 }
 

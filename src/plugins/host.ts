@@ -1,4 +1,5 @@
 import { Router, type RequestHandler } from 'express';
+import type { FastRoute } from '../web/fast-route.js';
 import { basename, extname } from 'node:path';
 import { StartupError } from '../core/errors.js';
 import type { Kernel } from '../core/kernel.js';
@@ -74,8 +75,10 @@ export class PluginHost {
   private readonly apis = new Map<Scope, object>();
   private readonly coreRouters: Router[] = [];
   private readonly coreReceivers: Router[] = [];
+  private readonly coreFastRoutes: FastRoute[] = [];
   private readonly states: PluginStateStore;
   private readonly hostScope: Scope;
+  private readonly enabledListeners: Array<(name: string, enabled: boolean) => void> = [];
 
   constructor(
     private readonly kernel: Kernel,
@@ -166,6 +169,7 @@ export class PluginHost {
     if (entry.plugin) {
       this.states.setEnabled(entry.name, true);
       await this.start(entry);
+      this.tellEnabled(entry.name, true);
     }
     return this.list().find((p) => p.source === entry.source)!;
   }
@@ -178,7 +182,17 @@ export class PluginHost {
     if (entry.state === 'running') await this.stop(entry);
     entry.state = 'disabled';
     entry.error = undefined;
+    if (entry.plugin) this.tellEnabled(entry.name, false);
     return this.list().find((p) => p.source === entry.source)!;
+  }
+
+  /** Hears of every enable and disable made here (the job thread's host follows the request thread's). */
+  onEnabledChange(listener: (name: string, enabled: boolean) => void): void {
+    this.enabledListeners.push(listener);
+  }
+
+  private tellEnabled(name: string, enabled: boolean): void {
+    for (const listener of this.enabledListeners) listener(name, enabled);
   }
 
   /** Stops every plugin, third-party ones first (their onStop callbacks run), then the built-ins, last first. */
@@ -192,6 +206,11 @@ export class PluginHost {
     const factory = this.services.get(String(key));
     if (!factory) throw new Error(`no built-in feature provides api.${String(key)}`);
     return factory(this.hostScope) as PluginApi[K];
+  }
+
+  /** The built-ins' fast routes (see FastRoute), tried in their order before express. */
+  fastRoutes(): readonly FastRoute[] {
+    return this.coreFastRoutes;
   }
 
   /** The built-ins' program-facing routers (mounted before the browser headers), in their order. */
@@ -245,7 +264,7 @@ export class PluginHost {
   private async start(entry: Entry): Promise<void> {
     const plugin = entry.plugin!;
     const scope = new Scope(entry.name, entry.core, this.kernel.logger);
-    const routers = { router: Router(), receiver: Router() };
+    const routers = { router: Router(), receiver: Router(), fast: [] as FastRoute[] };
     const full = buildPluginApi(
       {
         kernel: this.kernel,
@@ -288,6 +307,7 @@ export class PluginHost {
     this.kernel.jobs.setPluginRunning(entry.name, true);
     // Only routers with routes: every router the app mounts is one more step for every request that passes it.
     if (entry.core && routers.receiver.stack.length > 0) this.coreReceivers.push(routers.receiver);
+    if (entry.core) this.coreFastRoutes.push(...routers.fast);
     if (entry.core && routers.router.stack.length > 0) this.coreRouters.push(routers.router);
     if (!entry.core) this.kernel.logger.info({ plugin: entry.name, version: entry.version }, 'plugin started');
   }

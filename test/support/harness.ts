@@ -47,7 +47,7 @@ export async function startHarness(options: { env?: Record<string, string>; sand
     PUBLIC_URL: 'http://members.example.test',
     ...options.env,
   };
-  const startOptions: StartOptions = { logger: logs.logger, console: () => {}, worker: { pollMs: 50 }, ...options.start };
+  const startOptions: StartOptions = { logger: logs.logger, console: () => {}, jobs: 'in-process', worker: { pollMs: 50 }, ...options.start };
   let server = await startServer(loadConfig(env), startOptions);
   const harness: Harness = {
     sandbox,

@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { describeZodIssue } from '../errors.js';
-import type { EventRecord, EventStore } from './store.js';
+import type { EventRecord, EventStore, NewEvent } from './store.js';
 
 /** What a finished run reports; a handler that returns nothing is `done`. */
 export interface JobOutcome {
@@ -79,6 +79,11 @@ export interface Enqueued {
   coalesced: boolean;
 }
 
+/** Commits a job row soon, together with the others queued about then (a group commit); see `JobQueue.enqueueSoon`. */
+export interface SoonCommitter {
+  enqueueSoon(event: NewEvent): Promise<Enqueued>;
+}
+
 /** A job's params no longer fit its type's schema (a row from an older version, or written by hand). */
 export class InvalidJobParamsError extends Error {
   readonly retryable = false;
@@ -105,8 +110,19 @@ export class JobQueue {
   private readonly runningPlugins = new Set<string>();
   private runningList: string[] = [];
   private readonly wakeListeners: Array<() => void> = [];
+  private soon: SoonCommitter;
 
-  constructor(readonly store: EventStore) {}
+  constructor(readonly store: EventStore) {
+    this.soon = store;
+  }
+
+  /**
+   * Where `enqueueSoon` commits: this connection (the default), or the job thread, which then owns the queue's
+   * writes so the request thread never waits for the database's write lock. `undefined` returns to this connection.
+   */
+  commitSoonThrough(committer: SoonCommitter | undefined): void {
+    this.soon = committer ?? this.store;
+  }
 
   /** Registers a job type; a second type of the same name is a programming error. Returns the undo. */
   define<P>(definition: JobDefinition<P>, plugin: string | null = null): () => void {
@@ -141,7 +157,7 @@ export class JobQueue {
    * `EventStore.enqueueSoon`): for the webhook receiver, whose answer waits for the commit.
    */
   async enqueueSoon<P>(type: string | JobType<P>, params: P, options: EnqueueOptions = {}): Promise<Enqueued> {
-    const enqueued = await this.store.enqueueSoon(this.newEvent(type, params, options));
+    const enqueued = await this.soon.enqueueSoon(this.newEvent(type, params, options));
     this.wake();
     return enqueued;
   }

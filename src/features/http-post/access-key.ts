@@ -119,7 +119,12 @@ export class AccessKeyring {
  */
 export function accessKeyMatches(expected: string, given: unknown): boolean {
   if (typeof given !== 'string' || given.length === 0) return false;
-  const a = createHash('sha256').update(expected).digest();
-  const b = createHash('sha256').update(given).digest();
-  return timingSafeEqual(a, b);
+  return timingSafeEqual(expectedDigest(expected), createHash('sha256').update(given).digest());
+}
+
+/** The key's digest, kept while the key stays the same: every post is checked against it. */
+let lastExpected: { key: string; digest: Buffer } | undefined;
+function expectedDigest(key: string): Buffer {
+  if (lastExpected?.key !== key) lastExpected = { key, digest: createHash('sha256').update(key).digest() };
+  return lastExpected.digest;
 }

@@ -2,7 +2,7 @@ import type { Job, JobOutcome } from '../../core/jobs/queue.js';
 import type { CorePlugin } from '../../plugins/types.js';
 import { AccessKeyring } from './access-key.js';
 import { webhookJobType, type WebhookJobParams } from './jobs.js';
-import { addWebhookRoutes } from './routes.js';
+import { webhookRoutes } from './routes.js';
 import { WebhookService } from './service.js';
 
 /** What `api.webhooks` gives a plugin. */
@@ -60,6 +60,8 @@ export const httpPostPlugin: CorePlugin = {
         scope.record('webhook', wpfAction);
       },
     }));
-    addWebhookRoutes(api.receiver, service, { rejectionLimit: kernel.config.webhooks.rejectionLimit, rejectionWindowMs: kernel.config.webhooks.rejectionWindowMs });
+    const routes = webhookRoutes(service, kernel.logger, { rejectionLimit: kernel.config.webhooks.rejectionLimit, rejectionWindowMs: kernel.config.webhooks.rejectionWindowMs });
+    api.fastRoute(routes.fast);
+    routes.addTo(api.receiver);
   },
 };

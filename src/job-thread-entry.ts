@@ -1,0 +1,53 @@
+/**
+ * The job thread (see job-thread.ts): the same built-ins and plugins as the request thread, on a connection of its
+ * own to the same database, running the worker and committing the posts the request thread accepts. It serves no
+ * requests, and leaves to the request thread what happens once per process (migrations, the configured
+ * administrator, WAL checkpoints).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Config } from './config.js';
+import { createLogger } from './core/logger.js';
+import type { FromJobThread, ToJobThread } from './job-thread.js';
+import { buildContext } from './server.js';
+
+const port = parentPort!;
+const { config } = workerData as { config: Config };
+const logger = createLogger({ level: config.logLevel }).child({ thread: 'jobs' });
+const tell = (message: FromJobThread) => port.postMessage(message);
+
+try {
+  const ctx = await buildContext(config, { logger, console: () => {}, role: 'job-thread' });
+  ctx.worker.start();
+  port.on('message', (message: ToJobThread) => {
+    switch (message.type) {
+      case 'enqueue': {
+        const results = ctx.events.enqueueMany(message.events).map((r) => (r instanceof Error ? { error: r.message } : r));
+        tell({ type: 'enqueued', batch: message.batch, results });
+        ctx.jobs.wake();
+        break;
+      }
+      case 'wake':
+        ctx.jobs.wake();
+        break;
+      case 'plugin': {
+        const change = message.enabled ? ctx.plugins.enable(message.name) : ctx.plugins.disable(message.name);
+        change.catch((err: unknown) => logger.error({ err, plugin: message.name }, 'the job thread could not follow a plugin change'));
+        break;
+      }
+      case 'stop':
+        void (async () => {
+          await ctx.worker.stop();
+          await ctx.plugins.stopAll();
+          ctx.mailer.close();
+          ctx.db.close();
+          // Ends this thread only; timers and sockets a plugin left open must not keep it alive.
+          process.exit(0);
+        })();
+        break;
+    }
+  });
+  tell({ type: 'ready' });
+} catch (err) {
+  tell({ type: 'start-failed', message: err instanceof Error ? err.message : String(err) });
+  process.exit(1);
+}
