@@ -1,11 +1,12 @@
 /**
  * The job thread (see job-thread.ts): the same built-ins and plugins as the request thread, on a connection of its
  * own to the same database, running the worker and committing the posts the request thread accepts. It serves no
- * requests, and leaves to the request thread what happens once per process (migrations, the configured
- * administrator, WAL checkpoints).
+ * requests, leaves to the request thread what happens once per process (migrations, the configured administrator),
+ * and does the WAL checkpoints (no thread of their own needed while this one runs).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Config } from './config.js';
+import { checkpointEvery } from './core/checkpointer.js';
 import { createLogger } from './core/logger.js';
 import type { FromJobThread, ToJobThread } from './job-thread.js';
 import { buildContext } from './server.js';
@@ -18,6 +19,8 @@ const tell = (message: FromJobThread) => port.postMessage(message);
 try {
   const ctx = await buildContext(config, { logger, console: () => {}, role: 'job-thread' });
   ctx.worker.start();
+  // The request thread's connection leaves checkpoints to this one while this thread runs (see JobThread).
+  const checkpoints = checkpointEvery(ctx.db, logger);
   port.on('message', (message: ToJobThread) => {
     switch (message.type) {
       case 'enqueue': {
@@ -39,6 +42,7 @@ try {
           await ctx.worker.stop();
           await ctx.plugins.stopAll();
           ctx.mailer.close();
+          checkpoints.stop();
           ctx.db.close();
           // Ends this thread only; timers and sockets a plugin left open must not keep it alive.
           process.exit(0);

@@ -3,6 +3,7 @@ import { Worker } from 'node:worker_threads';
 import type { Config } from './config.js';
 import type { Enqueued, SoonCommitter } from './core/jobs/queue.js';
 import type { NewEvent } from './core/jobs/store.js';
+import type { Db } from './core/db.js';
 import type { Logger } from './core/logger.js';
 
 /** What the request thread tells the job thread. */
@@ -21,6 +22,8 @@ export type FromJobThread =
 export interface JobThreadOptions {
   config: Config;
   logger: Logger;
+  /** The request thread's connection: its automatic checkpoints are off while the thread runs (it checkpoints). */
+  db: Db;
   /** Where posts are committed while the thread is down (this thread's own connection): nothing is refused. */
   fallback: SoonCommitter;
   /** First pause before starting a thread that stopped unexpectedly again; it doubles up to a minute. */
@@ -123,6 +126,7 @@ export class JobThread implements SoonCommitter {
         if (message.type === 'ready') {
           ready = true;
           this.worker = worker;
+          this.options.db.pragma('wal_autocheckpoint = 0');
           this.restartDelay = this.options.restartDelayMs ?? 1_000;
           resolve();
         } else if (message.type === 'enqueued') {
@@ -137,6 +141,8 @@ export class JobThread implements SoonCommitter {
       });
       worker.on('exit', (code) => {
         if (this.worker === worker) this.worker = undefined;
+        // Nobody checkpoints until a thread is back: SQLite's automatic checkpoints keep the WAL from growing.
+        if (this.options.db.open) this.options.db.pragma('wal_autocheckpoint = 1000');
         this.recommitSent();
         if (!ready) return reject(new Error(`the job thread exited with code ${code} before it was ready`));
         if (this.stopping) return;

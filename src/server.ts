@@ -88,7 +88,6 @@ export async function buildContext(config: Config, options: BuildOptions = {}): 
 /** Builds everything, starts the worker and listens. Used by `npm start` and by tests, in-process. */
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const ctx = await buildContext(config, options);
-  const checkpointer = startCheckpointer(ctx.db, ctx.logger);
   const app = createApp(ctx);
   const server = createServer(app);
   // No HOST: Node's default, every interface (IPv6 and IPv4 where the machine has them).
@@ -96,6 +95,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   else server.listen(config.port);
   await once(server, 'listening');
   const jobThread = options.worker?.start === false ? undefined : await startJobs(ctx, config, options);
+  // The job thread checkpoints the WAL itself; without it, a thread of its own does (see checkpointer.ts).
+  const checkpointer = jobThread ? undefined : startCheckpointer(ctx.db, ctx.logger);
   ctx.outbox.purge(ctx.clock.now());
   const purge = setInterval(() => ctx.outbox.purge(ctx.clock.now()), 24 * 60 * 60 * 1000);
   purge.unref();
@@ -119,7 +120,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       clearTimeout(forced);
       await ctx.plugins.stopAll();
       ctx.mailer.close();
-      await checkpointer.stop();
+      await checkpointer?.stop();
       ctx.db.close();
     })();
     return closing;
@@ -140,7 +141,7 @@ async function startJobs(ctx: AppContext, config: Config, options: StartOptions)
   if (options.clock || options.logger || options.worker) throw new Error('a clock, logger or worker tuning given to startServer needs jobs: "in-process"');
   let thread: JobThread;
   try {
-    thread = await JobThread.start({ config, logger: ctx.logger, fallback: ctx.events });
+    thread = await JobThread.start({ config, logger: ctx.logger, db: ctx.db, fallback: ctx.events });
   } catch (err) {
     ctx.logger.error({ err }, 'the job thread could not start; jobs run beside the requests instead');
     ctx.worker.start();

@@ -64,3 +64,26 @@ export function startCheckpointer(db: Db, logger: Logger, intervalMs = 500): Che
     },
   };
 }
+
+/**
+ * The same work on a thread that already runs off the request thread (the job thread): a PASSIVE checkpoint of its
+ * connection every `intervalMs`, without a thread of its own. The request thread's connection must have its
+ * automatic checkpoints turned off meanwhile (`wal_autocheckpoint = 0`), as `startCheckpointer` does.
+ */
+export function checkpointEvery(db: Db, logger: Logger, intervalMs = 500): { stop(): void } {
+  const checkpoint = () => {
+    try {
+      db.pragma('wal_checkpoint(PASSIVE)');
+    } catch (err) {
+      logger.warn({ err }, 'WAL checkpoint failed; will try again');
+    }
+  };
+  const timer = setInterval(checkpoint, intervalMs);
+  timer.unref();
+  return {
+    stop() {
+      clearInterval(timer);
+      checkpoint();
+    },
+  };
+}

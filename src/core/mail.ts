@@ -1,4 +1,4 @@
-import nodemailer from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -70,9 +70,23 @@ export function createMailer(options: MailerOptions): Mailer {
   return options.smtpUrl ? createSmtpMailer({ ...options, smtpUrl: options.smtpUrl }) : createOutboxMailer(options);
 }
 
+/**
+ * nodemailer is loaded with the first email, not at start: a process's request thread sends none while the jobs
+ * have a thread of their own, and the library is several megabytes of memory in every thread that loads it.
+ */
+function lazyTransport(create: (mailer: typeof import('nodemailer')['default']) => Transporter): { get(): Promise<Transporter>; close(): void } {
+  let transport: Promise<Transporter> | undefined;
+  return {
+    get: () => (transport ??= import('nodemailer').then((m) => create(m.default))),
+    close() {
+      void transport?.then((t) => t.close());
+    },
+  };
+}
+
 function createSmtpMailer(options: MailerOptions & { smtpUrl: string }): Mailer {
   const timeout = options.timeoutMs ?? 15_000;
-  const transport = nodemailer.createTransport(
+  const transport = lazyTransport((nodemailer) => nodemailer.createTransport(
     {
       url: options.smtpUrl,
       pool: true,
@@ -84,7 +98,7 @@ function createSmtpMailer(options: MailerOptions & { smtpUrl: string }): Mailer 
       debug: false,
     },
     { from: options.from },
-  );
+  ));
   const secrets = secretsOf(options.smtpUrl);
   const host = safeHost(options.smtpUrl);
 
@@ -93,7 +107,7 @@ function createSmtpMailer(options: MailerOptions & { smtpUrl: string }): Mailer 
     async send(message) {
       const messageId = normaliseMessageId(message.messageId, options.from);
       try {
-        const info = await transport.sendMail(mailOptions(message, messageId));
+        const info = await (await transport.get()).sendMail(mailOptions(message, messageId));
         const sent: SentMail = { messageId: info.messageId || messageId, destination: 'smtp' };
         logSent(options.logger, 'smtp', message, sent);
         return sent;
@@ -111,15 +125,15 @@ function createSmtpMailer(options: MailerOptions & { smtpUrl: string }): Mailer 
 
 function createOutboxMailer(options: MailerOptions): Mailer {
   // nodemailer builds the RFC 822 message (encodings, headers, multipart) exactly as it would send it
-  const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'windows' }, { from: options.from });
+  const transport = lazyTransport((nodemailer) => nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'windows' }, { from: options.from }));
 
   return {
     kind: 'outbox',
     async send(message) {
       const messageId = normaliseMessageId(message.messageId, options.from);
       try {
-        const info = await transport.sendMail(mailOptions(message, messageId));
-        const raw = info.message;
+        const info = await (await transport.get()).sendMail(mailOptions(message, messageId));
+        const raw = info.message as unknown;
         if (!Buffer.isBuffer(raw)) throw new Error('nodemailer did not return the message as a buffer');
         await mkdir(options.outboxDir, { recursive: true });
         const name = `${fileTimestamp(new Date())}-${slug(info.messageId || messageId)}.eml`;
