@@ -41,10 +41,21 @@ export interface StartOptions {
   checkout?: string;
 }
 
+/**
+ * Node's arguments as `npm start` gives them (package.json's start script, `node <args>`), so the benchmarks measure
+ * memberhook as users run it, flags included.
+ */
+export function startCommand(checkout: string): string[] {
+  const script = (JSON.parse(readFileSync(join(checkout, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const [program, ...args] = script.trim().split(/\s+/);
+  if (program !== 'node' || args.length === 0) throw new Error(`package.json's start script is not "node <args>": ${script}`);
+  return args;
+}
+
 export async function startMemberhook(sandbox: KeapSandbox, extraEnv: Record<string, string> = {}, options: StartOptions = {}): Promise<Memberhook> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'memberhook-bench-'));
   const port = await freePort();
-  const entry = options.inline ? ['--import', 'tsx', 'scripts/support/inline-server.ts'] : ['dist/main.js'];
+  const entry = options.inline ? ['--import', 'tsx', 'scripts/support/inline-server.ts'] : startCommand(options.checkout ?? '.');
   const child = spawn(process.execPath, entry, {
     ...(options.checkout ? { cwd: options.checkout } : {}),
     env: {
