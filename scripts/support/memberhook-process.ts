@@ -42,24 +42,31 @@ export interface StartOptions {
 }
 
 /**
- * Node's arguments as `npm start` gives them (package.json's start script, `node <args>`), so the benchmarks measure
- * memberhook as users run it, flags included.
+ * Node's arguments and environment as `npm start` gives them (package.json's start script, `[NAME=value ...] node
+ * <args>`), so the benchmarks measure memberhook as users run it, flags included.
  */
-export function startCommand(checkout: string): string[] {
+export function startCommand(checkout: string): { args: string[]; env: Record<string, string> } {
   const script = (JSON.parse(readFileSync(join(checkout, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
-  const [program, ...args] = script.trim().split(/\s+/);
-  if (program !== 'node' || args.length === 0) throw new Error(`package.json's start script is not "node <args>": ${script}`);
-  return args;
+  const words = script.trim().split(/\s+/);
+  const env: Record<string, string> = {};
+  while (words.length > 0 && /^[A-Z_][A-Z0-9_]*=/.test(words[0]!)) {
+    const [name, ...value] = words.shift()!.split('=');
+    env[name!] = value.join('=');
+  }
+  const [program, ...args] = words;
+  if (program !== 'node' || args.length === 0) throw new Error(`package.json's start script is not "[NAME=value ...] node <args>": ${script}`);
+  return { args, env };
 }
 
 export async function startMemberhook(sandbox: KeapSandbox, extraEnv: Record<string, string> = {}, options: StartOptions = {}): Promise<Memberhook> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'memberhook-bench-'));
   const port = await freePort();
-  const entry = options.inline ? ['--import', 'tsx', 'scripts/support/inline-server.ts'] : startCommand(options.checkout ?? '.');
-  const child = spawn(process.execPath, entry, {
+  const start = options.inline ? { args: ['--import', 'tsx', 'scripts/support/inline-server.ts'], env: {} } : startCommand(options.checkout ?? '.');
+  const child = spawn(process.execPath, start.args, {
     ...(options.checkout ? { cwd: options.checkout } : {}),
     env: {
       ...process.env,
+      ...start.env,
       PORT: String(port),
       HOST: '127.0.0.1',
       DATA_DIR: dataDir,
