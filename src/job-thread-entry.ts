@@ -23,9 +23,13 @@ try {
   const checkpoints = checkpointEvery(ctx.db, logger);
   port.on('message', (message: ToJobThread) => {
     switch (message.type) {
-      case 'enqueue':
-        commitSoon(message);
+      case 'enqueue': {
+        // At once, ahead of any job: the posts' answers wait for this commit.
+        const results = ctx.events.enqueueMany(message.events).map((r) => (r instanceof Error ? { error: r.message } : r));
+        tell({ type: 'enqueued', batch: message.batch, results });
+        ctx.jobs.wake();
         break;
+      }
       case 'wake':
         ctx.jobs.wake();
         break;
@@ -48,25 +52,6 @@ try {
     }
   });
   tell({ type: 'ready' });
-
-  // Batches that arrive while this thread is busy (running jobs) are committed together when it gets to them: one
-  // commit for all of them rather than one each.
-  let arrived: Array<Extract<ToJobThread, { type: 'enqueue' }>> = [];
-  function commitSoon(message: Extract<ToJobThread, { type: 'enqueue' }>): void {
-    arrived.push(message);
-    if (arrived.length > 1) return;
-    setImmediate(() => {
-      const messages = arrived;
-      arrived = [];
-      const results = ctx.events.enqueueMany(messages.flatMap((m) => m.events)).map((r) => (r instanceof Error ? { error: r.message } : r));
-      let from = 0;
-      for (const m of messages) {
-        tell({ type: 'enqueued', batch: m.batch, results: results.slice(from, from + m.events.length) });
-        from += m.events.length;
-      }
-      ctx.jobs.wake();
-    });
-  }
 } catch (err) {
   tell({ type: 'start-failed', message: err instanceof Error ? err.message : String(err) });
   process.exit(1);
