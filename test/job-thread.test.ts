@@ -30,6 +30,24 @@ export default definePlugin({
   },
 });`;
 
+/** Takes the job thread down the first time its action runs (an exception nothing catches), and finishes the next time. */
+const CRASHER = `
+import { definePlugin, z } from 'memberhook/plugin';
+export default definePlugin({
+  name: 'crasher', version: '1.0.0', apiVersion: 1,
+  async setup(api) {
+    await api.db.migrate(['CREATE TABLE crasher_runs (id INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL)']);
+    api.webhooks.addAction('crash_once', async (job) => {
+      const before = (await api.db.get('SELECT count(*) AS n FROM ' + api.db.table('runs'))).n;
+      await api.db.run('INSERT INTO ' + api.db.table('runs') + ' (contact_id) VALUES (?)', [job.params.contact_id]);
+      if (before === 0) {
+        setImmediate(() => { throw new Error('the plugin took its thread down'); });
+        await new Promise(() => {});
+      }
+    });
+  },
+});`;
+
 async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -47,6 +65,7 @@ async function startSite(): Promise<{ server: RunningServer; contactId: number; 
   const pluginsDir = join(dataDir, 'plugins');
   mkdirSync(pluginsDir);
   writeFileSync(join(pluginsDir, 'counter.mjs'), COUNTER);
+  writeFileSync(join(pluginsDir, 'crasher.mjs'), CRASHER);
   const contactId = sandbox.state.addContact({ given_name: 'Thread', family_name: 'Tester', email: 'thread@example.test' }).id;
   const config = loadConfig({
     PORT: '0',
@@ -110,4 +129,22 @@ test('a plugin disabled and enabled again in the request thread stops and starts
   await ctx.plugins.enable('counter');
   await until('the waiting job to run once the plugin is back', () => ctx.events.get(id)?.status === 'done');
   assert.equal(runs.get(), 2);
+});
+
+test('a job thread that dies is started again, and the job it was running runs again: nothing is lost', async () => {
+  const { server, post } = await startSite();
+  const { ctx } = server;
+  const res = await post({ wpf_action: 'crash_once', contactId: '601' });
+  assert.equal(res.status, 200);
+  const { event_id: eventId } = (await res.json()) as { event_id: number };
+  const runs = ctx.db.prepare('SELECT count(*) FROM crasher_runs').pluck();
+  await until('the first run', () => (runs.get() as number) >= 1 || undefined);
+  // Posts are still taken while the thread is down or starting again (committed here meanwhile).
+  const during = await post({ wpf_action: 'count_me', contactId: '602' });
+  assert.equal(during.status, 200);
+  await until('the crashed job to run again and finish', () => ctx.events.get(eventId)?.status === 'done', 20_000);
+  assert.equal(runs.get(), 2);
+  const counted = ctx.db.prepare('SELECT count(*) FROM counter_runs WHERE contact_id = 602').pluck();
+  await until('the post taken meanwhile to run', () => (counted.get() as number) === 1 || undefined);
+  assert.deepEqual(ctx.events.attempts(eventId).map((a) => a.outcome), ['crashed', 'done']);
 });
