@@ -57,6 +57,8 @@ const THREAD_SOURCE = FROM_SOURCE
  */
 export class JobThread implements SoonCommitter {
   private worker: Worker | undefined;
+  /** A thread started and not ready yet. */
+  private starting: Worker | undefined;
   private stopping = false;
   private nextBatch = 1;
   private collecting: Pending | undefined;
@@ -109,7 +111,11 @@ export class JobThread implements SoonCommitter {
     clearTimeout(this.restartTimer);
     clearTimeout(this.wakeTimer);
     const worker = this.worker;
-    if (!worker) return;
+    if (!worker) {
+      // One starting again after a crash has not taken work yet: it can simply end.
+      await this.starting?.terminate();
+      return;
+    }
     const exited = once(worker, 'exit');
     worker.postMessage({ type: 'stop' } satisfies ToJobThread);
     await exited;
@@ -120,11 +126,13 @@ export class JobThread implements SoonCommitter {
     // A small young generation: V8 sizes it for throughput (up to 3 x 16 MB per thread), while the work here comes in
     // small, short-lived objects; collecting them more often costs little and keeps the process's memory down.
     const worker = new Worker(THREAD_SOURCE.code, { eval: THREAD_SOURCE.eval, workerData: { config }, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
+    this.starting = worker;
     return new Promise((resolve, reject) => {
       let ready = false;
       worker.on('message', (message: FromJobThread) => {
         if (message.type === 'ready') {
           ready = true;
+          this.starting = undefined;
           this.worker = worker;
           this.options.db.pragma('wal_autocheckpoint = 0');
           this.restartDelay = this.options.restartDelayMs ?? 1_000;
@@ -141,6 +149,7 @@ export class JobThread implements SoonCommitter {
       });
       worker.on('exit', (code) => {
         if (this.worker === worker) this.worker = undefined;
+        if (this.starting === worker) this.starting = undefined;
         // Nobody checkpoints until a thread is back: SQLite's automatic checkpoints keep the WAL from growing.
         if (this.options.db.open) this.options.db.pragma('wal_autocheckpoint = 1000');
         this.recommitSent();
@@ -148,7 +157,9 @@ export class JobThread implements SoonCommitter {
         if (this.stopping) return;
         logger.error({ code, restartInMs: this.restartDelay }, 'the job thread stopped; starting it again');
         this.restartTimer = setTimeout(() => {
-          this.spawn().catch((err: unknown) => logger.error({ err }, 'the job thread could not start again'));
+          this.spawn().catch((err: unknown) => {
+            if (!this.stopping) logger.error({ err }, 'the job thread could not start again');
+          });
         }, this.restartDelay);
         this.restartDelay = Math.min(this.restartDelay * 2, MAX_RESTART_DELAY_MS);
       });
