@@ -156,14 +156,21 @@ export class JobThread implements SoonCommitter {
         if (!ready) return reject(new Error(`the job thread exited with code ${code} before it was ready`));
         if (this.stopping) return;
         logger.error({ code, restartInMs: this.restartDelay }, 'the job thread stopped; starting it again');
-        this.restartTimer = setTimeout(() => {
-          this.spawn().catch((err: unknown) => {
-            if (!this.stopping) logger.error({ err }, 'the job thread could not start again');
-          });
-        }, this.restartDelay);
-        this.restartDelay = Math.min(this.restartDelay * 2, MAX_RESTART_DELAY_MS);
+        this.restartLater();
       });
     });
+  }
+
+  /** Starts a thread again after a pause that doubles with each failed try (up to a minute): jobs wait, none is lost. */
+  private restartLater(): void {
+    this.restartTimer = setTimeout(() => {
+      this.spawn().catch((err: unknown) => {
+        if (this.stopping) return;
+        this.options.logger.error({ err, restartInMs: this.restartDelay }, 'the job thread could not start again; trying later');
+        this.restartLater();
+      });
+    }, this.restartDelay);
+    this.restartDelay = Math.min(this.restartDelay * 2, MAX_RESTART_DELAY_MS);
   }
 
   private send(): void {
