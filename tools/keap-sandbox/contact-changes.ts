@@ -1,6 +1,8 @@
+import type { Request } from 'express';
 import type { z } from 'zod';
+import { queryList } from './query.js';
 import { SandboxHttpError } from './error-bodies.js';
-import type { SandboxState } from './state.js';
+import type { SandboxContactChanges, SandboxState } from './state.js';
 
 const TEXT_TYPES = new Set(['TEXT', 'TEXT_AREA', 'EMAIL', 'WEBSITE', 'DATE']);
 
@@ -39,4 +41,34 @@ export function requireJsonObject(body: unknown): Record<string, unknown> {
     throw new SandboxHttpError(400, 'the request body must be a JSON object sent as application/json');
   }
   return body as Record<string, unknown>;
+}
+
+type PatchBody = { given_name?: string; family_name?: string; custom_fields?: ReadonlyArray<{ id: string | number; content?: unknown }> };
+
+/**
+ * What v1 and v2 share in a contact PATCH: the `update_mask` checked against the version's properties, the body
+ * checked against its schema, and the changes to names and custom fields. With an update_mask only the listed
+ * properties change; without one, every property in the body does. Email addresses differ between the versions
+ * and are left to the caller, with `applies` to ask whether they change.
+ */
+export function readContactPatch<B extends PatchBody>(
+  req: Request,
+  state: SandboxState,
+  schema: z.ZodType<B>,
+  knownProperties: ReadonlySet<string>,
+): { body: B; applies: (name: string) => boolean; changes: SandboxContactChanges } {
+  const mask = queryList(req.query.update_mask);
+  for (const name of mask ?? []) {
+    if (!knownProperties.has(name)) throw new SandboxHttpError(400, `update_mask: unknown property ${JSON.stringify(name)}`);
+  }
+  const parsed = schema.safeParse(requireJsonObject(req.body));
+  if (!parsed.success) throw new SandboxHttpError(400, describeZodError(parsed.error));
+  const body = parsed.data;
+  const applies = (name: string) => (mask ? mask.includes(name) : name in body);
+  const changes: SandboxContactChanges = {};
+  if (applies('given_name') && body.given_name !== undefined) changes.given_name = body.given_name;
+  if (applies('family_name') && body.family_name !== undefined) changes.family_name = body.family_name;
+  // Custom fields merge: only the listed ids change (see the sandbox README notes in index.ts).
+  if (applies('custom_fields') && body.custom_fields !== undefined) changes.custom_fields = customFieldChanges(state, body.custom_fields);
+  return { body, applies, changes };
 }

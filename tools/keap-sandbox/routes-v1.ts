@@ -1,9 +1,9 @@
 import express, { type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
-import { customFieldChanges, describeZodError, requireJsonObject } from './contact-changes.js';
+import { readContactPatch } from './contact-changes.js';
 import { SandboxHttpError } from './error-bodies.js';
 import { pathId, queryInteger, queryList, queryString, queryTime } from './query.js';
-import type { SandboxContact, SandboxContactChanges, SandboxFieldType, SandboxState } from './state.js';
+import type { SandboxContact, SandboxFieldType, SandboxState } from './state.js';
 
 /**
  * REST v1 (`/crm/rest/v1/...`), shapes from keap-rest-v1.openapi.json: integer ids, `custom_fields` only when
@@ -105,22 +105,13 @@ export function v1Routes(state: SandboxState): Router {
 
   router.patch('/contacts/:contactId', (req: Request, res: Response) => {
     const contact = findContact(state, req.params.contactId, 'contactId');
-    const mask = queryList(req.query.update_mask);
-    for (const name of mask ?? []) if (!V1_UPDATE_MASK.has(name)) throw new SandboxHttpError(400, `update_mask: unknown property ${JSON.stringify(name)}`);
-    const parsed = patchBodySchema.safeParse(requireJsonObject(req.body));
-    if (!parsed.success) throw new SandboxHttpError(400, describeZodError(parsed.error));
-    const body = parsed.data;
-    const applies = (name: string) => (mask ? mask.includes(name) : name in body);
-    const changes: SandboxContactChanges = {};
-    if (applies('given_name') && body.given_name !== undefined) changes.given_name = body.given_name;
-    if (applies('family_name') && body.family_name !== undefined) changes.family_name = body.family_name;
+    const { body, applies, changes } = readContactPatch(req, state, patchBodySchema, V1_UPDATE_MASK);
     if (applies('email_addresses') && body.email_addresses !== undefined) {
       // v1 updates "only the values provided": each given slot (EMAIL1..3) is replaced, the others stay.
       const bySlot = new Map(contact.email_addresses.map((e) => [e.field, e] as const));
       for (const e of body.email_addresses) bySlot.set(e.field, { email: e.email, field: e.field });
       changes.email_addresses = [...bySlot.values()].sort((a, b) => a.field.localeCompare(b.field));
     }
-    if (applies('custom_fields') && body.custom_fields !== undefined) changes.custom_fields = customFieldChanges(state, body.custom_fields);
     const updated = state.updateContact(contact.id, changes);
     res.json(v1Contact(state, updated, { customFields: true, tagIds: true }));
   });

@@ -1,9 +1,9 @@
 import express, { type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
-import { customFieldChanges, describeZodError, requireJsonObject } from './contact-changes.js';
+import { readContactPatch } from './contact-changes.js';
 import { SandboxHttpError } from './error-bodies.js';
 import { pathId, queryInteger, queryList, queryString } from './query.js';
-import type { SandboxContact, SandboxContactChanges, SandboxState } from './state.js';
+import type { SandboxContact, SandboxState } from './state.js';
 
 /**
  * REST v2 (`/crm/rest/v2/...`), shapes from keap-rest-v2.openapi.yml: ids are strings (Contact.id, tag_ids,
@@ -61,24 +61,11 @@ export function v2Routes(state: SandboxState): Router {
 
   router.patch('/contacts/:contact_id', (req: Request, res: Response) => {
     const contact = findContact(state, req.params.contact_id);
-    const mask = queryList(req.query.update_mask);
-    for (const name of mask ?? []) {
-      if (!KNOWN_FIELDS.has(name)) throw new SandboxHttpError(400, `update_mask: unknown property ${JSON.stringify(name)}`);
-    }
-    const parsed = patchBodySchema.safeParse(requireJsonObject(req.body));
-    if (!parsed.success) throw new SandboxHttpError(400, describeZodError(parsed.error));
-    const body = parsed.data;
-    // With an update_mask only the listed properties change; without one, every property in the body does.
-    const applies = (name: string) => (mask ? mask.includes(name) : name in body);
-    const changes: SandboxContactChanges = {};
-    if (applies('given_name') && body.given_name !== undefined) changes.given_name = body.given_name;
-    if (applies('family_name') && body.family_name !== undefined) changes.family_name = body.family_name;
+    const { body, applies, changes } = readContactPatch(req, state, patchBodySchema, KNOWN_FIELDS);
     // The spec says listed arrays replace what is there; for email addresses the sandbox does exactly that.
     if (applies('email_addresses') && body.email_addresses !== undefined) {
       changes.email_addresses = body.email_addresses.map(({ email, field }) => ({ email, field }));
     }
-    // Custom fields merge: only the listed ids change (see the sandbox README notes in index.ts).
-    if (applies('custom_fields') && body.custom_fields !== undefined) changes.custom_fields = customFieldChanges(state, body.custom_fields);
     const updated = state.updateContact(contact.id, changes);
     const fields = requestedFields(req.query.fields) ?? new Set([...V2_DEFAULT_FIELDS, ...Object.keys(changes)]);
     res.json(v2Contact(state, updated, fields));
