@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import type { Config } from './config.js';
 import type { Enqueued, SoonCommitter } from './core/jobs/queue.js';
+import { WAKE_COALESCE_MS } from './core/jobs/worker.js';
 import type { NewEvent } from './core/jobs/store.js';
 import type { Db } from './core/db.js';
 import type { Logger } from './core/logger.js';
@@ -35,7 +36,6 @@ interface Pending {
   settles: Array<{ resolve: (r: Enqueued) => void; reject: (err: unknown) => void }>;
 }
 
-const WAKE_COALESCE_MS = 5;
 const YOUNG_GENERATION_MB = 4;
 const MAX_RESTART_DELAY_MS = 60_000;
 /**

@@ -9,7 +9,7 @@ import { FilterError } from '../src/core/hooks.js';
 import { PermanentJobError } from '../src/core/jobs/failures.js';
 import { MailError } from '../src/core/mail.js';
 import { JobQueue, type Job, type JobOutcome } from '../src/core/jobs/queue.js';
-import { EventStore } from '../src/core/jobs/store.js';
+import { claimSql, EventStore } from '../src/core/jobs/store.js';
 import { QueueWorker, retryDelayMs, DEFAULT_RETRY_POLICY, type RetryPolicy } from '../src/core/jobs/worker.js';
 import { captureLogs } from './support/logs.js';
 
@@ -328,4 +328,26 @@ test('whether a failed job runs again comes from the error it threw', async () =
   assert.deepEqual(statuses, { plain_object_permanent: 'failed', app_error_4xx: 'failed', filter_error: 'failed', mail_rejected: 'failed', mail_later: 'queued', unknown: 'queued' });
   assert.equal(store.get(ids.app_error_4xx!)!.error, 'that email belongs to member 3');
   assert.match(store.get(ids.filter_error!)!.error!, /filter "member.username" failed in plugin "some-plugin"/);
+});
+
+test('a claim reads only the queued jobs in its own order, however deep the queue: no sort of every queued row', () => {
+  const { db } = openDatabase({ filename: ':memory:' });
+  const store = new EventStore(db);
+  const later = Date.now() + 3_600_000;
+  // A deep backlog waiting out a retry (as after a Keap outage), then a few jobs that may run now.
+  db.transaction(() => {
+    for (let i = 0; i < 5_000; i++) store.enqueue({ source: 'test', action: 'add', contactId: 100_000 + i, params: {}, runAfter: later });
+  })();
+  const runnable = [1, 2, 3].map((n) => store.enqueue({ source: 'test', action: 'update', contactId: n, params: {} }).id);
+  const blocked = store.enqueue({ source: 'test', action: 'update', contactId: 1, params: {} }).id;
+  for (const withPlugins of [false, true]) {
+    const plan = db.prepare(`EXPLAIN QUERY PLAN ${claimSql(withPlugins)}`).all({ now: 0, worker: 'w', leaseUntil: 0, nowIso: '', limit: 1, ...(withPlugins ? { running: '[]' } : {}) }) as Array<{ detail: string }>;
+    const steps = plan.map((row) => row.detail).join('\n');
+    assert.match(steps, /SEARCH e USING (COVERING )?INDEX events_queued \(run_after<\?\)/, steps);
+    assert.doesNotMatch(steps, /TEMP B-TREE|SCAN e\b/, steps);
+  }
+  // Oldest first, one job per contact, none of the backlog: contact 1's second job waits for its first.
+  assert.deepEqual(store.claimBatch('w', Date.now(), 60_000, [], 10).map((job) => job.id), runnable);
+  assert.equal(store.get(blocked)!.status, 'queued');
+  assert.deepEqual(store.claimBatch('w', Date.now(), 60_000, ['some-plugin'], 10), []);
 });

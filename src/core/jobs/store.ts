@@ -98,6 +98,32 @@ export interface FailedEvent {
 const COLUMNS = `id, source, action, contact_id, object_type, object_id, event_type, params, status, attempts, last_error, result,
   coalesced, throttled, run_after, plugin, created_at, updated_at`;
 
+/**
+ * The claim: the oldest runnable jobs whose contact has no earlier unfinished job and none running, marked running.
+ * Jobs for one contact run one at a time and in arrival order; different contacts run side by side. Of two queued
+ * jobs for one contact only the earlier can qualify, so a batch never holds two of a contact's jobs.
+ * The index is named: left to itself, the planner prefers events_status_id and sorts every queued row on each claim.
+ * A plugin's jobs wait while it is disabled or failed (`@running`: the plugins that run now, as a JSON array) and
+ * hold up none of their contact's other jobs meanwhile. With no plugin running (`pluginsRunning` false) the filter
+ * is simpler: reading the JSON list costs a claim more than the rest of its query.
+ */
+export function claimSql(pluginsRunning: boolean): string {
+  const mayRun = (t: string) => (pluginsRunning ? `(${t}.plugin IS NULL OR ${t}.plugin IN (SELECT value FROM json_each(@running)))` : `${t}.plugin IS NULL`);
+  // The dedupe key is dropped once a job starts: only jobs that have not started are "identical pending" work, and
+  // a job that goes back to the queue for a retry must not collide with a newer identical one.
+  return `UPDATE events SET status = 'processing', attempts = attempts + 1, locked_by = @worker, locked_until = @leaseUntil, updated_at = @nowIso,
+       dedupe_key = NULL
+     WHERE id IN (
+       SELECT e.id FROM events e INDEXED BY events_queued
+       WHERE e.status = 'queued' AND e.run_after <= @now AND ${mayRun('e')}
+         AND (e.contact_id IS NULL OR NOT EXISTS (
+           SELECT 1 FROM events p WHERE p.contact_id = e.contact_id AND p.id <> e.id
+             AND (p.status = 'processing' OR (p.status = 'queued' AND p.id < e.id)) AND ${mayRun('p')}))
+       ORDER BY e.run_after, e.id
+       LIMIT @limit)
+     RETURNING ${COLUMNS}`;
+}
+
 /** The events table: the event log and the job queue in one (an accepted request is one durable row). */
 export class EventStore {
   private readonly insertStmt;
@@ -134,27 +160,9 @@ export class EventStore {
     // The oldest runnable jobs whose contact has no earlier unfinished job and none running: jobs for one
     // contact run one at a time and in arrival order; different contacts run side by side. Of two queued jobs for
     // one contact only the earlier can qualify, so a batch never holds two of a contact's jobs.
-    // Named index: left to itself, the planner prefers events_status_id and sorts every queued row on each claim.
-    // A plugin's jobs wait while it is disabled or failed (`@running`: the plugins that run now, as a JSON array),
-    // and hold up none of their contact's other jobs meanwhile. With no plugin running the filter is simpler:
-    // reading the JSON list costs a claim more than the rest of its query.
-    const claimSql = (mayRun: (alias: string) => string) =>
-      // The dedupe key is dropped once a job starts: only jobs that have not started are "identical pending"
-      // work, and a job that goes back to the queue for a retry must not collide with a newer identical one.
-      `UPDATE events SET status = 'processing', attempts = attempts + 1, locked_by = @worker, locked_until = @leaseUntil, updated_at = @nowIso,
-         dedupe_key = NULL
-       WHERE id IN (
-         SELECT e.id FROM events e INDEXED BY events_queued
-         WHERE e.status = 'queued' AND e.run_after <= @now AND ${mayRun('e')}
-           AND (e.contact_id IS NULL OR NOT EXISTS (
-             SELECT 1 FROM events p WHERE p.contact_id = e.contact_id AND p.id <> e.id
-               AND (p.status = 'processing' OR (p.status = 'queued' AND p.id < e.id)) AND ${mayRun('p')}))
-         ORDER BY e.run_after, e.id
-         LIMIT @limit)
-       RETURNING ${COLUMNS}`;
     type ClaimParams = { now: number; worker: string; leaseUntil: number; nowIso: string; running: string; limit: number };
-    this.claimStmt = db.prepare<ClaimParams, EventRow>(claimSql((t) => `(${t}.plugin IS NULL OR ${t}.plugin IN (SELECT value FROM json_each(@running)))`));
-    this.claimBuiltinsStmt = db.prepare<Omit<ClaimParams, 'running'>, EventRow>(claimSql((t) => `${t}.plugin IS NULL`));
+    this.claimStmt = db.prepare<ClaimParams, EventRow>(claimSql(true));
+    this.claimBuiltinsStmt = db.prepare<Omit<ClaimParams, 'running'>, EventRow>(claimSql(false));
     this.startAttemptStmt = db.prepare('INSERT INTO event_attempts (event_id, attempt, started_at) VALUES (?, ?, ?)');
     this.finishAttemptStmt = db.prepare(
       'UPDATE event_attempts SET finished_at = ?, outcome = ?, error = ? WHERE event_id = ? AND attempt = ? AND finished_at IS NULL',

@@ -16,7 +16,8 @@ export interface RetryPolicy {
   maxThrottled: number;
 }
 
-const WAKE_COALESCE_MS = 5;
+/** Wake-ups within this many milliseconds are folded into one (a burst of posts costs one look at the queue). */
+export const WAKE_COALESCE_MS = 5;
 
 /** About 8 runs over a day: 1 min, 3.2 min, 10 min, 33 min, 1.7 h, 5.6 h, then 12 h (≈ 20 h in all). */
 export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 8, baseDelayMs: 60_000, factor: 3.2, maxDelayMs: 12 * 3_600_000, maxThrottled: 200 };

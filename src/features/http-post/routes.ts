@@ -15,7 +15,7 @@ export interface WebhookRoutesOptions {
   rejectionWindowMs: number;
 }
 
-export const WEBHOOK_BODY_LIMIT = '1mb';
+/** 1 MB, for both readers of a post. */
 const BODY_LIMIT_BYTES = 1024 * 1024;
 const PARAMETER_LIMIT = 200;
 const WEBHOOK_PATHS = new Set(['/', '/webhooks/keap']);
@@ -38,8 +38,8 @@ export function webhookRoutes(service: WebhookService, logger: Logger, options: 
 
 function addWebhookRoutes(router: Router, service: WebhookService, limiter: RejectionLimiter): void {
   const parsers = [
-    express.urlencoded({ extended: false, limit: WEBHOOK_BODY_LIMIT, parameterLimit: PARAMETER_LIMIT }),
-    express.json({ limit: WEBHOOK_BODY_LIMIT, strict: false }),
+    express.urlencoded({ extended: false, limit: BODY_LIMIT_BYTES, parameterLimit: PARAMETER_LIMIT }),
+    express.json({ limit: BODY_LIMIT_BYTES, strict: false }),
   ];
   const limit: RequestHandler = async (req, res, next) => {
     const ip = () => req.ip ?? 'unknown';
