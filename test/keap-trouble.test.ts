@@ -221,6 +221,26 @@ async function untilRequests(h: Harness, count: number, timeoutMs = 60_000): Pro
   }
 }
 
+/**
+ * Waits until no Keap call has been sent for `quietMs`, so that the clock can be moved with no call being sent in the
+ * same instant. The rate check places each logged call on the moved clock by its send time, known only to the
+ * millisecond: a call sent within that millisecond of a warp could be placed on the wrong side of it (CI once saw
+ * nine calls in one second that way, while the limiter had counted, and Keap had received, eight).
+ */
+async function untilQuiet(h: Harness, quietMs = 300, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const sent = () => h.logs.lines().filter((l) => l.msg === 'keap call').length;
+  let seen = -1;
+  let since = Date.now();
+  for (;;) {
+    const now = sent() + h.sandbox.state.requests.length;
+    if (now !== seen) [seen, since] = [now, Date.now()];
+    else if (Date.now() - since >= quietMs) return;
+    if (Date.now() > deadline) throw new Error(`Keap calls never paused for ${quietMs} ms`);
+    await delay(10);
+  }
+}
+
 /** Real time that a test can move forward; sleeps end when the moved time reaches them. */
 function warpClock(): Clock & { warp(ms: number): void; offsetAt(realTime: number): number } {
   let offset = 0;
@@ -435,6 +455,8 @@ describe('Keap trouble during a burst of posts', { concurrency: true }, () => {
     const first = api()[0]!.time;
     clock.warp(first + 60_000 - clock.now() - 500);
     await untilRequests(h, limits.perMinute + 1);
+    // The calls whose minute has just ended go one by one as their slots free up; the next slot is a second away.
+    await untilQuiet(h);
     clock.warp(60_000);
     await h.settle(30_000);
     const observed = await assertTroubleProperties(t, h, limits, { createdContacts: ids, clockOffset: clock.offsetAt });
