@@ -26,7 +26,10 @@ function textOf(html: string, id: string): string | undefined {
 function pairsOf(html: string, action: string): Array<[string, string]> {
   const table = new RegExp(`<table data-pairs="${action}"[\\s\\S]*?</table>`).exec(html)?.[0];
   assert.ok(table, `a table of pairs for ${action}`);
-  return [...table.matchAll(/<tr data-pair="([^"]+)">[\s\S]*?(?:<code id="[^"]+" data-value>([^<]*)<\/code>|data-value="access_key")/g)].map((m) => [m[1]!, m[2] ?? '(access key)']);
+  return [...table.matchAll(/<tr data-pair="([^"]+)">[\s\S]*?(?:<code id="[^"]+" data-value>([^<]*)<\/code>|data-value="access_key"|data-choices>([\s\S]*?)<\/span>)/g)].map((m) => [
+    m[1]!,
+    m[2] ?? (m[3] === undefined ? '(access key)' : `(${m[3].replace(/<[^>]+>/g, '').replace(/\s+/g, ' ').trim()})`),
+  ]);
 }
 
 function rotateForm(html: string): { key_id: string } {
@@ -120,8 +123,10 @@ test('the webhook page shows the URL and the exact pairs for add, update and upd
     ['contactId', '~Contact.Id~'],
     ['wpf_action', 'update'],
     ['access_key', '(access key)'],
-    ['role', 'subscriber'],
+    ['role', '(one of subscriber, member)'],
   ]);
+  assert.doesNotMatch(html, /data-copy="#pair-update-role"/, "update suggests no role to copy: without one, it keeps the member's role");
+  assert.match(html, /leave it out to keep the member&#x27;s role; add it only to change the role/, "update's note says what update does");
   assert.deepEqual(pairsOf(html, 'update_tags'), [
     ['contactId', '~Contact.Id~'],
     ['wpf_action', 'update_tags'],

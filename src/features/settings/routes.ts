@@ -5,10 +5,14 @@ import type { AdminUser } from '../../web/admin-shell.js';
 import { formatTime } from '../../web/format.js';
 import type { SettingsContext } from './context.js';
 
-/** One name/value pair of a Keap "Send HTTP Post" step; `value` undefined means "your access key". */
+/**
+ * One name/value pair of a Keap "Send HTTP Post" step: a `value` to copy as it is, or `choices` to pick one of (no
+ * value is suggested: copying one would do something the marketer did not choose); neither means "your access key".
+ */
 interface PostPair {
   name: string;
   value?: string;
+  choices?: string[];
   note?: string;
 }
 
@@ -57,7 +61,6 @@ function generalPage(ctx: SettingsContext) {
     .filter((r) => !r.isAdmin && r.webhookAssignable)
     .map((r) => r.slug);
   const defaultRole = ctx.site.defaultRole();
-  const roleNote = `optional: one of ${roles.join(', ')}; without it, ${defaultRole}`;
   const base = (action: string): PostPair[] => [
     { name: 'contactId', value: '~Contact.Id~', note: "Keap's merge field for the contact" },
     { name: 'wpf_action', value: action },
@@ -67,11 +70,24 @@ function generalPage(ctx: SettingsContext) {
     {
       action: 'add',
       heading: 'Create a member (or link and update an existing one)',
-      pairs: [...base('add'), { name: 'send_notification', value: 'true', note: 'optional: send the welcome email' }, { name: 'role', value: defaultRole, note: roleNote }],
+      pairs: [
+        ...base('add'),
+        { name: 'send_notification', value: 'true', note: 'optional: send the welcome email' },
+        { name: 'role', value: defaultRole, note: `optional: one of ${roles.join(', ')}; without it, ${defaultRole}` },
+      ],
     },
-    { action: 'update', heading: "Update a member's fields and tags (and role, if given)", pairs: [...base('update'), { name: 'role', value: defaultRole, note: roleNote }] },
+    {
+      action: 'update',
+      heading: "Update a member's fields and tags (and role, if given)",
+      // Unlike add, update leaves the role alone unless asked: a suggested value copied into every update step
+      // would set every member it reaches back to that role.
+      pairs: [...base('update'), { name: 'role', choices: roles, note: 'leave it out to keep the member\'s role; add it only to change the role' }],
+    },
     { action: 'update_tags', heading: "Update only a member's tags (e.g. after \"Apply tag\")", pairs: base('update_tags') },
-  ].map((a) => ({ ...a, pairs: a.pairs.map((p) => ({ ...p, id: `pair-${a.action}-${p.name}`, isKey: p.value === undefined })) }));
+  ].map((a) => ({
+    ...a,
+    pairs: a.pairs.map((p: PostPair) => ({ ...p, id: `pair-${a.action}-${p.name}`, isKey: p.value === undefined && p.choices === undefined })),
+  }));
 
   const url = new URL(publicUrl);
   const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
