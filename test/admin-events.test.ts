@@ -367,3 +367,22 @@ test('replay all failed asks first, then queues every failed and dead event agai
   assert.equal(none.headers.location, '/admin/events?replayed=0');
   assert.equal(noticeOf((await agent.get('/admin/events?replayed=0')).text), 'There were no failed or dead events to replay.');
 });
+
+test('after a replay the attempts keep counting (1, then 2) and the member line names the member once', async () => {
+  const site = await testSiteWithAdmin();
+  const { ctx, app, clock } = site;
+  // A member whose username is its email, as members created from Keap are.
+  const member = await createMember(ctx, { email: 'nobody@example.com', username: 'nobody@example.com', role: 'member', password: MEMBER_PASSWORD, keapContactId: 91 });
+  const id = finishedEvent(site, 91, 'failed', { error: 'Keap was down' });
+  const agent = await adminAgent(app);
+  const replay = await submitForm(agent, `/admin/events/${id}`, `/admin/events/${id}/replay`, {});
+  assert.equal(replay.status, 303);
+  const again = ctx.events.claimNext('w1', clock.now(), 60_000)!;
+  assert.equal(again.id, id);
+  ctx.events.finish(again, 'done', { result: 'updated member' });
+
+  const html = (await agent.get(`/admin/events/${id}`)).text;
+  assert.deepEqual([...html.matchAll(/<tr data-attempt="(\d+)" data-outcome="([a-z]+)">/g)].map((m) => [m[1], m[2]]), [['1', 'failed'], ['2', 'done']]);
+  assert.match(html, /data-attempts="2">2 <span class="muted" data-retry-count="1">/, 'two runs, one since the replay started the retry count again');
+  assert.match(html, new RegExp(`<dd id="event-member"><a href="/admin/members/${member.id}" id="member-link">nobody@example.com</a></dd>`), 'the email once, no username repeating it');
+});

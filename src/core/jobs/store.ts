@@ -27,6 +27,10 @@ export interface EventRecord {
 }
 
 export interface EventAttempt {
+  /**
+   * Its place among the job's runs, counting from 1 in the order they started. Not the queue's attempt counter,
+   * which starts again at a replay and does not count a run Keap throttled (it is the retry budget).
+   */
   attempt: number;
   startedAt: string;
   finishedAt: string | null;
@@ -198,8 +202,8 @@ export class EventStore {
     this.queueStateStmt = db.prepare<[number], { locked_by: string | null; locked_until: number | null; dedupe_key: string | null }>(
       'SELECT locked_by, locked_until, dedupe_key FROM events WHERE id = ?',
     );
-    this.attemptsStmt = db.prepare<[number], { attempt: number; started_at: string; finished_at: string | null; outcome: string | null; error: string | null }>(
-      'SELECT attempt, started_at, finished_at, outcome, error FROM event_attempts WHERE event_id = ? ORDER BY attempt',
+    this.attemptsStmt = db.prepare<[number], { started_at: string; finished_at: string | null; outcome: string | null; error: string | null }>(
+      'SELECT started_at, finished_at, outcome, error FROM event_attempts WHERE event_id = ? ORDER BY rowid',
     );
     this.nextRunStmt = db.prepare<[string], { next: number | null }>(
       "SELECT min(run_after) AS next FROM events INDEXED BY events_queued WHERE status = 'queued' AND (plugin IS NULL OR plugin IN (SELECT value FROM json_each(?)))",
@@ -375,8 +379,9 @@ export class EventStore {
     return row && { lockedBy: row.locked_by, lockedUntil: row.locked_until, dedupeKey: row.dedupe_key };
   }
 
+  /** Every run of the job, oldest first (across replays). */
   attempts(id: number): EventAttempt[] {
-    return this.attemptsStmt.all(id).map((a) => ({ attempt: a.attempt, startedAt: a.started_at, finishedAt: a.finished_at, outcome: a.outcome, error: a.error }));
+    return this.attemptsStmt.all(id).map((a, i) => ({ attempt: i + 1, startedAt: a.started_at, finishedAt: a.finished_at, outcome: a.outcome, error: a.error }));
   }
 
   /** When the earliest queued job that may run may run (epoch ms), or null when there is none. */

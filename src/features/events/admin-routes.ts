@@ -121,6 +121,7 @@ function renderDetail(ctx: EventsContext, res: Response, status: number, event: 
   const member = event.contactId === null ? undefined : ctx.memberOfContact(event.contactId);
   const queue = ctx.events.queueState(event.id);
   const secrets = ctx.secrets();
+  const attempts = ctx.events.attempts(event.id);
   ctx.admin.view(res, status, 'events/detail', {
     title: `Event #${event.id}`,
     event: {
@@ -133,8 +134,11 @@ function renderDetail(ctx: EventsContext, res: Response, status: number, event: 
       lockedBy: queue?.lockedBy ?? undefined,
       paramsJson: JSON.stringify(redactParams(event.params, secrets), null, 2),
     },
-    linkedMember: member && { id: member.id, email: member.email, username: member.username },
-    attempts: ctx.events.attempts(event.id).map((a) => ({
+    linkedMember: member && { id: member.id, email: member.email, username: member.username === member.email ? undefined : member.username },
+    runs: attempts.length,
+    // The queue's counter is the retry budget: a replay starts it again and a throttled run gives its attempt back.
+    budgetDiffers: attempts.length !== event.attempts,
+    attempts: attempts.map((a) => ({
       ...a,
       started: formatTime(a.startedAt),
       finished: a.finishedAt ? formatTime(a.finishedAt) : undefined,
