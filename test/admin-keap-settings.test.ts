@@ -242,6 +242,8 @@ test('the field selects list Keap’s contact custom fields; the choice is saved
     [String(F.memberSince), 'Member Since (id 18)'],
   ]);
   assert.match(options, /<option value="" selected>/, 'none chosen yet');
+  const hint = (page: string, name: string) => new RegExp(`data-field-hint="${name}">([^<]*)<`).exec(page)?.[1];
+  assert.equal(hint(html, 'password_field'), 'Saved: none: passwords are not read from or written back to Keap.');
 
   assert.match(html, /<input type="hidden" name="fields_from" value="keap">/);
   let res = await submitForm(admin, PAGE, `${PAGE}/fields`, { fields_from: 'keap', password_field: String(F.password), username_field: 'no such field' });
@@ -256,6 +258,9 @@ test('the field selects list Keap’s contact custom fields; the choice is saved
   html = (await admin.get(res.headers.location!)).text;
   assert.match(html, /<option value="12" selected>Password \(id 12\)<\/option>/);
   assert.match(html, /<option value="14" selected>Username \(id 14\)<\/option>/);
+  // The hints say what the saved choice does now, not what "none" would.
+  assert.match(hint(html, 'password_field') ?? '', /^Saved: “Password”: a new member gets the password Keap holds in it; if it is empty, memberhook generates one and writes it back there\.$/);
+  assert.match(hint(html, 'username_field') ?? '', /^Saved: “Username”: a new member’s username is taken from it/);
 
   res = await submitForm(admin, PAGE, `${PAGE}/fields`, { password_field: '', username_field: '' });
   assert.equal(res.status, 303);

@@ -31,9 +31,20 @@ const NOTICES = {
 type Notice = keyof typeof NOTICES;
 
 type FieldSetting = 'passwordField' | 'usernameField';
-const FIELD_INPUTS: Record<FieldSetting, { name: string; label: string; none: string }> = {
-  passwordField: { name: 'password_field', label: 'Password field', none: 'passwords are not read from or written back to Keap' },
-  usernameField: { name: 'username_field', label: 'Username field', none: 'the member’s email is the username' },
+/** Each field's form input, and what memberhook does with the saved choice (the hint under the input says it). */
+const FIELD_INPUTS: Record<FieldSetting, { name: string; label: string; none: string; chosen: string }> = {
+  passwordField: {
+    name: 'password_field',
+    label: 'Password field',
+    none: 'passwords are not read from or written back to Keap',
+    chosen: 'a new member gets the password Keap holds in it; if it is empty, memberhook generates one and writes it back there',
+  },
+  usernameField: {
+    name: 'username_field',
+    label: 'Username field',
+    none: 'the member’s email is the username',
+    chosen: 'a new member’s username is taken from it (the email when it is empty)',
+  },
 };
 
 interface PageExtras {
@@ -318,7 +329,8 @@ interface FieldSelect {
   setting: FieldSetting;
   name: string;
   label: string;
-  none: string;
+  /** What the saved choice does (not the one in a refused form being shown back). */
+  hint: string;
   fixedBy: string | undefined;
   value: string;
   error: string | undefined;
@@ -338,7 +350,9 @@ async function fieldsView(ctx: SettingsContext, extras: PageExtras) {
       // A stored name Keap does not know (renamed or deleted field) stays selectable, so saving the form keeps it.
       if (value && !match) options.push({ value, label: `${value} (not found in Keap)`, selected: true });
     }
-    return { setting, ...input, fixedBy: ctx.site.fixedByEnvironment(setting), value, error: extras.fieldErrors?.[setting], options };
+    const savedLabel = current ? (listed.fields && matchField(listed.fields, current)?.label) ?? current : undefined;
+    const hint = savedLabel ? `Saved: “${savedLabel}”: ${input.chosen}.` : `Saved: none: ${input.none}.`;
+    return { setting, name: input.name, label: input.label, hint, fixedBy: ctx.site.fixedByEnvironment(setting), value, error: extras.fieldErrors?.[setting], options };
   });
   return {
     selects,
