@@ -48,7 +48,7 @@ async function main(): Promise<void> {
         for (const { name, query } of pages) {
           if (!query) continue;
           const plan = new MemberStore(server.ctx.db).explainList(query);
-          console.log(`${name}\n  count: ${plan.count.join(' / ')}\n  page:  ${plan.page.join(' / ')}`);
+          console.log(`${name}\n  count: ${plan.count.join(' / ')}\n  page:  ${plan.page.join(' / ')}\n  page past 10,000 matches: ${plan.walkPage.join(' / ') || '-'}`);
         }
       }
       const cpuMs = () => {

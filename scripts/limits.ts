@@ -218,7 +218,9 @@ async function limitsAt(members: number): Promise<Result> {
     const sampleDb = new Database(databaseFile, { readonly: true });
     const middle = Math.floor(members / 2) + 1;
     const member = sampleDb
-      .prepare<[number], { id: number; email: string; lastName: string }>('SELECT id, email, last_name AS lastName FROM members WHERE id = ?')
+      .prepare<[number], { id: number; email: string; firstName: string; lastName: string; keapContactId: number | null }>(
+        'SELECT id, email, first_name AS firstName, last_name AS lastName, keap_contact_id AS keapContactId FROM members WHERE id = ?',
+      )
       .get(middle)!;
     const pages = memberListPages({ members, member, tagId: tagIdOf('VIP') });
     if (process.env.LIMITS_EXPLAIN) {
@@ -226,7 +228,7 @@ async function limitsAt(members: number): Promise<Result> {
       for (const { name, query } of pages) {
         if (!query) continue;
         const plan = store.explainList(query);
-        console.log(`${name}\n  count: ${plan.count.join(' / ')}\n  page:  ${plan.page.join(' / ')}`);
+        console.log(`${name}\n  count: ${plan.count.join(' / ')}\n  page:  ${plan.page.join(' / ')}\n  page past 10,000 matches: ${plan.walkPage.join(' / ') || '-'}`);
       }
     }
     sampleDb.close();

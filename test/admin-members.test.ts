@@ -226,6 +226,82 @@ test('search matches the start of email, username, first or last name, any case;
   assert.match(page.text, /<input id="q" name="q" type="search" value="gr"/);
 });
 
+test('search finds members the way people look for them: a full name either way round, "Last, First", an email domain, a member or Keap contact id', async () => {
+  const { app, ctx, ada } = await testSiteWithAdmin();
+  const [grace, mary, gracie, navy, numbered] = insertMembers(ctx, [
+    { email: 'grace@navy.example', firstName: 'Grace', lastName: 'Hopper', keapContactId: 4242 },
+    { email: 'mary@example.org', firstName: 'Mary Ann', lastName: 'Smith Jones' },
+    { email: 'gracie@example.org', firstName: 'Gracelyn', lastName: 'Hopperton' },
+    { email: 'admiral@NAVY.example', firstName: 'Grace', lastName: 'Turing' },
+    { email: 'n@numbers.example', username: '4242nd', firstName: 'Four', lastName: 'Two' },
+  ]);
+  const agent = await adminAgent(app);
+  const ids = async (q: string) => {
+    const res = await agent.get(`/admin/members?q=${encodeURIComponent(q)}`);
+    assert.equal(res.status, 200, q);
+    assert.equal(totalShown(res.text), rowIds(res.text).length, `${q}: the total counts what is shown`);
+    return rowIds(res.text).sort((a, b) => a - b);
+  };
+  assert.deepEqual(await ids('Grace Hopper'), [grace, gracie], 'first then last name, each a prefix (Gracelyn Hopperton too)');
+  assert.deepEqual(await ids('hopper grace'), [grace, gracie], 'last name first');
+  assert.deepEqual(await ids('Hopper, Grace'), [grace, gracie], '"Last, First"');
+  assert.deepEqual(await ids('Hopper G'), [grace, gracie], 'a last name and an initial');
+  assert.deepEqual(await ids('Grace, Hopper'), [], 'with a comma the order is given');
+  assert.deepEqual(await ids('  grace   hop '), [grace, gracie], 'spaces collapse');
+  assert.deepEqual(await ids('Mary Ann Smith'), [mary], 'a first name with a space');
+  assert.deepEqual(await ids('Mary Smith Jones'), [mary], 'a last name with a space');
+  assert.deepEqual(await ids('Grace Lovelace'), [], 'both names must match');
+  assert.deepEqual(await ids('@navy.example'), [grace, navy], 'an email domain, any case');
+  assert.deepEqual(await ids('@navy'), [grace, navy], 'the start of a domain');
+  assert.deepEqual(await ids('navy.example'), [grace, navy], 'a bare domain');
+  assert.deepEqual(await ids('example.org'), [mary, gracie]);
+  assert.deepEqual(await ids('@'), [], 'an @ alone matches nothing');
+  assert.deepEqual(await ids('4242'), [grace, numbered], 'a Keap contact id, and a username starting with it');
+  assert.deepEqual(await ids(String(ada.id)), [ada.id], 'a member id');
+  assert.deepEqual(await ids('0'), [], 'no member 0');
+});
+
+test('a search matching more than 10,000 members shows "10,000+" and pages on while pages are full, in the same order as an exact count would', async () => {
+  const { app, ctx } = await testSiteWithAdmin();
+  const names = ['Baker', 'Brown', 'Black', 'Bell'];
+  const bulk = insertMembers(
+    ctx,
+    Array.from({ length: 10_060 }, (_, i) => ({ email: `b${i}@bulk.example`, firstName: `Bo${i % 7}`, lastName: names[i % 4]!, role: i % 3 === 0 ? 'member' : 'subscriber' })),
+  );
+  const agent = await adminAgent(app);
+  const page = async (qs: string) => {
+    const res = await agent.get(`/admin/members?${qs}`);
+    assert.equal(res.status, 200, qs);
+    return res.text;
+  };
+  const first = await page('q=b');
+  assert.match(first, /id="member-count" data-total="10000">\s*Showing 1–50 of 10,000\+ members/);
+  assert.match(first, /Page 1 of 200\+/);
+  assert.match(first, /id="pager-next"/);
+  // What the exact count and id set (no limit) give for the same page: the walk must find the same members.
+  const exactPage = (n: number, sort?: 'name') => ctx.members.list({ q: 'b', page: n, pageSize: 50, ...(sort ? { sort } : {}) }).members.map((m) => m.id);
+  assert.deepEqual(rowIds(first), exactPage(1), 'the 50 newest that match');
+  assert.deepEqual(rowIds(first), [...bulk].reverse().slice(0, 50));
+  assert.deepEqual(rowIds(await page('q=b&page=201')), exactPage(201), 'past the counted pages, while pages are full');
+  const lastPage = Math.ceil(ctx.members.list({ q: 'b', page: 1, pageSize: 50 }).total / 50);
+  const last = await page(`q=b&page=${lastPage}`);
+  assert.deepEqual(rowIds(last), exactPage(lastPage), 'the last, short page');
+  assert.ok(rowIds(last).length > 0 && rowIds(last).length < 50);
+  assert.doesNotMatch(last, /id="pager-next"/, 'no next page after a short one');
+  assert.match(await page(`q=b&page=${lastPage + 1}`), /id="past-end"/, 'an empty page past the end says so');
+
+  // The store's answer without a limit (exact count, id set) is the same list.
+  const exact = ctx.members.list({ q: 'b', sort: 'name', page: 3, pageSize: 50 });
+  const limited = ctx.members.list({ q: 'b', sort: 'name', page: 3, pageSize: 50, countLimit: 10_000 });
+  assert.ok(exact.total > 10_060);
+  assert.deepEqual([limited.total, limited.totalIsLowerBound], [10_000, true]);
+  assert.deepEqual(limited.members.map((m) => m.id), exact.members.map((m) => m.id), 'sorted by name, the walk finds the same page');
+  assert.deepEqual(exactPage(3, 'name'), exact.members.map((m) => m.id));
+  // With a role as well, the total is exact again when it is under the limit.
+  const members = ctx.members.list({ q: 'bell', role: 'member', page: 1, pageSize: 50, countLimit: 10_000 });
+  assert.deepEqual([members.total, members.totalIsLowerBound], [bulk.filter((_, i) => i % 4 === 3 && i % 3 === 0).length, false]);
+});
+
 test('nonsense in the list query answers 400 naming it, and never a 500', async () => {
   const { app, ada } = await testSiteWithAdmin();
   const agent = await adminAgent(app);

@@ -13,7 +13,7 @@ export interface ListPage {
 /** What the pages are built from: the member count, one member in the middle and a tag many members hold. */
 export interface PageSample {
   members: number;
-  member: { id: number; email: string; lastName: string };
+  member: { id: number; email: string; firstName: string; lastName: string; keapContactId: number | null };
   tagId: number;
 }
 
@@ -25,10 +25,14 @@ export function memberListPages({ members, member, tagId }: PageSample): ListPag
   const middle = Math.ceil(lastPage / 2);
   const emailPrefix = member.email.slice(0, member.email.indexOf('.') + 3);
   const namePrefix = member.lastName.slice(0, 4);
+  const fullName = `${member.firstName} ${member.lastName}`;
+  const domain = member.email.slice(member.email.indexOf('@'));
+  const contactId = String(member.keapContactId ?? member.id);
   const page = (name: string, path: string, query: Omit<MemberQuery, 'pageSize' | 'page'> & { page?: number }): ListPage => ({
     name,
     path,
-    query: { page: 1, pageSize: PAGE_SIZE, ...query },
+    // As the admin page asks: a search is counted no further than 10,000.
+    query: { page: 1, pageSize: PAGE_SIZE, countLimit: 10_000, ...query },
   });
   return [
     page('first page', '/admin/members', {}),
@@ -37,6 +41,9 @@ export function memberListPages({ members, member, tagId }: PageSample): ListPag
     page('search email prefix', `/admin/members?q=${encodeURIComponent(emailPrefix)}`, { q: emailPrefix }),
     page('search last-name prefix', `/admin/members?q=${encodeURIComponent(namePrefix)}`, { q: namePrefix }),
     page('search one letter', '/admin/members?q=m', { q: 'm' }),
+    page('search full name', `/admin/members?q=${encodeURIComponent(fullName)}`, { q: fullName }),
+    page('search email domain', `/admin/members?q=${encodeURIComponent(domain)}`, { q: domain }),
+    page('search Keap contact id', `/admin/members?q=${contactId}`, { q: contactId }),
     page('role filter', '/admin/members?role=member', { role: 'member' }),
     page('tag filter', `/admin/members?tag=${tagId}`, { tag: tagId }),
     page('sort by name', '/admin/members?sort=name', { sort: 'name' }),

@@ -24,6 +24,8 @@ export const NOT_LINKED_MESSAGE = 'This member is not linked to a Keap contact, 
 
 const SORT_LABELS: Record<MemberSort, string> = { newest: 'Newest first', oldest: 'Oldest first', email: 'Email', name: 'Name' };
 const ID_PATTERN = /^[1-9]\d{0,14}$/;
+/** A search matching more members than this shows "10,000+": counting every match of a one-letter search costs more than the page. */
+const SEARCH_COUNT_LIMIT = 10_000;
 const emailSchema = z.email().max(254);
 
 /** Admin pages (mounted after requireAdmin): the Members pages: list, search, member page and its actions, add by hand. */
@@ -32,8 +34,10 @@ export function memberAdminRoutes(ctx: MembersContext): Router {
 
   router.get('/', (req, res) => {
     const { form, query, problems } = parseListQuery(ctx, req.query);
-    const { members, total } = ctx.members.list(query);
+    const { members, total, totalIsLowerBound: more } = ctx.members.list({ ...query, countLimit: SEARCH_COUNT_LIMIT });
     const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+    // Past the count limit the pages are not counted either: a full page means there may be another.
+    const hasNext = query.page < pages || (more && members.length === PAGE_SIZE);
     const href = (page: number) => listHref({ ...form, page });
     const first = total === 0 ? 0 : (query.page - 1) * PAGE_SIZE + 1;
     ctx.admin.view(res, problems.length ? 400 : 200, 'members/list', {
@@ -46,16 +50,16 @@ export function memberAdminRoutes(ctx: MembersContext): Router {
       sorts: MEMBER_SORTS.map((s) => ({ value: s, label: SORT_LABELS[s], selected: s === form.sort })),
       members: members.map(listRow),
       total,
-      totalText: total.toLocaleString('en'),
+      totalText: `${total.toLocaleString('en')}${more ? '+' : ''}`,
       shownFrom: first.toLocaleString('en'),
       shownTo: (first === 0 ? 0 : first + members.length - 1).toLocaleString('en'),
       page: query.page,
       pages,
-      pagesText: pages.toLocaleString('en'),
-      pastEnd: total > 0 && query.page > pages,
+      pagesText: `${pages.toLocaleString('en')}${more ? '+' : ''}`,
+      pastEnd: total > 0 && query.page > pages && members.length === 0,
       lastHref: href(pages),
       prevHref: query.page > 1 ? href(Math.min(query.page - 1, pages)) : undefined,
-      nextHref: query.page < pages ? href(query.page + 1) : undefined,
+      nextHref: hasNext ? href(query.page + 1) : undefined,
       deleted: idFrom(req.query.deleted),
     });
   });

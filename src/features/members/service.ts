@@ -2,7 +2,7 @@ import type { Db } from '../../core/db.js';
 import { badRequest, conflict, notFound } from '../../core/errors.js';
 import type { Transactions, TransactionScope } from '../../core/outbox.js';
 import { MemberStore, type MemberChanges } from './store.js';
-import type { HeldTag, Member, MemberQuery, MemberTag, Role, RoleCount } from './types.js';
+import type { HeldTag, Member, MemberPage, MemberQuery, MemberTag, Role, RoleCount } from './types.js';
 import { hashPassword } from './passwords.js';
 
 declare module '../../core/hooks.js' {
@@ -122,7 +122,7 @@ export class MemberService {
     return this.store.findByUsername(username) !== undefined;
   }
 
-  list(query: MemberQuery): { members: Member[]; total: number } {
+  list(query: MemberQuery): MemberPage {
     return this.store.list(query);
   }
 

@@ -1,5 +1,8 @@
 import type { Db } from '../../core/db.js';
-import type { HeldTag, Member, MemberQuery, MemberSort, MemberTag, Role, RoleCount } from './types.js';
+import { searchRanges, type SearchRange } from './search.js';
+import type { HeldTag, Member, MemberPage, MemberQuery, MemberSort, MemberTag, Role, RoleCount } from './types.js';
+
+export { prefixRange } from './search.js';
 
 export interface NewMember {
   email: string;
@@ -43,6 +46,26 @@ const ORDER_BY: Record<MemberSort, string> = {
   email: 'm.email, m.id',
   name: 'm.last_name COLLATE NOCASE, m.first_name COLLATE NOCASE, m.id',
 };
+
+/** A search range holding this many members or more is too wide to build an id set of (about 2 ms per range to find out). */
+const WIDE_RANGE = 50_001;
+
+/** For a walk of the list in a sort's order: the table itself (by id) or the index already in that order. */
+const WALK_IN_ORDER: Record<MemberSort, string> = {
+  newest: 'NOT INDEXED',
+  oldest: 'NOT INDEXED',
+  email: 'INDEXED BY members_email_unique',
+  name: 'INDEXED BY members_name',
+};
+
+interface ListSql {
+  count: string;
+  page: string;
+  params: Record<string, unknown>;
+  pageParams: Record<string, unknown>;
+  /** A search's ranges, and the queries `list` chooses from when it counts only as far as `countLimit`. */
+  search: { ranges: SearchRange[]; filtered: boolean; cappedCount: string; walkPage: string; testedCount: string; testedPage: string } | undefined;
+}
 
 const COLUMN_OF: Record<keyof MemberChanges, string> = {
   email: 'email',
@@ -196,33 +219,68 @@ export class MemberStore {
   }
 
   /**
-   * One page of members and how many match. Built to stay fast at 100,000 members (see `npm run bench:members`):
-   * - the search is four prefix ranges, one per indexed column (`x >= 'ada' AND x < 'adb'` under NOCASE), read as
-   *   a union of index ranges; LIKE could use an index only on the two NOCASE columns;
+   * One page of members and how many match. Built to stay fast at a million members (see `npm run bench:members`):
+   * - a search is a few index ranges (see search.ts: name prefixes, a full name, an email domain, an id), read as a
+   *   union of index ranges; LIKE could use an index only on the two NOCASE columns;
    * - the role is resolved to its id first, so the role filter is a range of members_role, not a join;
    * - the page's ids are chosen from indexes alone, and only those 50 rows (and their tags) are read, so a deep
-   *   page skips index entries rather than whole rows.
+   *   page skips index entries rather than whole rows;
+   * - with `countLimit`, a search that matches more than that many is counted only that far, and its page is found
+   *   by testing rows rather than building the id set of every match when that set would be large.
    */
-  list(query: MemberQuery): { members: Member[]; total: number } {
+  list(query: MemberQuery): MemberPage {
     const sql = this.listSql(query);
-    if (!sql) return { members: [], total: 0 };
-    const total = this.db.prepare<Record<string, unknown>, number>(sql.count).pluck().get(sql.params)!;
-    if (total === 0) return { members: [], total };
-    const rows = this.db.prepare<Record<string, unknown>, number>(sql.page).pluck().all(sql.pageParams);
-    return { members: this.membersByIds(rows), total };
+    if (!sql) return { members: [], total: 0, totalIsLowerBound: false };
+    const limit = query.countLimit;
+    let total: number;
+    let totalIsLowerBound = false;
+    let page = sql.page;
+    const count = (text: string) => this.db.prepare<Record<string, unknown>, number>(text).pluck().get({ ...sql.params, cap: (limit ?? 0) + 1 })!;
+    if (limit === undefined || sql.search === undefined) {
+      total = count(sql.count);
+    } else {
+      const sizes = this.rangeSizes(sql.search.ranges, sql.search.filtered ? WIDE_RANGE : limit + 1);
+      if (!sql.search.filtered && sizes.some((n) => n > limit)) {
+        // One range alone holds more than the limit: so does the search, and counting it further is what is slow.
+        [total, totalIsLowerBound, page] = [limit, true, sql.search.walkPage];
+      } else {
+        // A search of modest ranges: its id set is cheap to build, so count through it (as far as the limit). A
+        // search with a wide range and a role or tag: test rows along the filter's index instead of building the set.
+        const wide = sizes.some((n) => n >= WIDE_RANGE);
+        const found = count(wide ? sql.search.testedCount : sql.search.cappedCount);
+        [total, totalIsLowerBound] = found > limit ? [limit, true] : [found, false];
+        if (wide) page = sql.search.testedPage;
+      }
+    }
+    if (total === 0) return { members: [], total, totalIsLowerBound };
+    const rows = this.db.prepare<Record<string, unknown>, number>(page).pluck().all(sql.pageParams);
+    return { members: this.membersByIds(rows), total, totalIsLowerBound };
   }
 
-  /** What `EXPLAIN QUERY PLAN` says of the list's two queries for `query` (the benchmark prints it). */
-  explainList(query: MemberQuery): { count: string[]; page: string[] } {
+  /**
+   * How many members each range holds, counting each no further than `cap` (an index range read, stopped early);
+   * once one range reaches the cap the rest are not read.
+   */
+  private rangeSizes(ranges: SearchRange[], cap: number): number[] {
+    const sizes: number[] = [];
+    for (const r of ranges) {
+      sizes.push(this.db.prepare<Record<string, unknown>, number>(`SELECT count(*) FROM (SELECT 1 FROM members WHERE ${r.where} LIMIT @cap)`).pluck().get({ ...r.params, cap })!);
+      if (sizes.at(-1)! >= cap) break;
+    }
+    return sizes;
+  }
+
+  /** What `EXPLAIN QUERY PLAN` says of the list's queries for `query` (the benchmark prints it). */
+  explainList(query: MemberQuery): { count: string[]; page: string[]; walkPage: string[] } {
     const sql = this.listSql(query);
-    if (!sql) return { count: [], page: [] };
+    if (!sql) return { count: [], page: [], walkPage: [] };
     const plan = (text: string, params: Record<string, unknown>) =>
       this.db.prepare<Record<string, unknown>, { detail: string }>(`EXPLAIN QUERY PLAN ${text}`).all(params).map((r) => r.detail);
-    return { count: plan(sql.count, sql.params), page: plan(sql.page, sql.pageParams) };
+    return { count: plan(sql.count, sql.params), page: plan(sql.page, sql.pageParams), walkPage: sql.search ? plan(sql.search.walkPage, sql.pageParams) : [] };
   }
 
   /** The list's count and page queries; undefined when nothing can match (a role no role has). */
-  private listSql(query: MemberQuery): { count: string; page: string; params: Record<string, unknown>; pageParams: Record<string, unknown> } | undefined {
+  private listSql(query: MemberQuery): ListSql | undefined {
     let roleId: number | undefined;
     if (query.role !== undefined && query.role !== '') {
       roleId = this.roleBySlug.get(query.role)?.id;
@@ -242,16 +300,14 @@ export class MemberStore {
       where.push('m.id IN (SELECT t.member_id FROM member_tags t WHERE t.tag_id = @tag)');
       params.tag = query.tag;
     }
-    let searchRanges: string[] = [];
-    if (query.q) {
-      const { lo, hi } = prefixRange(query.q);
-      // One index range per column, as a union: SQLite's OR optimisation does not take ranges on COLLATE expressions.
-      const columns = ['email', 'username', 'first_name COLLATE NOCASE', 'last_name COLLATE NOCASE'];
-      const range = (c: string) => (hi === undefined ? `${c} >= @qLo` : `${c} >= @qLo AND ${c} < @qHi`);
-      searchRanges = columns.map((c) => `SELECT id FROM members WHERE ${range(c)}`);
-      where.push(`m.id IN (${searchRanges.join(' UNION ALL ')})`);
-      params.qLo = lo;
-      if (hi !== undefined) params.qHi = hi;
+    const filters = [...where];
+    const ranges = query.q ? searchRanges(query.q) : [];
+    // Text that can mean nothing (an @ alone) matches nobody rather than everybody.
+    if (query.q?.trim() && ranges.length === 0) return undefined;
+    if (ranges.length > 0) {
+      // One index range per part, as a union: SQLite's OR optimisation does not take ranges on COLLATE expressions.
+      where.push(`m.id IN (${ranges.map((r) => `SELECT id FROM members WHERE ${r.where}`).join(' UNION ALL ')})`);
+      for (const r of ranges) Object.assign(params, r.params);
     }
     const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
     // Counting through `m.id IN (...)` builds the whole id list and then looks every id up in members: at a million
@@ -261,12 +317,28 @@ export class MemberStore {
     // repeats.
     let count = `SELECT count(*) FROM members m ${clause}`;
     if (where.length === 1 && query.tag !== undefined) count = 'SELECT count(*) FROM member_tags WHERE tag_id = @tag';
-    else if (where.length === 1 && query.q) count = `SELECT count(*) FROM (${searchRanges.join(' UNION ')})`;
+    else if (where.length === 1 && ranges.length > 0) count = `SELECT count(*) FROM (${ranges.map((r) => `SELECT id FROM members WHERE ${r.where}`).join(' UNION ')})`;
+    const sort = query.sort ?? 'newest';
+    const paging = `ORDER BY ${ORDER_BY[sort]} LIMIT @limit OFFSET @offset`;
+    const matching = [...filters, `(${ranges.map((r) => `(${r.where})`).join(' OR ')})`].join(' AND ');
     return {
       count,
-      page: `SELECT m.id FROM members m ${clause} ORDER BY ${ORDER_BY[query.sort ?? 'newest']} LIMIT @limit OFFSET @offset`,
+      page: `SELECT m.id FROM members m ${clause} ${paging}`,
       params,
       pageParams: { ...params, limit: query.pageSize, offset: (query.page - 1) * query.pageSize },
+      search:
+        ranges.length === 0
+          ? undefined
+          : {
+              ranges,
+              filtered: filters.length > 0,
+              cappedCount: `SELECT count(*) FROM (SELECT 1 FROM members m ${clause} LIMIT @cap)`,
+              // Testing each row as it comes instead of building the id set of every match: walking the list in its
+              // order (a page of 50 within 50 / share rows) or along the role's or tag's index.
+              walkPage: `SELECT m.id FROM members m ${WALK_IN_ORDER[sort]} WHERE ${matching} ${paging}`,
+              testedCount: `SELECT count(*) FROM (SELECT 1 FROM members m WHERE ${matching} LIMIT @cap)`,
+              testedPage: `SELECT m.id FROM members m WHERE ${matching} ${paging}`,
+            },
     };
   }
 
@@ -343,22 +415,4 @@ export interface RoleRow {
 
 export function toRole(row: RoleRow): Role {
   return { id: row.id, slug: row.slug, name: row.name, isAdmin: row.is_admin === 1, webhookAssignable: row.webhook_assignable === 1 };
-}
-
-/**
- * The NOCASE range holding every string that starts with `prefix`: `lo <= x < hi` compares like SQLite's NOCASE,
- * which folds only ASCII letters. `hi` is undefined when no string bounds it (the prefix is all U+10FFFF).
- */
-export function prefixRange(prefix: string): { lo: string; hi: string | undefined } {
-  const lo = prefix.replace(/[A-Z]/g, (c) => c.toLowerCase());
-  const points = Array.from(lo, (c) => c.codePointAt(0)!);
-  while (points.length > 0) {
-    let last = points.pop()! + 1;
-    if (last > 0x10ffff) continue;
-    if (last === 0xd800) last = 0xe000; // past the surrogates, which are not characters
-    // After '@' comes 'A', which NOCASE reads as 'a': the next character a folded string can hold is '['.
-    if (last === 0x41) last = 0x5b;
-    return { lo, hi: String.fromCodePoint(...points, last) };
-  }
-  return { lo, hi: undefined };
 }

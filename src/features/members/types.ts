@@ -41,12 +41,24 @@ export interface MemberQuery {
   role?: string;
   /** Keap tag id the member holds. */
   tag?: number;
-  /** Matches the start of email, username, first or last name (ASCII case-insensitive). */
+  /**
+   * What someone typed in a search box: the start of an email, username, first or last name, a full name, an email
+   * domain, a member or Keap contact id (ASCII case-insensitive; see search.ts).
+   */
   q?: string;
   /** Default `newest`. */
   sort?: MemberSort;
   page: number;
   pageSize: number;
+  /** Stop counting a search past this many: the total is then this figure and only a lower bound. */
+  countLimit?: number;
+}
+
+export interface MemberPage {
+  members: Member[];
+  total: number;
+  /** The search matched more than the query's countLimit; `total` is that limit. */
+  totalIsLowerBound: boolean;
 }
 
 /** A role and how many members hold it. */
