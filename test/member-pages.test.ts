@@ -317,3 +317,15 @@ test('the Keap webhook at POST / is not asked for a form token', async () => {
   assert.deepEqual(res.body, { ok: true, test: true });
   assert.equal(cookieNamed(res, 'mh_csrf'), undefined, 'no page cookies on the webhook');
 });
+
+test('every page names the site icon, which is served, so browsers do not ask for a missing /favicon.ico', async () => {
+  const { app } = await site();
+  for (const path of ['/login', '/admin/login', '/password/forgot']) {
+    const page = await request(app).get(path);
+    assert.match(page.text, /<link rel="icon" href="\/assets\/favicon.svg" type="image\/svg\+xml">/, path);
+  }
+  const icon = await request(app).get('/assets/favicon.svg');
+  assert.equal(icon.status, 200);
+  assert.match(icon.headers['content-type'] ?? '', /^image\/svg\+xml/);
+  assert.match(String(icon.text ?? icon.body), /^<svg /);
+});
