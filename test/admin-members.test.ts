@@ -302,6 +302,41 @@ test('a search matching more than 10,000 members shows "10,000+" and pages on wh
   assert.deepEqual([members.total, members.totalIsLowerBound], [bulk.filter((_, i) => i % 4 === 3 && i % 3 === 0).length, false]);
 });
 
+test('the filtered list exports as CSV: every page, the list\'s order, formulas defused; bad filters are refused', async () => {
+  const { app, ctx, ada } = await testSiteWithAdmin();
+  const [grace, evil] = insertMembers(ctx, [
+    { email: 'grace@navy.example', firstName: 'Grace', lastName: 'Hopper, "Amazing"', role: 'member', tags: [GOLD, NEWS], keapContactId: 77 },
+    { email: 'evil@example.com', firstName: '=HYPERLINK("http://evil.test")', lastName: '+1', role: 'member' },
+    ...Array.from({ length: 120 }, (_, i) => ({ email: `bulk${i}@example.net`, role: 'subscriber' })),
+  ]);
+  const agent = await adminAgent(app);
+  const list = await agent.get('/admin/members?role=member&sort=name');
+  assert.match(decode(list.text), /<a href="\/admin\/members\/export.csv\?role=member&sort=name" id="export-csv" download>Export these members \(CSV\)<\/a>/);
+
+  const res = await agent.get('/admin/members/export.csv?role=member&sort=name');
+  assert.equal(res.status, 200);
+  assert.match(res.headers['content-type'] ?? '', /^text\/csv; charset=utf-8/);
+  assert.match(res.headers['content-disposition'] ?? '', /^attachment; filename="members-\d{4}-\d{2}-\d{2}\.csv"$/);
+  const lines = res.text.split('\r\n');
+  assert.equal(lines.pop(), '', 'every line ends with CRLF');
+  assert.equal(lines[0], '"id","email","username","first_name","last_name","role","keap_contact_id","tags","tag_ids","created_at","updated_at"');
+  // Sorted by last name as the list is: '+1' (defused) sorts first, then Hopper, then Lovelace.
+  assert.deepEqual(lines.slice(1).map((l) => Number(/^"(\d+)"/.exec(l)?.[1])), [evil, grace, ada.id]);
+  assert.match(lines[1]!, /,"'=HYPERLINK\(""http:\/\/evil.test""\)","'\+1","member",/, 'formula cells start with an apostrophe');
+  assert.match(lines[2]!, /^"\d+","grace@navy.example","grace@navy.example","Grace","Hopper, ""Amazing""","member","77","Gold; Newsletter","501 502",/);
+
+  const all = await agent.get('/admin/members/export.csv');
+  assert.equal(all.text.trim().split('\r\n').length - 1, count(ctx, 'SELECT count(*) FROM members'), 'all members, not one page of 50');
+  const searched = await agent.get('/admin/members/export.csv?q=bulk1');
+  assert.equal(searched.text.trim().split('\r\n').length - 1, 31, 'bulk1, bulk10..19, bulk100..119');
+
+  const bad = await agent.get('/admin/members/export.csv?sort=evil');
+  assert.equal(bad.status, 400);
+  assert.match(bad.text, /Sort: expected one of newest, oldest, email, name/);
+  const anonymous = await request(app).get('/admin/members/export.csv');
+  assert.equal(anonymous.status, 303, 'only administrators export');
+});
+
 test('nonsense in the list query answers 400 naming it, and never a 500', async () => {
   const { app, ada } = await testSiteWithAdmin();
   const agent = await adminAgent(app);

@@ -258,6 +258,23 @@ export class MemberStore {
   }
 
   /**
+   * The ids of every member the list's filters match, in the list's order (no page): for an export. A search is
+   * tested row by row along the list's order when its ranges are wide, as `list` does past its count limit.
+   */
+  listIds(query: Omit<MemberQuery, 'page' | 'pageSize'>): number[] {
+    const sql = this.listSql({ ...query, page: 1, pageSize: -1 });
+    if (!sql) return [];
+    const wide = sql.search !== undefined && !sql.search.filtered && this.rangeSizes(sql.search.ranges, WIDE_RANGE).some((n) => n >= WIDE_RANGE);
+    // LIMIT -1 is SQLite's "no limit".
+    return this.db.prepare<Record<string, unknown>, number>(wide ? sql.search!.walkPage : sql.page).pluck().all({ ...sql.pageParams, offset: 0 });
+  }
+
+  /** The members with these ids, in this order, with their tags (for reading a long list in batches). */
+  byIds(ids: number[]): Member[] {
+    return this.membersByIds(ids);
+  }
+
+  /**
    * How many members each range holds, counting each no further than `cap` (an index range read, stopped early);
    * once one range reaches the cap the rest are not read.
    */
