@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { setImmediate } from 'node:timers/promises';
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { AppError, badRequest, notFound } from '../../core/errors.js';
@@ -82,6 +83,8 @@ export function memberAdminRoutes(ctx: MembersContext): Router {
     for (const batch of ctx.members.listAll(filters)) {
       if (res.destroyed) return;
       if (!res.write(batch.map((m) => csvLine(EXPORT_COLUMNS.map((c) => c.value(m)))).join(''))) await once(res, 'drain');
+      // Let other requests (and Keap's posts) in between batches, even when the client reads as fast as we write.
+      else await setImmediate();
       exported += batch.length;
     }
     res.end();
