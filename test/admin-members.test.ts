@@ -622,3 +622,121 @@ test('adding a member by hand without a password generates one and queues the we
   assert.equal(res.headers.location, `/admin/members/${radia.id}?done=created&event=${job.id}&generated=1`);
   assert.equal(noticeText((await agent.get(res.headers.location!)).text), `Member added with a generated password; welcome email queued as event #${job.id}.`);
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Bulk actions
+
+/** Opens a bulk confirmation page and presses its button: the form token and the hidden fields it carries. */
+async function confirmBulk(agent: request.Agent, confirmPath: string): Promise<request.Response> {
+  const page = await agent.get(confirmPath);
+  assert.equal(page.status, 200, `${confirmPath}: ${page.text.slice(0, 200)}`);
+  const body = new URLSearchParams({ _csrf: csrfFrom(page.text) });
+  for (const m of page.text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)) if (m[1] !== '_csrf') body.append(m[1]!, decode(m[2]!));
+  return agent.post('/admin/members/bulk').type('form').send(body.toString());
+}
+
+/** Runs queued jobs through the site's worker (claimed one at a time, as its loop would) until none is runnable. */
+async function runJobs(site: { ctx: AppContext; clock: { now(): number } }): Promise<void> {
+  for (let job = site.ctx.events.claimNext('test', site.clock.now(), 60_000); job; job = site.ctx.events.claimNext('test', site.clock.now(), 60_000)) {
+    await site.ctx.worker.runClaimed(job);
+  }
+}
+
+test('a bulk action on the ticked members is confirmed with its count, needs the form token, and runs in the background with a progress page', async () => {
+  const site = await testSiteWithAdmin();
+  const { app, ctx, admin } = site;
+  const [a, b, c] = insertMembers(ctx, [{ email: 'a@example.com' }, { email: 'b@example.com' }, { email: 'c@example.com', role: 'member' }]);
+  const agent = await adminAgent(app);
+  const list = await agent.get('/admin/members');
+  assert.match(list.text, /<form method="get" action="\/admin\/members\/bulk" id="bulk-form"/);
+  assert.match(list.text, new RegExp(`<input type="checkbox" name="id" value="${a}" form="bulk-form"`));
+
+  const confirm = await agent.get(`/admin/members/bulk?scope=ticked&action=role&to_role=member&id=${a}&id=${b}&id=${admin.id}`);
+  assert.equal(confirm.status, 200);
+  assert.match(confirm.text, /<strong>Change the role to member<\/strong> for the ticked members: <strong data-count="3">3<\/strong> members\./);
+  const fields = Object.fromEntries([...confirm.text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1], m[2]]));
+  assert.equal(fields.action, 'role');
+
+  const forged = await agent.post('/admin/members/bulk').type('form').send(`scope=ticked&action=role&to_role=member&id=${a}`);
+  assert.equal(forged.status, 403, 'no form token, no bulk action');
+  assert.equal(count(ctx, 'SELECT count(*) FROM member_bulk_actions'), 0);
+
+  const started = await confirmBulk(agent, `/admin/members/bulk?scope=ticked&action=role&to_role=member&id=${a}&id=${b}&id=${admin.id}`);
+  assert.equal(started.status, 303);
+  const progressPath = started.headers.location!;
+  assert.match(progressPath, /^\/admin\/members\/bulk\/\d+$/);
+  const before = await agent.get(progressPath);
+  assert.match(before.text, /id="bulk-status" data-status="running"/);
+  assert.equal(before.headers.refresh, '2', 'the page reloads itself while it runs');
+  assert.match(before.text, /<progress id="bulk-bar" max="100" value="0"/);
+
+  await runJobs(site);
+  assert.deepEqual([a, b, c].map((id) => ctx.members.findById(id!)!.role), ['member', 'member', 'member']);
+  assert.equal(ctx.members.findById(admin.id)!.role, 'administrator', 'the admin who asked is never demoted by it');
+  const after = await agent.get(progressPath);
+  assert.match(after.text, /id="bulk-status" data-status="done"/);
+  assert.equal(after.headers.refresh, undefined);
+  assert.match(after.text, /id="bulk-counts" data-done="3" data-total="3"/);
+  assert.match(after.text, /data-changed="2"/);
+  assert.match(after.text, /data-skipped="1"/);
+  assert.match(after.text, /<progress id="bulk-bar" max="100" value="100"/);
+});
+
+test('a bulk action on every member the filters match covers all pages, leaves out members who join later, and can be cancelled', async () => {
+  const site = await testSiteWithAdmin();
+  const { app, ctx } = site;
+  const linked = insertMembers(ctx, Array.from({ length: 130 }, (_, i) => ({ email: `k${i}@keap.example`, keapContactId: 5000 + i })));
+  insertMembers(ctx, [{ email: 'unlinked@keap.example' }, { email: 'other@elsewhere.example' }]);
+  const agent = await adminAgent(app);
+
+  const confirm = await agent.get('/admin/members/bulk?scope=all&action=resync&q=%40keap.example');
+  assert.match(confirm.text, /<strong>Resync from Keap<\/strong> for every member matching “@keap.example”: <strong data-count="131">131<\/strong> members\./);
+  const started = await confirmBulk(agent, '/admin/members/bulk?scope=all&action=resync&q=%40keap.example');
+  assert.equal(started.status, 303);
+  // Joins after the confirmation: not part of it.
+  insertMembers(ctx, [{ email: 'late@keap.example', keapContactId: 9999 }]);
+  const bulkJob = ctx.events.claimNext('test', site.clock.now(), 60_000)!;
+  assert.equal(bulkJob.action, 'member_bulk_action');
+  await ctx.worker.runClaimed(bulkJob);
+  const updates = ctx.db.prepare<[], number>("SELECT contact_id FROM events WHERE action = 'update' ORDER BY contact_id").pluck().all();
+  assert.deepEqual(updates, linked.map((_, i) => 5000 + i), 'one update job per linked member, none for the late one');
+  const page = (await agent.get(started.headers.location!)).text;
+  assert.match(page, /data-done="131" data-total="131"/);
+  assert.match(page, /data-changed="130"/);
+  assert.match(page, /data-skipped="1"/, 'the unlinked member is skipped');
+
+  // Another, cancelled before it runs: nothing happens, and the list no longer says one is running.
+  const second = await confirmBulk(agent, '/admin/members/bulk?scope=all&action=delete&q=%40keap.example');
+  const busy = await agent.get('/admin/members/bulk?scope=all&action=delete&q=%40keap.example');
+  assert.equal(busy.status, 409, 'one bulk action at a time');
+  assert.match((await agent.get('/admin/members')).text, /id="bulk-running-notice"/);
+  const cancelled = await submitForm(agent, second.headers.location!, `${second.headers.location!}/cancel`, {});
+  assert.equal(cancelled.status, 303);
+  await runJobs(site);
+  assert.equal(count(ctx, "SELECT count(*) FROM members WHERE email LIKE '%@keap.example'"), 132, 'nothing deleted');
+  assert.match((await agent.get(second.headers.location!)).text, /data-status="cancelled"/);
+  assert.doesNotMatch((await agent.get('/admin/members')).text, /id="bulk-running-notice"/);
+});
+
+test('a bulk request that makes no sense is a 400 naming what is wrong, and starts nothing', async () => {
+  const { app, ctx } = await testSiteWithAdmin();
+  const agent = await adminAgent(app);
+  const cases: Array<[string, RegExp]> = [
+    ['scope=all', /Action: choose what to do with the members/],
+    ['scope=all&action=explode', /Action: choose what to do/],
+    ['scope=all&action=role', /New role: choose the role to give them/],
+    ['scope=all&action=role&to_role=emperor', /New role: there is no role &quot;emperor&quot;/],
+    ['scope=ticked&action=delete', /Tick at least one member/],
+    ['scope=ticked&action=delete&id=abc', /Members: expected member ids/],
+    ['action=delete', /Members: choose the ticked members or every member/],
+    ['scope=all&action=delete&sort=evil', /Sort: expected one of/],
+  ];
+  for (const [qs, message] of cases) {
+    const res = await agent.get(`/admin/members/bulk?${qs}`);
+    assert.equal(res.status, 400, qs);
+    assert.match(res.text, message, qs);
+    const post = await submitForm(agent, '/admin/members', '/admin/members/bulk', Object.fromEntries(new URLSearchParams(qs)));
+    assert.equal(post.status, 400, `POST ${qs}`);
+  }
+  assert.equal(count(ctx, 'SELECT count(*) FROM member_bulk_actions'), 0);
+});

@@ -14,9 +14,11 @@ import type { MembersContext } from './context.js';
 import { generatePassword } from './passwords.js';
 import { requestPasswordReset } from './password-reset.js';
 import { isUniqueViolation, LAST_ADMINISTRATOR_MESSAGE } from './service.js';
-import { MEMBER_SORTS, type Member, type MemberQuery, type MemberSort, type Role } from './types.js';
+import { describeBulkAction } from './bulk-actions.js';
+import { memberBulkRoutes } from './bulk-routes.js';
+import { ID_PATTERN, listHref, PAGE_SIZE, parseListQuery } from './list-query.js';
+import { MEMBER_SORTS, type Member, type MemberSort, type Role } from './types.js';
 
-export const PAGE_SIZE = 50;
 export const PASSWORD_MIN = 10;
 export const PASSWORD_MAX = 200;
 /** Source of the events the admin pages queue (the events table's `source`). */
@@ -26,7 +28,6 @@ export const SELF_DELETION_MESSAGE = 'You cannot delete your own account: anothe
 export const NOT_LINKED_MESSAGE = 'This member is not linked to a Keap contact, so there is nothing to resync.';
 
 const SORT_LABELS: Record<MemberSort, string> = { newest: 'Newest first', oldest: 'Oldest first', email: 'Email', name: 'Name' };
-const ID_PATTERN = /^[1-9]\d{0,14}$/;
 /** A search matching more members than this shows "10,000+": counting every match of a one-letter search costs more than the page. */
 const SEARCH_COUNT_LIMIT = 10_000;
 const emailSchema = z.email().max(254);
@@ -34,6 +35,7 @@ const emailSchema = z.email().max(254);
 /** Admin pages (mounted after requireAdmin): the Members pages: list, search, member page and its actions, add by hand. */
 export function memberAdminRoutes(ctx: MembersContext): Router {
   const router = Router();
+  router.use('/bulk', memberBulkRoutes(ctx));
 
   router.get('/', (req, res) => {
     const { form, query, problems } = parseListQuery(ctx, req.query);
@@ -50,6 +52,8 @@ export function memberAdminRoutes(ctx: MembersContext): Router {
       filtered: Boolean(form.q || form.role || form.tag),
       exportHref: listHref({ ...form, page: 1 }).replace('/admin/members', '/admin/members/export.csv'),
       roles: ctx.members.roles().map((r) => ({ slug: r.slug, name: r.name, selected: r.slug === form.role })),
+      bulkRoles: ctx.members.roles().map((r) => ({ slug: r.slug, name: r.name })),
+      bulkRunning: runningBulk(ctx),
       tags: ctx.members.heldTags().map((t) => ({ id: t.id, name: t.name || `Tag ${t.id}`, selected: String(t.id) === form.tag })),
       sorts: MEMBER_SORTS.map((s) => ({ value: s, label: SORT_LABELS[s], selected: s === form.sort })),
       members: members.map(listRow),
@@ -212,63 +216,9 @@ export function memberAdminRoutes(ctx: MembersContext): Router {
 // ---------------------------------------------------------------------------------------------------------------
 // The list
 
-interface ListForm {
-  q: string;
-  role: string;
-  tag: string;
-  sort: MemberSort;
-  page: number;
-}
-
-/**
- * The list's query string as the form shows it and as the store takes it. A value that makes no sense (page=-1,
- * sort=evil, a role that does not exist) is dropped and named in `problems`; the page then answers 400.
- */
-function parseListQuery(ctx: MembersContext, raw: Request['query']): { form: ListForm; query: MemberQuery; problems: string[] } {
-  const problems: string[] = [];
-  const value = (name: string): string => {
-    const v = raw[name];
-    if (v === undefined) return '';
-    if (typeof v === 'string') return v.trim();
-    problems.push(`${name}: give it once.`);
-    return '';
-  };
-  const form: ListForm = { q: value('q'), role: value('role'), tag: value('tag'), sort: 'newest', page: 1 };
-  if (form.q.length > 100) {
-    problems.push('Search: use at most 100 characters.');
-    form.q = '';
-  }
-  if (form.role && !ctx.members.role(form.role)) {
-    problems.push(`Role: there is no role "${form.role}".`);
-    form.role = '';
-  }
-  if (form.tag && !ID_PATTERN.test(form.tag)) {
-    problems.push('Tag: expected a tag id (a whole number).');
-    form.tag = '';
-  }
-  const sort = value('sort');
-  if ((MEMBER_SORTS as readonly string[]).includes(sort)) form.sort = sort as MemberSort;
-  else if (sort) problems.push(`Sort: expected one of ${MEMBER_SORTS.join(', ')}.`);
-  const page = value('page');
-  if (/^\d{1,7}$/.test(page) && Number(page) >= 1) form.page = Number(page);
-  else if (page) problems.push('Page: expected a whole number from 1.');
-  const query: MemberQuery = { page: form.page, pageSize: PAGE_SIZE, sort: form.sort };
-  if (form.q) query.q = form.q;
-  if (form.role) query.role = form.role;
-  if (form.tag) query.tag = Number(form.tag);
-  return { form, query, problems };
-}
-
-/** `/admin/members?...` with only the values that differ from the defaults. */
-function listHref(form: ListForm): string {
-  const params = new URLSearchParams();
-  if (form.q) params.set('q', form.q);
-  if (form.role) params.set('role', form.role);
-  if (form.tag) params.set('tag', form.tag);
-  if (form.sort !== 'newest') params.set('sort', form.sort);
-  if (form.page > 1) params.set('page', String(form.page));
-  const qs = params.toString();
-  return qs ? `/admin/members?${qs}` : '/admin/members';
+function runningBulk(ctx: MembersContext) {
+  const running = ctx.bulk.running();
+  return running && { id: running.id, heading: describeBulkAction(running), done: running.done.toLocaleString('en'), total: running.total.toLocaleString('en') };
 }
 
 /** The export's columns, in order. */

@@ -2,6 +2,8 @@ import { StartupError } from '../../core/errors.js';
 import type { CorePlugin } from '../../plugins/types.js';
 import { adminGate } from './admin-gate.js';
 import { memberAdminRoutes } from './admin-routes.js';
+import { BulkActionStore, memberBulkAction } from './bulk-action-store.js';
+import { runBulkAction } from './bulk-actions.js';
 import type { MembersContext } from './context.js';
 import { LoginThrottle } from './login-throttle.js';
 import { passwordResetEmail, sendPasswordResetEmail } from './password-reset.js';
@@ -38,6 +40,7 @@ export const membersPlugin: CorePlugin = {
       sessions: new MemberSessions(kernel.db, kernel.clock),
       resets: new PasswordResetStore(kernel.db),
       loginThrottle: new LoginThrottle(kernel.db, kernel.clock),
+      bulk: new BulkActionStore(kernel.db),
       admin: api.admin,
       site,
     };
@@ -47,6 +50,7 @@ export const membersPlugin: CorePlugin = {
     api.provide('roles', () => ctx.roles);
 
     api.jobs.define({ ...passwordResetEmail, run: (job) => sendPasswordResetEmail(ctx, job) });
+    api.jobs.define({ ...memberBulkAction, run: (job) => runBulkAction(ctx, ctx.bulk, job) });
     api.router.use(memberRoutes(ctx));
     api.admin.setGate(adminGate(ctx));
     api.admin.addPage({ path: 'members', title: 'Members', menu: { label: 'Members', order: 20 }, handler: memberAdminRoutes(ctx) });

@@ -1,7 +1,7 @@
 import type { Db } from '../../core/db.js';
 import { badRequest, conflict, notFound } from '../../core/errors.js';
 import type { Transactions, TransactionScope } from '../../core/outbox.js';
-import { MemberStore, type MemberChanges } from './store.js';
+import { MemberStore, type ListScope, type MemberChanges } from './store.js';
 import type { HeldTag, Member, MemberPage, MemberQuery, MemberTag, Role, RoleCount } from './types.js';
 import { hashPassword } from './passwords.js';
 
@@ -124,6 +124,16 @@ export class MemberService {
 
   list(query: MemberQuery): MemberPage {
     return this.store.list(query);
+  }
+
+  /** The ids of the first `limit` members a list query matches, in its order (a bulk action's next batch). */
+  listIds(query: Omit<ListScope, 'page' | 'pageSize'>, limit: number): number[] {
+    return this.store.listIds(query, limit);
+  }
+
+  /** The highest member id so far: a bulk action over a filter stops there, so members who join later are left out. */
+  maxId(): number {
+    return this.store.maxId();
   }
 
   /** Every member a list query matches, in its order, read `batchSize` at a time (an export of a million stays small). */

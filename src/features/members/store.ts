@@ -58,6 +58,12 @@ const WALK_IN_ORDER: Record<MemberSort, string> = {
   name: 'INDEXED BY members_name',
 };
 
+/** A list query narrowed to a stretch of member ids (a batch of a bulk action: ids after the last one done). */
+export interface ListScope extends MemberQuery {
+  idAfter?: number;
+  idThrough?: number;
+}
+
 interface ListSql {
   count: string;
   page: string;
@@ -258,11 +264,12 @@ export class MemberStore {
   }
 
   /**
-   * The ids of every member the list's filters match, in the list's order (no page): for an export. A search is
-   * tested row by row along the list's order when its ranges are wide, as `list` does past its count limit.
+   * The ids of the members the list's filters match, in the list's order, all of them or the first `limit`: for an
+   * export or a bulk action. A search is tested row by row along the list's order when its ranges are wide, as
+   * `list` does past its count limit.
    */
-  listIds(query: Omit<MemberQuery, 'page' | 'pageSize'>): number[] {
-    const sql = this.listSql({ ...query, page: 1, pageSize: -1 });
+  listIds(query: Omit<ListScope, 'page' | 'pageSize'>, limit = -1): number[] {
+    const sql = this.listSql({ ...query, page: 1, pageSize: limit });
     if (!sql) return [];
     const wide = sql.search !== undefined && !sql.search.filtered && this.rangeSizes(sql.search.ranges, WIDE_RANGE).some((n) => n >= WIDE_RANGE);
     // LIMIT -1 is SQLite's "no limit".
@@ -272,6 +279,11 @@ export class MemberStore {
   /** The members with these ids, in this order, with their tags (for reading a long list in batches). */
   byIds(ids: number[]): Member[] {
     return this.membersByIds(ids);
+  }
+
+  /** The highest member id so far (0 with no members). */
+  maxId(): number {
+    return this.db.prepare<[], number>('SELECT coalesce(max(id), 0) FROM members').pluck().get()!;
   }
 
   /**
@@ -297,7 +309,7 @@ export class MemberStore {
   }
 
   /** The list's count and page queries; undefined when nothing can match (a role no role has). */
-  private listSql(query: MemberQuery): ListSql | undefined {
+  private listSql(query: ListScope): ListSql | undefined {
     let roleId: number | undefined;
     if (query.role !== undefined && query.role !== '') {
       roleId = this.roleBySlug.get(query.role)?.id;
@@ -316,6 +328,14 @@ export class MemberStore {
     if (query.tag !== undefined) {
       where.push('m.id IN (SELECT t.member_id FROM member_tags t WHERE t.tag_id = @tag)');
       params.tag = query.tag;
+    }
+    if (query.idAfter !== undefined) {
+      where.push('m.id > @idAfter');
+      params.idAfter = query.idAfter;
+    }
+    if (query.idThrough !== undefined) {
+      where.push('m.id <= @idThrough');
+      params.idThrough = query.idThrough;
     }
     const filters = [...where];
     const ranges = query.q ? searchRanges(query.q) : [];
