@@ -84,7 +84,7 @@ export function apiRoutes(ctx: ApiContext): Router {
       if (isUniqueViolation(err, 'members.username')) throw conflict('another member has that username');
       throw err;
     }
-    if (body.password !== undefined) await ctx.members.setPassword(id, body.password);
+    if (body.password !== undefined) await ctx.members.changePassword(id, body.password, 'api');
     res.json({ user: userJson(ctx.members.get(id)) });
   });
 

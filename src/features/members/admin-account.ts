@@ -19,5 +19,5 @@ export async function ensureConfiguredAdmin(members: MemberService, admin: { ema
     await members.update(existing.id, { profile: {}, role: adminRole.slug });
     logger.info({ member: existing.id }, 'member from ADMIN_EMAIL given admin rights');
   }
-  if (members.passwordHash(existing.id) === null) await members.setPassword(existing.id, admin.password);
+  if (members.passwordHash(existing.id) === null) await members.changePassword(existing.id, admin.password, 'configured');
 }

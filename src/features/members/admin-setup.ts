@@ -164,7 +164,7 @@ export async function createOrPromoteAdmin(ctx: AdminSetupContext, credentials: 
   } else {
     const promoted = !existing.roleIsAdmin;
     if (promoted) await ctx.members.update(existing.id, { profile: {}, role: role.slug });
-    await ctx.members.setPassword(existing.id, credentials.password);
+    await ctx.members.changePassword(existing.id, credentials.password, 'command_line');
     result = { member: ctx.members.get(existing.id), outcome: promoted ? 'promoted' : 'password_set' };
   }
   markSetupDone(ctx, `create-admin, member ${result.member.id}`);
