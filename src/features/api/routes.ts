@@ -1,4 +1,4 @@
-import express, { Router, type RequestHandler } from 'express';
+import express, { Router, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
 import { AppError, badRequest, conflict, notFound, unauthorized } from '../../core/errors.js';
 import { EVENT_STATUSES, type EventRecord } from '../../core/jobs/store.js';
@@ -7,7 +7,18 @@ import { accessKeyMatches } from '../http-post/access-key.js';
 import type { MemberService } from '../members/service.js';
 import type { Member } from '../members/types.js';
 import { isUniqueViolation } from '../../core/db.js';
+import { scopeAllows, type ApiScope } from './scopes.js';
 import type { ApiTokenStore } from './tokens.js';
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Locals {
+      /** What the request's bearer token may do, set by the API's token check. */
+      apiScope?: ApiScope;
+    }
+  }
+}
 
 /** What the JSON API works with. */
 export interface ApiContext extends Kernel {
@@ -65,10 +76,14 @@ export function apiRoutes(ctx: ApiContext): Router {
   });
 
   router.patch('/api/v1/users/:id', async (req, res) => {
+    requireScope(res, 'members:write', 'changing a user');
     const id = parse(idParam, req.params.id, 'id');
     const body = parse(userPatch, req.body ?? {}, 'body');
-    ctx.members.get(id);
-    if (body.role !== undefined && !ctx.members.role(body.role)) throw badRequest(`role "${body.role}" does not exist`, 'role');
+    const target = ctx.members.get(id);
+    const newRole = body.role === undefined ? undefined : ctx.members.role(body.role);
+    if (body.role !== undefined && !newRole) throw badRequest(`role "${body.role}" does not exist`, 'role');
+    if (target.roleIsAdmin) requireScope(res, 'admin', 'changing an administrator');
+    if (newRole?.isAdmin) requireScope(res, 'admin', 'giving a role with admin rights');
     try {
       await ctx.members.update(id, {
         profile: {
@@ -89,8 +104,11 @@ export function apiRoutes(ctx: ApiContext): Router {
   });
 
   router.delete('/api/v1/users/:id', async (req, res) => {
+    requireScope(res, 'members:write', 'deleting a user');
+    const target = ctx.members.get(parse(idParam, req.params.id, 'id'));
+    if (target.roleIsAdmin) requireScope(res, 'admin', 'deleting an administrator');
     // As on the admin pages: the site never loses its last administrator (409).
-    await ctx.members.delete(parse(idParam, req.params.id, 'id'), { keepAnAdministrator: true });
+    await ctx.members.delete(target.id, { keepAnAdministrator: true });
     res.json({ ok: true });
   });
 
@@ -113,6 +131,7 @@ export function apiRoutes(ctx: ApiContext): Router {
   });
 
   router.post('/api/v1/events/:id/replay', (req, res) => {
+    requireScope(res, 'members:write', 'replaying an event');
     const event = findEvent(ctx, parse(idParam, req.params.id, 'id'));
     if (event.status === 'rejected') throw badRequest(`event ${event.id} was rejected when it arrived; there is no job to replay`);
     if (event.status === 'queued' || event.status === 'processing') throw conflict(`event ${event.id} is ${event.status} already`);
@@ -140,9 +159,16 @@ function requireApiToken(ctx: ApiContext): RequestHandler {
     const envToken = ctx.config.apiToken;
     const given = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];
     if (given !== undefined) {
-      if (envToken && accessKeyMatches(envToken, given)) return next();
+      // API_TOKEN is the operator's own token: every right.
+      if (envToken && accessKeyMatches(envToken, given)) {
+        res.locals.apiScope = 'admin';
+        return next();
+      }
       const check = tokens.check(given);
-      if (check.ok) return next();
+      if (check.ok) {
+        res.locals.apiScope = check.token.scope;
+        return next();
+      }
       if (check.reason === 'revoked') {
         res.set('WWW-Authenticate', 'Bearer realm="memberhook API", error="invalid_token"');
         return next(unauthorized(REVOKED_TOKEN_MESSAGE));
@@ -153,6 +179,21 @@ function requireApiToken(ctx: ApiContext): RequestHandler {
     if (!envToken && !tokens.anyLive()) return next(unauthorized(NO_API_TOKENS_MESSAGE));
     next(unauthorized(INVALID_TOKEN_MESSAGE));
   };
+}
+
+/**
+ * Refuses (403) a request whose token lacks `needed`, naming the scope it needs (RFC 6750's insufficient_scope).
+ * Scopes nest: `admin` includes `members:write`, which includes `read`.
+ */
+function requireScope(res: Response, needed: ApiScope, what: string): void {
+  const held = res.locals.apiScope ?? 'read';
+  if (scopeAllows(held, needed)) return;
+  res.set('WWW-Authenticate', `Bearer realm="memberhook API", error="insufficient_scope", scope="${needed}"`);
+  throw new AppError(403, insufficientScopeMessage(what, needed, held), { code: 'insufficient_scope' });
+}
+
+export function insufficientScopeMessage(what: string, needed: ApiScope, held: ApiScope): string {
+  return `${what} needs an API token with the ${needed} scope; this token has the ${held} scope`;
 }
 
 function findEvent(ctx: ApiContext, id: number): EventRecord {
