@@ -300,6 +300,35 @@ test('wrong setup codes are counted per address: after ten, even the right code 
   assert.equal(adminCount(ctx), 1);
 });
 
+test('ADMIN_EMAIL naming a member synced from Keap gives it ADMIN_PASSWORD and ends its sessions: the Keap-side password never opens the admin', async () => {
+  const dataDir = tempDataDir();
+  const KEAP_SIDE_PASSWORD = 'readable in keap 0123';
+  const before = await site({}, dataDir);
+  const synced = await before.ctx.members.create({ email: 'owner@example.com', username: 'owner', role: 'subscriber', password: KEAP_SIDE_PASSWORD, keapContactId: 101, firstName: '', lastName: '', fields: {}, tags: [] });
+  const memberBrowser = request.agent(before.app);
+  assert.equal((await memberLogIn(memberBrowser, 'owner', KEAP_SIDE_PASSWORD)).status, 303);
+  const sessions = (ctx: AppContext) => ctx.db.prepare<[number], number>('SELECT count(*) FROM sessions WHERE member_id = ?').pluck().get(synced.id)!;
+  assert.equal(sessions(before.ctx), 1);
+
+  const env = { ADMIN_EMAIL: 'OWNER@example.com', ADMIN_PASSWORD };
+  const { app, ctx, logs } = await site(env, dataDir);
+  assert.equal(ctx.members.get(synced.id).roleIsAdmin, true, 'promoted');
+  assert.equal(sessions(ctx), 0, 'the sessions it had are ended');
+  assert.equal((await memberBrowser.get('/account')).status, 303, 'the browser logged in before is logged out');
+  assert.equal((await adminLogIn(request.agent(app), 'owner@example.com', KEAP_SIDE_PASSWORD)).status, 401, 'the Keap-side password does not open the admin');
+  assert.equal((await adminLogIn(request.agent(app), 'owner@example.com', ADMIN_PASSWORD)).status, 303, 'ADMIN_PASSWORD does');
+  assert.equal(logs.text().includes(ADMIN_PASSWORD), false);
+
+  // A restart that finds ADMIN_PASSWORD in place changes nothing and logs nobody out.
+  assert.equal(sessions(ctx), 1);
+  await site(env, dataDir);
+  assert.equal(sessions(ctx), 1, 'a plain restart keeps the session');
+  // One that finds another password (changed in the site) puts ADMIN_PASSWORD back, ending the sessions again.
+  await ctx.members.changePassword(synced.id, 'changed in the site 42', 'account');
+  await site(env, dataDir);
+  assert.equal((await adminLogIn(request.agent(app), 'owner@example.com', ADMIN_PASSWORD)).status, 303);
+});
+
 test('anonymous visitors are sent to the admin login, and back to the page they asked for', async () => {
   const { app } = await siteWithAdmin();
   const browser = request.agent(app);
