@@ -1,5 +1,5 @@
 import express, { Router, type RequestHandler, type Response } from 'express';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { AppError, badRequest, conflict, notFound, unauthorized } from '../../core/errors.js';
 import { EVENT_STATUSES, type EventRecord } from '../../core/jobs/store.js';
 import type { Kernel } from '../../core/kernel.js';
@@ -7,6 +7,8 @@ import { accessKeyMatches } from '../http-post/access-key.js';
 import type { MemberService } from '../members/service.js';
 import type { Member } from '../members/types.js';
 import { isUniqueViolation } from '../../core/db.js';
+import { buildOpenApiDocument } from './openapi.js';
+import { eventQuery, idParam, userPatch, userQuery, type EventJson, type UserJson } from './schemas.js';
 import { scopeAllows, type ApiScope } from './scopes.js';
 import type { ApiTokenStore } from './tokens.js';
 
@@ -26,43 +28,14 @@ export interface ApiContext extends Kernel {
   tokens: ApiTokenStore;
 }
 
-const PAGE_SIZE_DEFAULT = 50;
-const PAGE_SIZE_MAX = 200;
-
-const pageParams = {
-  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
-  per_page: z.coerce.number().int().min(1).max(PAGE_SIZE_MAX).default(PAGE_SIZE_DEFAULT),
-};
-const idParam = z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER);
-
-const userQuery = z.strictObject({
-  email: z.string().max(254).optional(),
-  role: z.string().max(64).optional(),
-  tag: z.coerce.number().int().nonnegative().optional(),
-  q: z.string().max(100).optional(),
-  ...pageParams,
-});
-
-const userPatch = z.strictObject({
-  email: z.email().max(254).optional(),
-  username: z.string().trim().min(1).max(254).optional(),
-  role: z.string().max(64).optional(),
-  first_name: z.string().max(200).optional(),
-  last_name: z.string().max(200).optional(),
-  password: z.string().min(10).max(200).optional(),
-});
-
-const eventQuery = z.strictObject({
-  contact_id: z.coerce.number().int().positive().optional(),
-  status: z.enum(EVENT_STATUSES).optional(),
-  action: z.string().max(64).optional(),
-  source: z.string().max(64).optional(),
-  ...pageParams,
-});
-
 /** `/api/v1`: JSON for scripts, behind `Authorization: Bearer <token>` (API_TOKEN or a token made in the admin). */
 export function apiRoutes(ctx: ApiContext): Router {
   const router = Router();
+  // The description is public, like the README that documents the same routes: a client needs it before it has a token.
+  const openApiDocument = buildOpenApiDocument({ version: ctx.config.version, serverUrl: ctx.config.publicUrl });
+  router.get('/api/v1/openapi.json', (_req, res) => {
+    res.json(openApiDocument);
+  });
   router.use('/api', requireApiToken(ctx), express.json({ limit: '100kb' }));
 
   router.get('/api/v1/users', (req, res) => {
@@ -212,7 +185,7 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
   throw new AppError(400, message, { code: 'invalid_input', field });
 }
 
-export function userJson(m: Member) {
+export function userJson(m: Member): UserJson {
   return {
     id: m.id,
     email: m.email,
@@ -228,7 +201,7 @@ export function userJson(m: Member) {
   };
 }
 
-export function eventJson(e: EventRecord) {
+export function eventJson(e: EventRecord): EventJson {
   return {
     id: e.id,
     source: e.source,
