@@ -163,8 +163,9 @@ export async function createOrPromoteAdmin(ctx: AdminSetupContext, credentials: 
     result = { member, outcome: 'created' };
   } else {
     const promoted = !existing.roleIsAdmin;
-    if (promoted) await ctx.members.update(existing.id, { profile: {}, role: role.slug });
+    // The password first: a member's old one (a Keap member's is readable in Keap) never holds admin rights.
     await ctx.members.changePassword(existing.id, credentials.password, 'command_line');
+    if (promoted) await ctx.members.update(existing.id, { profile: {}, role: role.slug });
     result = { member: ctx.members.get(existing.id), outcome: promoted ? 'promoted' : 'password_set' };
   }
   markSetupDone(ctx, `create-admin, member ${result.member.id}`);
