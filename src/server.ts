@@ -8,6 +8,7 @@ import { startCheckpointer } from './core/checkpointer.js';
 import { createKernel, type KernelOptions } from './core/kernel.js';
 import type { AppContext } from './context.js';
 import { ensureConfiguredAdmin } from './features/members/admin-account.js';
+import { announceSetupLink } from './features/members/admin-setup.js';
 import { pluginAdminRoutes } from './plugins/admin-routes.js';
 import { PluginHost } from './plugins/host.js';
 import type { PluginApi } from './plugins/types.js';
@@ -103,6 +104,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const address = server.address() as AddressInfo;
   const shownHost = !config.host || config.host === '::' || config.host === '0.0.0.0' ? 'localhost' : config.host;
   const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${address.port}`;
+  // Only now that the server listens: a link printed earlier could be opened (and fail) before it works.
+  announceSetupLink(ctx, config.fromEnvironment.has('PUBLIC_URL') ? config.publicUrl : url);
 
   let closing: Promise<void> | undefined;
   const close = () => {

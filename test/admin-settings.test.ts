@@ -330,6 +330,32 @@ test('a token name must be given, at most 100 characters, and not the name of an
   assert.equal(storedTokens(ctx).length, 2);
 });
 
+test('a new token is read-only unless the administrator picks another scope, and the list shows what each may do', async () => {
+  const { app, ctx, ada } = await siteWithStoredKey();
+  const agent = await adminAgent(app);
+  const form = await agent.get('/admin/settings/api-tokens');
+  assert.match(form.text, /<input type="radio" name="scope" value="read" checked>/, 'read-only is chosen unless changed');
+  assert.doesNotMatch(form.text, /value="(members:write|admin)" checked/);
+
+  const reader = await createToken(agent, 'dashboard');
+  const writer = await submitForm(agent, '/admin/settings/api-tokens', '/admin/settings/api-tokens', { name: 'crm sync', scope: 'members:write' });
+  assert.equal(writer.status, 200);
+  assert.match(writer.text, /New token “crm sync” \(Members write\)/);
+  const bad = await submitForm(agent, '/admin/settings/api-tokens', '/admin/settings/api-tokens', { name: 'root', scope: 'root' });
+  assert.equal(bad.status, 400);
+  assert.match(fieldError(bad.text, 'token-scope') ?? '', /^Choose what the token may do: Read-only, Members write, Admin\.$/);
+  assert.deepEqual(storedTokens(ctx).map((t) => [t.name, t.scope]), [['dashboard', 'read'], ['crm sync', 'members:write']]);
+
+  const list = (await agent.get('/admin/settings/api-tokens')).text;
+  assert.match(list, /<td data-token-scope="read">Read-only<\/td>/);
+  assert.match(list, /<td data-token-scope="members:write">Members write<\/td>/);
+
+  const readOnly = await request(app).patch(`/api/v1/users/${ada.id}`).set('Authorization', `Bearer ${reader.token}`).send({ first_name: 'Changed' });
+  assert.equal(readOnly.status, 403);
+  assert.match(readOnly.body.error, /needs an API token with the members:write scope/);
+  assert.equal(ctx.members.get(ada.id).firstName, 'Ada');
+});
+
 test('revoking asks for confirmation, then the token is refused at once and listed as revoked', async () => {
   const { app, ctx, logs } = await siteWithStoredKey();
   const agent = await adminAgent(app);

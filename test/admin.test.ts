@@ -5,9 +5,10 @@ import type { Response } from 'supertest';
 import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import type { AppContext } from '../src/server.js';
-import { buildContext } from '../src/server.js';
+import { buildContext, startServer } from '../src/server.js';
 import { ADMIN_IDLE_MS } from '../src/features/members/admin-access.js';
 import { runCreateAdmin } from '../src/cli/create-admin.js';
+import { issueSetupCode } from '../src/features/members/admin-setup.js';
 import { NO_ADMIN_RIGHTS_MESSAGE } from '../src/features/members/admin-gate.js';
 import { LOGIN_FAILED_MESSAGE } from '../src/features/members/routes.js';
 import type { Member } from '../src/features/members/types.js';
@@ -24,6 +25,8 @@ const HOUR = 60 * 60 * 1000;
 
 interface Site {
   ctx: AppContext;
+  /** The first-run setup code, as a start would print it (undefined once an administrator exists). */
+  setupCode: string;
   app: ReturnType<typeof createApp>;
   clock: ManualClock;
   logs: ReturnType<typeof captureLogs>;
@@ -39,7 +42,7 @@ async function site(env: Record<string, string> = {}, dataDir = tempDataDir()): 
     ctx.mailer.close();
     ctx.db.close();
   });
-  return { ctx, app: createApp(ctx), clock, logs, dataDir };
+  return { ctx, app: createApp(ctx), clock, logs, dataDir, setupCode: issueSetupCode(ctx) ?? '' };
 }
 
 /** A site whose administrator exists already (made the way ADMIN_EMAIL would), plus Ada, a plain member. */
@@ -65,9 +68,9 @@ function count(ctx: AppContext, sql: string): number {
 const adminCount = (ctx: AppContext) => count(ctx, 'SELECT count(*) FROM members m JOIN roles r ON r.id = m.role_id WHERE r.is_admin = 1');
 const memberCount = (ctx: AppContext) => count(ctx, 'SELECT count(*) FROM members');
 
-async function postSetup(agent: request.Agent, fields: Record<string, string>): Promise<Response> {
+async function postSetup(agent: request.Agent, code: string, fields: Record<string, string>): Promise<Response> {
   const form = await agent.get('/admin');
-  return agent.post('/admin/setup').type('form').send({ _csrf: csrfFrom(form.text), ...fields });
+  return agent.post('/admin/setup').type('form').send({ _csrf: csrfFrom(form.text), code, ...fields });
 }
 
 async function adminLogIn(agent: request.Agent, login: string, password: string, extra: Record<string, string> = {}, ip?: string): Promise<Response> {
@@ -85,7 +88,7 @@ async function memberLogIn(agent: request.Agent, login: string, password: string
 const SETUP_FORM = /<form method="post" action="\/admin\/setup"/;
 
 test('first run: every admin URL shows only the setup form; it creates the administrator, logs them in, and is gone for good', async () => {
-  const { app, ctx } = await site();
+  const { app, ctx, setupCode } = await site();
   const browser = request.agent(app);
   for (const path of ['/admin', '/admin/members', '/admin/events/3', '/admin/login', '/admin/setup']) {
     const page = await browser.get(path);
@@ -99,7 +102,7 @@ test('first run: every admin URL shows only the setup form; it creates the admin
   assert.equal(elsewhere.status, 303, 'other admin forms lead to the setup form');
   assert.equal(elsewhere.headers.location, '/admin/setup');
 
-  const created = await postSetup(browser, { email: ADMIN_EMAIL, password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD });
+  const created = await postSetup(browser, setupCode, { email: ADMIN_EMAIL, password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD });
   assert.equal(created.status, 303);
   assert.equal(created.headers.location, '/admin');
   assert.ok(cookieNamed(created, 'mh_session'), 'the new administrator is logged in');
@@ -122,7 +125,7 @@ test('first run: every admin URL shows only the setup form; it creates the admin
   assert.equal(again.status, 303);
   const stranger = request.agent(app);
   const strangerToken = csrfFrom((await stranger.get('/admin/login')).text);
-  const late = await stranger.post('/admin/setup').type('form').send({ _csrf: strangerToken, email: 'late@example.com', password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD });
+  const late = await stranger.post('/admin/setup').type('form').send({ _csrf: strangerToken, code: setupCode, email: 'late@example.com', password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD });
   assert.equal(late.status, 303);
   assert.equal(late.headers.location, '/admin/login');
   assert.equal(cookieNamed(late, 'mh_session'), undefined);
@@ -138,11 +141,11 @@ test('first run: every admin URL shows only the setup form; it creates the admin
 });
 
 test('setup posts racing each other create exactly one administrator', async () => {
-  const { app, ctx } = await site();
+  const { app, ctx, setupCode } = await site();
   const browsers = Array.from({ length: 5 }, () => request.agent(app));
   const tokens = await Promise.all(browsers.map(async (b) => csrfFrom((await b.get('/admin')).text)));
   const results = await Promise.all(
-    browsers.map((b, i) => b.post('/admin/setup').type('form').send({ _csrf: tokens[i], email: `admin${i}@example.com`, password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD })),
+    browsers.map((b, i) => b.post('/admin/setup').type('form').send({ _csrf: tokens[i], code: setupCode, email: `admin${i}@example.com`, password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD })),
   );
   assert.equal(adminCount(ctx), 1);
   assert.equal(memberCount(ctx), 1);
@@ -157,20 +160,20 @@ test('setup posts racing each other create exactly one administrator', async () 
 });
 
 test('a setup post without a valid form token is refused and creates nothing', async () => {
-  const { app, ctx } = await site();
-  const noToken = await request(app).post('/admin/setup').type('form').send({ email: ADMIN_EMAIL, password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD });
+  const { app, ctx, setupCode } = await site();
+  const noToken = await request(app).post('/admin/setup').type('form').send({ code: setupCode, email: ADMIN_EMAIL, password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD });
   assert.equal(noToken.status, 403);
   assert.match(noToken.text, /form has expired/);
   const browser = request.agent(app);
   await browser.get('/admin');
-  const wrongToken = await browser.post('/admin/setup').type('form').send({ _csrf: 'A'.repeat(43), email: ADMIN_EMAIL, password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD });
+  const wrongToken = await browser.post('/admin/setup').type('form').send({ _csrf: 'A'.repeat(43), code: setupCode, email: ADMIN_EMAIL, password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD });
   assert.equal(wrongToken.status, 403);
   assert.equal(memberCount(ctx), 0);
   assert.match((await browser.get('/admin')).text, SETUP_FORM, 'setup is still open');
 });
 
 test('setup form mistakes are shown in the form with a 400 and create nothing', async () => {
-  const { app, ctx, logs } = await site();
+  const { app, ctx, logs, setupCode } = await site();
   const browser = request.agent(app);
   const cases: Array<{ fields: Record<string, string>; field: string; message: RegExp }> = [
     { fields: { email: ADMIN_EMAIL, password: ADMIN_PASSWORD, confirm: `${ADMIN_PASSWORD}!` }, field: 'confirm', message: /not the same/ },
@@ -179,7 +182,7 @@ test('setup form mistakes are shown in the form with a 400 and create nothing', 
     { fields: { email: '', password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD }, field: 'email', message: /Enter an email/ },
   ];
   for (const { fields, field, message } of cases) {
-    const res = await postSetup(browser, fields);
+    const res = await postSetup(browser, setupCode, fields);
     assert.equal(res.status, 400, `${field}: 400`);
     assert.match(fieldError(res.text, field) ?? '', message, `${field}: the message is next to the field`);
     assert.match(res.text, new RegExp(`id="${field}"[^>]*aria-invalid="true"`));
@@ -193,15 +196,137 @@ test('setup form mistakes are shown in the form with a 400 and create nothing', 
 });
 
 test('setup refuses an email that belongs to an existing member and leaves that member alone', async () => {
-  const { app, ctx } = await site();
+  const { app, ctx, setupCode } = await site();
   const ada = await createMember(ctx, { email: 'ada@example.com', username: 'ada', role: 'member', password: MEMBER_PASSWORD });
   const browser = request.agent(app);
-  const res = await postSetup(browser, { email: 'ADA@example.com', password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD });
+  const res = await postSetup(browser, setupCode, { email: 'ADA@example.com', password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD });
   assert.equal(res.status, 400);
   assert.match(fieldError(res.text, 'email') ?? '', /already has this email/);
   assert.equal(adminCount(ctx), 0);
   assert.equal(ctx.members.get(ada.id).role, 'member');
   assert.equal((await memberLogIn(request.agent(app), 'ada', MEMBER_PASSWORD)).status, 303, 'her password is unchanged');
+});
+
+test('a fresh install prints a one-time setup link once it listens, and the setup form makes no administrator without its code', async () => {
+  const dataDir = tempDataDir();
+  const logs = captureLogs();
+  const shown: string[] = [];
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, ACCESS_KEY: 'x'.repeat(32) });
+  const start = () => startServer(config, { logger: logs.logger, console: (l) => shown.push(l), jobs: 'in-process' });
+  const setupLinks = () => shown.flatMap((l) => /(\S+\/admin\/setup\?code=\S+)/.exec(l)?.[1] ?? []);
+  const codeOf = (link: string) => new URL(link).searchParams.get('code')!;
+
+  let running = await start();
+  try {
+    assert.equal(setupLinks().length, 1, 'the first start prints the setup link');
+    const link = setupLinks()[0]!;
+    // PORT=0: the real port is known only once the server listens, so a link carrying it was printed after that.
+    assert.ok(link.startsWith(`${running.url}/admin/setup?code=`), `the link points at the listening server: ${link}`);
+    const firstCode = codeOf(link);
+    assert.ok(firstCode.length >= 43, 'a long random code');
+    assert.equal(logs.text().includes(firstCode), false, 'the code never reaches the log');
+    assert.equal(JSON.stringify(running.ctx.db.prepare('SELECT value FROM settings').pluck().all()).includes(firstCode), false, 'only a hash of the code is stored');
+
+    const browser = request.agent(running.url);
+    const form = await browser.get(new URL(link).pathname + new URL(link).search);
+    assert.equal(form.status, 200);
+    assert.ok(form.text.includes(`name="code" type="text" value="${firstCode}"`), 'the link fills in the code');
+    const post = (fields: Record<string, string>) => browser.post('/admin/setup').type('form').send({ _csrf: csrfFrom(form.text), email: ADMIN_EMAIL, password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD, ...fields });
+    for (const code of ['', 'not-the-code', `${firstCode}x`, firstCode.slice(0, -1)]) {
+      const refused = await post({ code });
+      assert.equal(refused.status, 403, `code ${JSON.stringify(code)} is refused`);
+      assert.match(fieldError(refused.text, 'code') ?? '', code ? /not the current one/ : /Enter the setup code/);
+      assert.equal(cookieNamed(refused, 'mh_session'), undefined);
+      assert.equal(refused.text.includes(`value="${code || 'none'}"`), false, 'a wrong code is not echoed');
+    }
+    assert.equal(adminCount(running.ctx), 0, 'no administrator without the code');
+
+    // A restart before setup prints a fresh link; the old one stops working.
+    await running.close();
+    running = await start();
+    assert.equal(setupLinks().length, 2, 'the second start prints a new link');
+    const secondCode = codeOf(setupLinks()[1]!);
+    assert.notEqual(secondCode, firstCode);
+    const again = request.agent(running.url);
+    const token = csrfFrom((await again.get('/admin')).text);
+    const send = (code: string) => again.post('/admin/setup').type('form').send({ _csrf: token, code, email: ADMIN_EMAIL, password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD });
+    assert.equal((await send(firstCode)).status, 403, 'the previous start\'s code no longer works');
+    const created = await send(secondCode);
+    assert.equal(created.status, 303);
+    assert.equal(created.headers.location, '/admin');
+    assert.equal(adminCount(running.ctx), 1);
+
+    // Once an administrator exists, the code is dead and no start prints a link.
+    const stranger = request.agent(running.url);
+    const strangerToken = csrfFrom((await stranger.get('/admin/login')).text);
+    const late = await stranger.post('/admin/setup').type('form').send({ _csrf: strangerToken, code: secondCode, email: 'late@example.com', password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD });
+    assert.equal(late.status, 303);
+    assert.equal(late.headers.location, '/admin/login');
+    await running.close();
+    running = await start();
+    assert.equal(setupLinks().length, 2, 'no link once an administrator exists');
+    assert.equal(adminCount(running.ctx), 1);
+  } finally {
+    await running.close();
+  }
+});
+
+test('a start with ADMIN_EMAIL prints no setup link: that administrator needs no code', async () => {
+  const shown: string[] = [];
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: tempDataDir(), PLUGINS_DIR: NO_PLUGINS_DIR, ACCESS_KEY: 'x'.repeat(32), ADMIN_EMAIL, ADMIN_PASSWORD });
+  const running = await startServer(config, { logger: captureLogs().logger, console: (l) => shown.push(l), jobs: 'in-process' });
+  try {
+    assert.deepEqual(shown, []);
+    assert.equal((await adminLogIn(request.agent(running.url), ADMIN_EMAIL, ADMIN_PASSWORD)).status, 303);
+  } finally {
+    await running.close();
+  }
+});
+
+test('wrong setup codes are counted per address: after ten, even the right code waits out the lock', async () => {
+  const { app, ctx, clock, setupCode } = await site();
+  const browser = request.agent(app);
+  const token = csrfFrom((await browser.get('/admin')).text);
+  const send = (code: string) => browser.post('/admin/setup').type('form').send({ _csrf: token, code, email: ADMIN_EMAIL, password: ADMIN_PASSWORD, confirm: ADMIN_PASSWORD });
+  for (let i = 0; i < 10; i++) assert.equal((await send(`guess-${i}`)).status, 403);
+  const locked = await send(setupCode);
+  assert.equal(locked.status, 429);
+  assert.ok(Number(locked.headers['retry-after']) > 0, 'Retry-After says how long');
+  assert.match(alertOf(locked.text) ?? '', /Too many/i);
+  assert.equal(adminCount(ctx), 0);
+  clock.advance(HOUR);
+  const created = await send(setupCode);
+  assert.equal(created.status, 303, 'after the lock the right code works');
+  assert.equal(adminCount(ctx), 1);
+});
+
+test('ADMIN_EMAIL naming a member synced from Keap gives it ADMIN_PASSWORD and ends its sessions: the Keap-side password never opens the admin', async () => {
+  const dataDir = tempDataDir();
+  const KEAP_SIDE_PASSWORD = 'readable in keap 0123';
+  const before = await site({}, dataDir);
+  const synced = await before.ctx.members.create({ email: 'owner@example.com', username: 'owner', role: 'subscriber', password: KEAP_SIDE_PASSWORD, keapContactId: 101, firstName: '', lastName: '', fields: {}, tags: [] });
+  const memberBrowser = request.agent(before.app);
+  assert.equal((await memberLogIn(memberBrowser, 'owner', KEAP_SIDE_PASSWORD)).status, 303);
+  const sessions = (ctx: AppContext) => ctx.db.prepare<[number], number>('SELECT count(*) FROM sessions WHERE member_id = ?').pluck().get(synced.id)!;
+  assert.equal(sessions(before.ctx), 1);
+
+  const env = { ADMIN_EMAIL: 'OWNER@example.com', ADMIN_PASSWORD };
+  const { app, ctx, logs } = await site(env, dataDir);
+  assert.equal(ctx.members.get(synced.id).roleIsAdmin, true, 'promoted');
+  assert.equal(sessions(ctx), 0, 'the sessions it had are ended');
+  assert.equal((await memberBrowser.get('/account')).status, 303, 'the browser logged in before is logged out');
+  assert.equal((await adminLogIn(request.agent(app), 'owner@example.com', KEAP_SIDE_PASSWORD)).status, 401, 'the Keap-side password does not open the admin');
+  assert.equal((await adminLogIn(request.agent(app), 'owner@example.com', ADMIN_PASSWORD)).status, 303, 'ADMIN_PASSWORD does');
+  assert.equal(logs.text().includes(ADMIN_PASSWORD), false);
+
+  // A restart that finds ADMIN_PASSWORD in place changes nothing and logs nobody out.
+  assert.equal(sessions(ctx), 1);
+  await site(env, dataDir);
+  assert.equal(sessions(ctx), 1, 'a plain restart keeps the session');
+  // One that finds another password (changed in the site) puts ADMIN_PASSWORD back, ending the sessions again.
+  await ctx.members.changePassword(synced.id, 'changed in the site 42', 'account');
+  await site(env, dataDir);
+  assert.equal((await adminLogIn(request.agent(app), 'owner@example.com', ADMIN_PASSWORD)).status, 303);
 });
 
 test('anonymous visitors are sent to the admin login, and back to the page they asked for', async () => {

@@ -2,6 +2,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { SEED } from '../tools/keap-sandbox/seed.js';
 import { startHarness, type Harness } from './support/harness.js';
+import { tempDataDir } from './support/temp.js';
+import { migrate, MIGRATIONS_DIR, openDatabase, readMigrations } from '../src/core/db.js';
+import { systemClock } from '../src/core/clock.js';
+import { ApiTokenStore } from '../src/features/api/tokens.js';
+import type { ApiScope } from '../src/features/api/scopes.js';
 
 let h: Harness;
 before(async () => {
@@ -107,4 +112,74 @@ test('a failed event can be replayed and then succeeds once the contact is fixed
   assert.equal((await h.api('/api/v1/users?email=found@example.com')).body.total, 1);
   const again = await h.api(`/api/v1/events/${failed.id}/replay`, { method: 'POST' });
   assert.equal(again.status, 200, 'a done event may be run again');
+});
+
+/** A token made the way the admin's form makes it, with the given scope. */
+function tokenWithScope(name: string, scope: ApiScope): string {
+  return new ApiTokenStore(h.server.ctx.db, systemClock).create(name, scope)!.token;
+}
+
+async function callWith(token: string, path: string, init: RequestInit = {}): Promise<{ status: number; body: any; challenge: string | null }> {
+  const res = await fetch(`${h.server.url}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } });
+  return { status: res.status, body: await res.json(), challenge: res.headers.get('www-authenticate') };
+}
+
+test('API tokens carry scopes: read-only reads, members write cannot touch administrators or admin rights, admin can', async () => {
+  const { members } = h.server.ctx;
+  const plain = await members.create({ email: 'scoped@example.com', username: 'scoped', role: 'subscriber', password: 'plain password 0123', firstName: '', lastName: '', keapContactId: null, fields: {}, tags: [] });
+  const chief = await members.createAdministrator({ email: 'chief@example.com', password: 'chief password 0123' });
+  const chiefHash = members.passwordHash(chief.id);
+  const reader = tokenWithScope('reader', 'read');
+  const writer = tokenWithScope('writer', 'members:write');
+  const admin = tokenWithScope('full', 'admin');
+  const patch = (token: string, id: number, body: unknown) => callWith(token, `/api/v1/users/${id}`, { method: 'PATCH', body: JSON.stringify(body) });
+
+  // Read-only: every read, no write.
+  assert.equal((await callWith(reader, '/api/v1/users')).status, 200);
+  assert.equal((await callWith(reader, `/api/v1/users/${chief.id}`)).status, 200);
+  assert.equal((await callWith(reader, '/api/v1/events')).status, 200);
+  const readerPatch = await patch(reader, plain.id, { first_name: 'Nope' });
+  assert.equal(readerPatch.status, 403);
+  assert.equal(readerPatch.body.error, 'changing a user needs an API token with the members:write scope; this token has the read scope');
+  assert.match(readerPatch.challenge ?? '', /error="insufficient_scope", scope="members:write"/);
+  const readerDelete = await callWith(reader, `/api/v1/users/${plain.id}`, { method: 'DELETE' });
+  assert.deepEqual([readerDelete.status, readerDelete.body.error], [403, 'deleting a user needs an API token with the members:write scope; this token has the read scope']);
+  const someEvent = (await callWith(reader, '/api/v1/events')).body.events[0];
+  const readerReplay = await callWith(reader, `/api/v1/events/${someEvent.id}/replay`, { method: 'POST' });
+  assert.equal(readerReplay.status, 403);
+  assert.match(readerReplay.body.error, /members:write scope/);
+
+  // Members write: plain members, yes; admin rights and administrators, no.
+  assert.equal((await patch(writer, plain.id, { first_name: 'Changed', password: 'a new password 0123' })).status, 200);
+  const promote = await patch(writer, plain.id, { role: 'administrator' });
+  assert.deepEqual([promote.status, promote.body.error], [403, 'giving a role with admin rights needs an API token with the admin scope; this token has the members:write scope']);
+  assert.match(promote.challenge ?? '', /scope="admin"/);
+  const takeOver = await patch(writer, chief.id, { password: 'attacker password 0123' });
+  assert.deepEqual([takeOver.status, takeOver.body.error], [403, 'changing an administrator needs an API token with the admin scope; this token has the members:write scope']);
+  assert.equal((await patch(writer, chief.id, { email: 'attacker@example.com' })).status, 403);
+  assert.equal((await callWith(writer, `/api/v1/users/${chief.id}`, { method: 'DELETE' })).status, 403);
+  assert.equal(members.get(plain.id).role, 'subscriber', 'no admin rights were given');
+  assert.equal(members.passwordHash(chief.id), chiefHash, "the administrator's password is unchanged");
+  assert.equal(members.get(chief.id).email, 'chief@example.com');
+
+  // Admin: everything.
+  assert.equal((await patch(admin, plain.id, { role: 'administrator' })).status, 200);
+  assert.equal(members.get(plain.id).roleIsAdmin, true);
+  assert.equal((await patch(admin, chief.id, { first_name: 'Chief' })).status, 200);
+  assert.equal((await callWith(admin, `/api/v1/users/${plain.id}`, { method: 'DELETE' })).status, 200);
+});
+
+test('tokens made before scopes existed can change members but not administrators', async () => {
+  const migrations = readMigrations(MIGRATIONS_DIR);
+  const scopes = migrations.findIndex((m) => m.name === 'api_token_scopes');
+  assert.ok(scopes > 0, 'the scopes migration exists');
+  const { db } = openDatabase({ filename: ':memory:', migrationsDir: tempDataDir() });
+  migrate(db, migrations.slice(0, scopes));
+  db.prepare("INSERT INTO api_tokens (name, token_hash, prefix) VALUES ('old script', ?, 'mh_oldscrip')").run('a'.repeat(64));
+  migrate(db, migrations);
+  assert.equal(db.prepare('SELECT scope FROM api_tokens').pluck().get(), 'members:write');
+  db.prepare("INSERT INTO api_tokens (name, token_hash, prefix) VALUES ('no scope given', ?, 'mh_noscope')").run('b'.repeat(64));
+  assert.equal(db.prepare("SELECT scope FROM api_tokens WHERE name = 'no scope given'").pluck().get(), 'read', 'the column defaults to the narrowest scope');
+  assert.throws(() => db.prepare("INSERT INTO api_tokens (name, token_hash, prefix, scope) VALUES ('x', ?, 'mh_x', 'root')").run('c'.repeat(64)), /CHECK/);
+  db.close();
 });

@@ -46,9 +46,21 @@ after(async () => {
 });
 
 test('first run: /admin shows only the setup form, and the administrator it creates lands on the dashboard', async () => {
+  // The start printed a one-time setup link; without its code the form creates nobody.
   await admin.goto(`${harness.server.url}/admin`);
   await assert.doesNotReject(admin.getByRole('heading', { name: 'Create the administrator' }).waitFor());
+  await admin.getByLabel('Email').fill(ADMIN.email);
+  await admin.getByLabel('Password', { exact: true }).fill(ADMIN.password);
+  await admin.getByLabel('Password again').fill(ADMIN.password);
+  await admin.getByRole('button', { name: 'Create administrator' }).click();
+  assert.match(await admin.locator('#code-error').innerText(), /setup code/i, 'no code, no administrator');
+
+  const link = harness.announced.map((l) => /(\S+\/admin\/setup\?code=\S+)/.exec(l)?.[1]).find(Boolean);
+  assert.ok(link, 'the start printed the setup link');
+  await admin.goto(local(link));
+  await assert.doesNotReject(admin.getByRole('heading', { name: 'Create the administrator' }).waitFor());
   assert.equal(await admin.getByRole('navigation', { name: 'Admin' }).count(), 0, 'no admin navigation before setup');
+  assert.equal(await admin.getByLabel('Setup code').inputValue(), new URL(link).searchParams.get('code'), 'the link fills in the code');
   await screenshot(admin, 'admin-setup');
 
   await admin.getByLabel('Email').fill(ADMIN.email);

@@ -8,7 +8,10 @@ import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, verifyPassword } from '../src
 import { CSRF_FAILED_MESSAGE } from '../src/core/csrf.js';
 import type { AppContext } from '../src/server.js';
 import type { Member } from '../src/features/members/types.js';
-import { adminAgent, ADMIN_EMAIL, ADMIN_PASSWORD, createMember, MEMBER_PASSWORD, testSite, type TestSite } from './support/admin-site.js';
+import { adminAgent, ADMIN_EMAIL, ADMIN_PASSWORD, createMember, MEMBER_PASSWORD, testSite, TEST_SITE_ACCESS_KEY, type TestSite } from './support/admin-site.js';
+import { runCreateAdmin } from '../src/cli/create-admin.js';
+import { captureLogs } from './support/logs.js';
+import { NO_PLUGINS_DIR } from './support/temp.js';
 import { alertOf, cookieNamed, csrfFrom } from './support/pages.js';
 import { startSmtpServer, type TestSmtpServer } from './support/smtp.js';
 
@@ -420,6 +423,42 @@ test('a reset ends every session of the member', async (t) => {
   assert.equal(sessionsOf(ctx, ada.id), 0);
   assert.equal((await one.get('/account')).status, 303);
   assert.equal((await two.get('/account')).status, 303);
+});
+
+test('a password set through the JSON API or by create-admin ends every session of the member and drops their reset links', async (t) => {
+  const s = await site(t);
+  const { app, ctx, ada } = s;
+  const changes: string[] = [];
+  ctx.hooks.addAction('member.password_changed', (member, how) => {
+    changes.push(`${member.id}:${how}`);
+  });
+
+  const one = await loggedIn(app);
+  const two = await loggedIn(app);
+  const link = await emailedToken(s);
+  const patched = await request(app).patch(`/api/v1/users/${ada.id}`).set('Authorization', `Bearer ${API_TOKEN}`).send({ password: NEW_PASSWORD });
+  assert.equal(patched.status, 200);
+  assert.equal(sessionsOf(ctx, ada.id), 0, 'the API ended every session');
+  assert.equal((await one.get('/account')).status, 303, 'a browser that was logged in is logged out');
+  assert.equal((await two.get('/account')).status, 303);
+  assert.equal((await request(app).get(`/password/reset?token=${link}`)).status, 410, 'the emailed link no longer works');
+  assert.equal(await passwordIs(ctx, ada, NEW_PASSWORD), true);
+  assert.deepEqual(changes, [`${ada.id}:api`]);
+
+  const three = await loggedIn(app, 'ada', NEW_PASSWORD);
+  const secondLink = await emailedToken(s);
+  const out: string[] = [];
+  const code = await runCreateAdmin(['--email', ada.email, '--password', ADMIN_PASSWORD], {
+    env: { DATA_DIR: s.dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, ACCESS_KEY: TEST_SITE_ACCESS_KEY },
+    out: (l) => out.push(l),
+    err: (l) => out.push(l),
+    logger: captureLogs().logger,
+  });
+  assert.equal(code, 0, out.join('\n'));
+  assert.equal(sessionsOf(ctx, ada.id), 0, 'create-admin ended every session');
+  assert.equal((await three.get('/account')).status, 303);
+  assert.equal((await request(app).get(`/password/reset?token=${secondLink}`)).status, 410, 'and dropped the reset link');
+  assert.equal(await passwordIs(ctx, ada, ADMIN_PASSWORD), true);
 });
 
 test('a reset lifts the lock on the account that wrong guesses put there', async (t) => {

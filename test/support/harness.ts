@@ -14,6 +14,8 @@ export interface Harness {
   smtp: Awaited<ReturnType<typeof startSmtpServer>>;
   server: RunningServer;
   logs: ReturnType<typeof captureLogs>;
+  /** What memberhook showed the operator on its console (a generated access key, the first-run setup link). */
+  announced: string[];
   dataDir: string;
   env: Record<string, string>;
   /** Sends a Keap-style HTTP Post (form-encoded) with the right access key unless one is given. */
@@ -47,7 +49,8 @@ export async function startHarness(options: { env?: Record<string, string>; sand
     PUBLIC_URL: 'http://members.example.test',
     ...options.env,
   };
-  const startOptions: StartOptions = { logger: logs.logger, console: () => {}, jobs: 'in-process', worker: { pollMs: 50 }, ...options.start };
+  const announced: string[] = [];
+  const startOptions: StartOptions = { logger: logs.logger, console: (line) => announced.push(line), jobs: 'in-process', worker: { pollMs: 50 }, ...options.start };
   let server = await startServer(loadConfig(env), startOptions);
   const harness: Harness = {
     sandbox,
@@ -56,6 +59,7 @@ export async function startHarness(options: { env?: Record<string, string>; sand
       return server;
     },
     logs,
+    announced,
     dataDir,
     env,
     async post(params) {

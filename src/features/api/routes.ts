@@ -1,5 +1,5 @@
-import express, { Router, type RequestHandler } from 'express';
-import { z } from 'zod';
+import express, { Router, type RequestHandler, type Response } from 'express';
+import type { z } from 'zod';
 import { AppError, badRequest, conflict, notFound, unauthorized } from '../../core/errors.js';
 import { EVENT_STATUSES, type EventRecord } from '../../core/jobs/store.js';
 import type { Kernel } from '../../core/kernel.js';
@@ -7,7 +7,20 @@ import { accessKeyMatches } from '../http-post/access-key.js';
 import type { MemberService } from '../members/service.js';
 import type { Member } from '../members/types.js';
 import { isUniqueViolation } from '../../core/db.js';
+import { buildOpenApiDocument } from './openapi.js';
+import { eventQuery, idParam, userPatch, userQuery, type EventJson, type UserJson } from './schemas.js';
+import { scopeAllows, type ApiScope } from './scopes.js';
 import type { ApiTokenStore } from './tokens.js';
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Locals {
+      /** What the request's bearer token may do, set by the API's token check. */
+      apiScope?: ApiScope;
+    }
+  }
+}
 
 /** What the JSON API works with. */
 export interface ApiContext extends Kernel {
@@ -15,43 +28,14 @@ export interface ApiContext extends Kernel {
   tokens: ApiTokenStore;
 }
 
-const PAGE_SIZE_DEFAULT = 50;
-const PAGE_SIZE_MAX = 200;
-
-const pageParams = {
-  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
-  per_page: z.coerce.number().int().min(1).max(PAGE_SIZE_MAX).default(PAGE_SIZE_DEFAULT),
-};
-const idParam = z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER);
-
-const userQuery = z.strictObject({
-  email: z.string().max(254).optional(),
-  role: z.string().max(64).optional(),
-  tag: z.coerce.number().int().nonnegative().optional(),
-  q: z.string().max(100).optional(),
-  ...pageParams,
-});
-
-const userPatch = z.strictObject({
-  email: z.email().max(254).optional(),
-  username: z.string().trim().min(1).max(254).optional(),
-  role: z.string().max(64).optional(),
-  first_name: z.string().max(200).optional(),
-  last_name: z.string().max(200).optional(),
-  password: z.string().min(10).max(200).optional(),
-});
-
-const eventQuery = z.strictObject({
-  contact_id: z.coerce.number().int().positive().optional(),
-  status: z.enum(EVENT_STATUSES).optional(),
-  action: z.string().max(64).optional(),
-  source: z.string().max(64).optional(),
-  ...pageParams,
-});
-
 /** `/api/v1`: JSON for scripts, behind `Authorization: Bearer <token>` (API_TOKEN or a token made in the admin). */
 export function apiRoutes(ctx: ApiContext): Router {
   const router = Router();
+  // The description is public, like the README that documents the same routes: a client needs it before it has a token.
+  const openApiDocument = buildOpenApiDocument({ version: ctx.config.version, serverUrl: ctx.config.publicUrl });
+  router.get('/api/v1/openapi.json', (_req, res) => {
+    res.json(openApiDocument);
+  });
   router.use('/api', requireApiToken(ctx), express.json({ limit: '100kb' }));
 
   router.get('/api/v1/users', (req, res) => {
@@ -65,10 +49,14 @@ export function apiRoutes(ctx: ApiContext): Router {
   });
 
   router.patch('/api/v1/users/:id', async (req, res) => {
+    requireScope(res, 'members:write', 'changing a user');
     const id = parse(idParam, req.params.id, 'id');
     const body = parse(userPatch, req.body ?? {}, 'body');
-    ctx.members.get(id);
-    if (body.role !== undefined && !ctx.members.role(body.role)) throw badRequest(`role "${body.role}" does not exist`, 'role');
+    const target = ctx.members.get(id);
+    const newRole = body.role === undefined ? undefined : ctx.members.role(body.role);
+    if (body.role !== undefined && !newRole) throw badRequest(`role "${body.role}" does not exist`, 'role');
+    if (target.roleIsAdmin) requireScope(res, 'admin', 'changing an administrator');
+    if (newRole?.isAdmin) requireScope(res, 'admin', 'giving a role with admin rights');
     try {
       await ctx.members.update(id, {
         profile: {
@@ -84,13 +72,16 @@ export function apiRoutes(ctx: ApiContext): Router {
       if (isUniqueViolation(err, 'members.username')) throw conflict('another member has that username');
       throw err;
     }
-    if (body.password !== undefined) await ctx.members.setPassword(id, body.password);
+    if (body.password !== undefined) await ctx.members.changePassword(id, body.password, 'api');
     res.json({ user: userJson(ctx.members.get(id)) });
   });
 
   router.delete('/api/v1/users/:id', async (req, res) => {
+    requireScope(res, 'members:write', 'deleting a user');
+    const target = ctx.members.get(parse(idParam, req.params.id, 'id'));
+    if (target.roleIsAdmin) requireScope(res, 'admin', 'deleting an administrator');
     // As on the admin pages: the site never loses its last administrator (409).
-    await ctx.members.delete(parse(idParam, req.params.id, 'id'), { keepAnAdministrator: true });
+    await ctx.members.delete(target.id, { keepAnAdministrator: true });
     res.json({ ok: true });
   });
 
@@ -113,6 +104,7 @@ export function apiRoutes(ctx: ApiContext): Router {
   });
 
   router.post('/api/v1/events/:id/replay', (req, res) => {
+    requireScope(res, 'members:write', 'replaying an event');
     const event = findEvent(ctx, parse(idParam, req.params.id, 'id'));
     if (event.status === 'rejected') throw badRequest(`event ${event.id} was rejected when it arrived; there is no job to replay`);
     if (event.status === 'queued' || event.status === 'processing') throw conflict(`event ${event.id} is ${event.status} already`);
@@ -140,9 +132,16 @@ function requireApiToken(ctx: ApiContext): RequestHandler {
     const envToken = ctx.config.apiToken;
     const given = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];
     if (given !== undefined) {
-      if (envToken && accessKeyMatches(envToken, given)) return next();
+      // API_TOKEN is the operator's own token: every right.
+      if (envToken && accessKeyMatches(envToken, given)) {
+        res.locals.apiScope = 'admin';
+        return next();
+      }
       const check = tokens.check(given);
-      if (check.ok) return next();
+      if (check.ok) {
+        res.locals.apiScope = check.token.scope;
+        return next();
+      }
       if (check.reason === 'revoked') {
         res.set('WWW-Authenticate', 'Bearer realm="memberhook API", error="invalid_token"');
         return next(unauthorized(REVOKED_TOKEN_MESSAGE));
@@ -153,6 +152,21 @@ function requireApiToken(ctx: ApiContext): RequestHandler {
     if (!envToken && !tokens.anyLive()) return next(unauthorized(NO_API_TOKENS_MESSAGE));
     next(unauthorized(INVALID_TOKEN_MESSAGE));
   };
+}
+
+/**
+ * Refuses (403) a request whose token lacks `needed`, naming the scope it needs (RFC 6750's insufficient_scope).
+ * Scopes nest: `admin` includes `members:write`, which includes `read`.
+ */
+function requireScope(res: Response, needed: ApiScope, what: string): void {
+  const held = res.locals.apiScope ?? 'read';
+  if (scopeAllows(held, needed)) return;
+  res.set('WWW-Authenticate', `Bearer realm="memberhook API", error="insufficient_scope", scope="${needed}"`);
+  throw new AppError(403, insufficientScopeMessage(what, needed, held), { code: 'insufficient_scope' });
+}
+
+export function insufficientScopeMessage(what: string, needed: ApiScope, held: ApiScope): string {
+  return `${what} needs an API token with the ${needed} scope; this token has the ${held} scope`;
 }
 
 function findEvent(ctx: ApiContext, id: number): EventRecord {
@@ -171,7 +185,7 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
   throw new AppError(400, message, { code: 'invalid_input', field });
 }
 
-export function userJson(m: Member) {
+export function userJson(m: Member): UserJson {
   return {
     id: m.id,
     email: m.email,
@@ -187,7 +201,7 @@ export function userJson(m: Member) {
   };
 }
 
-export function eventJson(e: EventRecord) {
+export function eventJson(e: EventRecord): EventJson {
   return {
     id: e.id,
     source: e.source,

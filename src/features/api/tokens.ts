@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../../core/clock.js';
 import { isoNow, type Db } from '../../core/db.js';
+import type { ApiScope } from './scopes.js';
 
 /** What the admin sees of a token; the token itself exists only in the answer to `create`. */
 export interface ApiTokenRecord {
@@ -8,6 +9,8 @@ export interface ApiTokenRecord {
   name: string;
   /** The token's first characters (`mh_` and 8 more): enough to tell tokens apart, useless for guessing. */
   prefix: string;
+  /** What the token may do (see scopes.ts). */
+  scope: ApiScope;
   createdAt: string;
   lastUsedAt: string | null;
   revokedAt: string | null;
@@ -19,10 +22,13 @@ const SHOWN_PREFIX_LENGTH = TOKEN_PREFIX.length + 8;
 /** last_used_at is a write on the hottest API path; a minute's precision is all the admin page needs. */
 const LAST_USED_PRECISION_MS = 60_000;
 
+const COLUMNS = 'id, name, prefix, scope, created_at, last_used_at, revoked_at';
+
 interface TokenRow {
   id: number;
   name: string;
   prefix: string;
+  scope: ApiScope;
   created_at: string;
   last_used_at: string | null;
   revoked_at: string | null;
@@ -65,26 +71,24 @@ export class ApiTokenStore {
   private readonly liveNameStmt;
 
   constructor(db: Db, private readonly clock: Clock) {
-    this.insertStmt = db.prepare<[string, string, string, string], TokenRow>(
-      'INSERT INTO api_tokens (name, token_hash, prefix, created_at) VALUES (?, ?, ?, ?) RETURNING id, name, prefix, created_at, last_used_at, revoked_at',
+    this.insertStmt = db.prepare<[string, string, string, ApiScope, string], TokenRow>(
+      `INSERT INTO api_tokens (name, token_hash, prefix, scope, created_at) VALUES (?, ?, ?, ?, ?) RETURNING ${COLUMNS}`,
     );
-    this.byHashStmt = db.prepare<[string], TokenRow>('SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_tokens WHERE token_hash = ?');
+    this.byHashStmt = db.prepare<[string], TokenRow>(`SELECT ${COLUMNS} FROM api_tokens WHERE token_hash = ?`);
     this.touchStmt = db.prepare<[string, number, string]>('UPDATE api_tokens SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)');
-    this.listStmt = db.prepare<[], TokenRow>(
-      'SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY revoked_at IS NOT NULL, id DESC',
-    );
-    this.getStmt = db.prepare<[number], TokenRow>('SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_tokens WHERE id = ?');
+    this.listStmt = db.prepare<[], TokenRow>(`SELECT ${COLUMNS} FROM api_tokens ORDER BY revoked_at IS NOT NULL, id DESC`);
+    this.getStmt = db.prepare<[number], TokenRow>(`SELECT ${COLUMNS} FROM api_tokens WHERE id = ?`);
     this.revokeStmt = db.prepare<[string, number]>('UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL');
     this.anyLiveStmt = db.prepare<[], number>('SELECT EXISTS (SELECT 1 FROM api_tokens WHERE revoked_at IS NULL)').pluck();
     this.liveNameStmt = db.prepare<[string], number>('SELECT EXISTS (SELECT 1 FROM api_tokens WHERE name = ? AND revoked_at IS NULL)').pluck();
   }
 
   /** A new token: the caller shows `token` once; only its hash is kept. Undefined when a live token has that name. */
-  create(name: string): { token: string; record: ApiTokenRecord } | undefined {
+  create(name: string, scope: ApiScope): { token: string; record: ApiTokenRecord } | undefined {
     if (this.nameInUse(name)) return undefined;
     const token = generateApiToken();
     try {
-      const row = this.insertStmt.get(name, hashApiToken(token), token.slice(0, SHOWN_PREFIX_LENGTH), isoNow(this.clock.now()))!;
+      const row = this.insertStmt.get(name, hashApiToken(token), token.slice(0, SHOWN_PREFIX_LENGTH), scope, isoNow(this.clock.now()))!;
       return { token, record: toRecord(row) };
     } catch (err) {
       // Two admins creating the same name at once: the partial unique index decides.
@@ -133,5 +137,5 @@ export class ApiTokenStore {
 }
 
 function toRecord(row: TokenRow): ApiTokenRecord {
-  return { id: row.id, name: row.name, prefix: row.prefix, createdAt: row.created_at, lastUsedAt: row.last_used_at, revokedAt: row.revoked_at };
+  return { id: row.id, name: row.name, prefix: row.prefix, scope: row.scope, createdAt: row.created_at, lastUsedAt: row.last_used_at, revokedAt: row.revoked_at };
 }

@@ -1,3 +1,4 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { SettingsStore } from '../../core/settings.js';
 import type { Clock } from '../../core/clock.js';
@@ -16,6 +17,8 @@ export interface AdminSetupContext {
 
 /** Set once an administrator exists: from then on the first-run form is gone, even if every admin is deleted later. */
 export const SETUP_DONE_SETTING = 'admin.setup_done';
+/** The SHA-256 of the current setup code (the code itself is printed once and never stored). */
+export const SETUP_CODE_SETTING = 'admin.setup_code_sha256';
 export const ADMIN_PASSWORD_MIN = 10;
 export const ADMIN_PASSWORD_MAX = 200;
 
@@ -25,7 +28,7 @@ export interface AdminCredentials {
 }
 
 /** Per form field, what is wrong with it. */
-export type CredentialErrors = Partial<Record<'email' | 'password' | 'confirm', string>>;
+export type CredentialErrors = Partial<Record<'email' | 'password' | 'confirm' | 'code', string>>;
 
 const emailSchema = z.email().max(254);
 
@@ -53,6 +56,47 @@ export function setupNeeded(ctx: AdminSetupContext): boolean {
 
 function markSetupDone(ctx: AdminSetupContext, how: string): boolean {
   return ctx.settings.setIfAbsent(SETUP_DONE_SETTING, JSON.stringify({ at: new Date(ctx.clock.now()).toISOString(), how })).inserted;
+}
+
+/**
+ * A fresh setup code, while the first run lasts: only its hash is stored, replacing any earlier one, so the link
+ * printed by the latest start is the only one that works. Undefined once an administrator exists.
+ */
+export function issueSetupCode(ctx: AdminSetupContext): string | undefined {
+  if (!setupNeeded(ctx)) return undefined;
+  const code = randomBytes(32).toString('base64url');
+  ctx.settings.set(SETUP_CODE_SETTING, hashSetupCode(code));
+  return code;
+}
+
+/** Whether `given` is the current setup code. Both sides are hashed, so the comparison is constant-time and length-blind. */
+export function setupCodeMatches(ctx: AdminSetupContext, given: string): boolean {
+  const stored = ctx.settings.get(SETUP_CODE_SETTING);
+  if (!stored || !given) return false;
+  return timingSafeEqual(Buffer.from(stored, 'hex'), Buffer.from(hashSetupCode(given), 'hex'));
+}
+
+function hashSetupCode(code: string): string {
+  return createHash('sha256').update(`setup-code:${code}`).digest('hex');
+}
+
+/** The link that opens the setup form with its code filled in. */
+export function setupLink(baseUrl: string, code: string): string {
+  return `${baseUrl}/admin/setup?code=${encodeURIComponent(code)}`;
+}
+
+/**
+ * On a start before any administrator exists, prints the one-time setup link for the operator (the terminal, never
+ * the log), as the generated access key is. Called once the server listens, so the link works when it is seen.
+ */
+export function announceSetupLink(ctx: AdminSetupContext & { announce(line: string): void }, baseUrl: string): boolean {
+  const code = issueSetupCode(ctx);
+  if (code === undefined) return false;
+  ctx.announce(
+    `memberhook has no administrator yet. Open this link to create one (it is shown this once; it works until an administrator exists, and each start prints a new one):\n\n    ${setupLink(baseUrl, code)}\n\nOr create the administrator from a shell: npm run cli -- create-admin --email you@example.com\n`,
+  );
+  ctx.logger.info('first run: a setup link was printed on the console');
+  return true;
 }
 
 /** The role new administrators get: the first with admin rights. */
@@ -119,8 +163,9 @@ export async function createOrPromoteAdmin(ctx: AdminSetupContext, credentials: 
     result = { member, outcome: 'created' };
   } else {
     const promoted = !existing.roleIsAdmin;
+    // The password first: a member's old one (a Keap member's is readable in Keap) never holds admin rights.
+    await ctx.members.changePassword(existing.id, credentials.password, 'command_line');
     if (promoted) await ctx.members.update(existing.id, { profile: {}, role: role.slug });
-    await ctx.members.setPassword(existing.id, credentials.password);
     result = { member: ctx.members.get(existing.id), outcome: promoted ? 'promoted' : 'password_set' };
   }
   markSetupDone(ctx, `create-admin, member ${result.member.id}`);

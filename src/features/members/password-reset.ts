@@ -7,15 +7,6 @@ import { hashPassword } from './passwords.js';
 import type { Member } from './types.js';
 
 declare module '../../core/hooks.js' {
-  interface ActionMap {
-    /**
-     * A member's password was changed: on the account page (`account`) or with a reset link (`reset`). The member's
-     * sessions and reset links were ended with it.
-     * @fires after the new password commits
-     * @durable
-     */
-    'member.password_changed': [member: Member, how: 'account' | 'reset'];
-  }
   interface FilterMap {
     /**
      * The password reset email just before it is sent (it holds the single-use link: never log it).
@@ -114,12 +105,7 @@ export async function resetPasswordWithToken(ctx: MembersContext, token: string,
   return ctx.transactions.run((tx): Member | undefined => {
     const id = ctx.resets.consume(token, ctx.clock.now());
     if (id === undefined) return undefined;
-    ctx.members.setPasswordHash(id, passwordHash);
-    ctx.resets.deleteOutstandingFor(id);
-    ctx.sessions.destroyAllFor(id);
-    const member = ctx.members.findById(id);
-    if (member) tx.emit('member.password_changed', member, 'reset');
-    return member;
+    return ctx.members.applyNewPassword(id, passwordHash, 'reset', tx);
   });
 }
 
@@ -128,11 +114,5 @@ export async function resetPasswordWithToken(ctx: MembersContext, token: string,
  * caller starts a fresh one for the browser that asked) and any reset links they had stop working.
  */
 export async function changePassword(ctx: MembersContext, member: Member, newPassword: string): Promise<void> {
-  const passwordHash = await hashPassword(newPassword);
-  await ctx.transactions.run((tx) => {
-    ctx.members.setPasswordHash(member.id, passwordHash);
-    ctx.resets.deleteOutstandingFor(member.id);
-    ctx.sessions.destroyAllFor(member.id);
-    tx.emit('member.password_changed', member, 'account');
-  });
+  await ctx.members.changePassword(member.id, newPassword, 'account');
 }

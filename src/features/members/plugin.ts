@@ -31,21 +31,23 @@ export const membersPlugin: CorePlugin = {
   description: 'Members, roles and tags; member login, account and password pages; the admin login, first-run setup and Members pages.',
   setup(api) {
     const { kernel } = api;
-    const members = new MemberService(kernel.db, kernel.transactions);
+    const sessions = new MemberSessions(kernel.db, kernel.clock);
+    const resets = new PasswordResetStore(kernel.db);
+    const members = new MemberService(kernel.db, kernel.transactions, { sessions, resets });
     const site = api.siteSettings;
     const ctx: MembersContext = {
       ...kernel,
       members,
       roles: new RoleService(kernel.db, kernel.hooks, () => site.defaultRole()),
-      sessions: new MemberSessions(kernel.db, kernel.clock),
-      resets: new PasswordResetStore(kernel.db),
+      sessions,
+      resets,
       loginThrottle: new LoginThrottle(kernel.db, kernel.clock),
       bulk: new BulkActionStore(kernel.db),
       admin: api.admin,
       site,
     };
     checkDefaultRole(ctx);
-    kernel.hooks.declareDurable(...DURABLE_MEMBER_ACTIONS, 'member.password_changed', 'member.logged_in');
+    kernel.hooks.declareDurable(...DURABLE_MEMBER_ACTIONS, 'member.logged_in');
     api.provide('members', () => members);
     api.provide('roles', () => ctx.roles);
 

@@ -4,6 +4,8 @@ import type { Transactions, TransactionScope } from '../../core/outbox.js';
 import { MemberStore, type ListScope, type MemberChanges } from './store.js';
 import type { HeldTag, Member, MemberPage, MemberQuery, MemberTag, Role, RoleCount } from './types.js';
 import { hashPassword } from './passwords.js';
+import type { PasswordResetStore } from './password-reset-store.js';
+import type { MemberSessions } from './session-store.js';
 
 declare module '../../core/hooks.js' {
   interface ActionMap {
@@ -37,11 +39,22 @@ declare module '../../core/hooks.js' {
      * @durable
      */
     'member.deleted': [member: Member];
+    /**
+     * A member's password was changed: on the account page (`account`), with a reset link (`reset`), through the JSON
+     * API (`api`), by `create-admin` (`command_line`) or from ADMIN_PASSWORD at start (`configured`). The member's
+     * sessions and reset links were ended with it.
+     * @fires after the new password commits
+     * @durable
+     */
+    'member.password_changed': [member: Member, how: PasswordChangeSource];
   }
 }
 
+/** Where a new password came from (see `member.password_changed`). */
+export type PasswordChangeSource = 'account' | 'reset' | 'api' | 'command_line' | 'configured';
+
 /** The member actions recorded in the outbox, so handlers may ask for durable delivery. */
-export const DURABLE_MEMBER_ACTIONS = ['member.created', 'member.updated', 'member.tags_changed', 'member.role_changed', 'member.deleted'] as const;
+export const DURABLE_MEMBER_ACTIONS = ['member.created', 'member.updated', 'member.tags_changed', 'member.role_changed', 'member.deleted', 'member.password_changed'] as const;
 
 /** A member as it should be after applying what Keap says about its contact. */
 export interface MemberProfile {
@@ -87,6 +100,8 @@ export class MemberService {
   constructor(
     private readonly db: Db,
     private readonly transactions: Transactions,
+    /** What a password change ends with it: the member's sessions and outstanding reset links. */
+    private readonly credentials: { sessions: MemberSessions; resets: PasswordResetStore },
   ) {
     this.store = new MemberStore(db);
   }
@@ -245,16 +260,30 @@ export class MemberService {
   }
 
   /**
-   * Stores a new password hash in a transaction of the caller's (with whatever must change with it: sessions
-   * ended, reset links dropped). Hash first, with `hashPassword`, outside the transaction: bcrypt is slow.
+   * Gives a member a new password, however it was asked for (account page, API, create-admin, ADMIN_PASSWORD):
+   * in one transaction the hash is stored, every session of the member ends and every outstanding reset link stops
+   * working, and `member.password_changed` is recorded. A caller that wants its own browser to stay logged in
+   * starts a fresh session afterwards.
    */
-  setPasswordHash(memberId: number, passwordHash: string): void {
-    this.store.update(memberId, { passwordHash });
+  async changePassword(memberId: number, password: string, how: PasswordChangeSource): Promise<Member> {
+    this.get(memberId); // an unknown member is a 404 before bcrypt's work, not after
+    const passwordHash = await hashPassword(password);
+    return this.transactions.run((tx) => this.applyNewPassword(memberId, passwordHash, how, tx));
   }
 
-  async setPassword(memberId: number, password: string): Promise<void> {
-    const hash = await hashPassword(password);
-    this.store.update(memberId, { passwordHash: hash });
+  /**
+   * `changePassword`'s work inside a transaction of the caller's, for a change decided in that same transaction (a
+   * reset link consumed). Hash first, with `hashPassword`, outside the transaction: bcrypt is slow. This is the one
+   * place a password is replaced; nothing else writes `password_hash` of an existing member.
+   */
+  applyNewPassword(memberId: number, passwordHash: string, how: PasswordChangeSource, tx: TransactionScope): Member {
+    this.store.update(memberId, { passwordHash });
+    const member = this.store.findById(memberId);
+    if (!member) throw notFound(`no member with id ${memberId}`);
+    this.credentials.resets.deleteOutstandingFor(memberId);
+    this.credentials.sessions.destroyAllFor(memberId);
+    tx.emit('member.password_changed', member, how);
+    return member;
   }
 
   async delete(memberId: number, options: KeepAnAdministrator = {}): Promise<void> {
