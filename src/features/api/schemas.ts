@@ -21,7 +21,7 @@ export const userQuery = z.strictObject({
   email: z.string().max(254).optional().describe('Exactly this email, in any case.'),
   role: z.string().max(64).optional().describe('Members with this role (its slug).'),
   tag: z.coerce.number().int().nonnegative().optional().describe('Members holding this Keap tag (its id).'),
-  q: z.string().max(100).optional().describe('A prefix of the email, username, first or last name.'),
+  q: z.string().max(100).optional().describe('What a person would type in a search box: the start of an email, username, first or last name; a full name ("Grace Hopper", "Hopper, Grace"); an email domain ("@example.com"); a member or Keap contact id.'),
   ...pageParams,
 });
 
