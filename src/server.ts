@@ -104,7 +104,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const address = server.address() as AddressInfo;
   const shownHost = !config.host || config.host === '::' || config.host === '0.0.0.0' ? 'localhost' : config.host;
   const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${address.port}`;
-  // Only now that the server listens: a link printed earlier could be opened (and fail) before it works.
+  // Only now that the server listens: a key or link printed by a start that then failed would be lost, and a link
+  // printed earlier could be opened (and fail) before it works.
+  ctx.flushAnnouncements();
   announceSetupLink(ctx, config.fromEnvironment.has('PUBLIC_URL') ? config.publicUrl : url);
 
   let closing: Promise<void> | undefined;

@@ -22,8 +22,14 @@ export const SITE_NAME = 'memberhook';
 export interface Kernel {
   config: Config;
   siteName: string;
-  /** Shows a line meant for the operator's eyes once (a generated access key): the terminal, never the log. */
-  announce: (line: string) => void;
+  /**
+   * Shows a line meant for the operator's eyes once (a generated access key): the terminal, never the log. Held
+   * until the server listens (`flushAnnouncements`), so a start that fails (the port taken) shows nothing it would
+   * then never show again; `onShown` runs once it was printed (to stop showing it on later starts).
+   */
+  announce: (line: string, onShown?: () => void) => void;
+  /** Prints what `announce` held back; from then on lines are printed at once. Called once the server listens. */
+  flushAnnouncements: () => void;
   db: Db;
   logger: Logger;
   clock: Clock;
@@ -71,7 +77,7 @@ export function createKernel(config: Config, options: KernelOptions = {}): Kerne
   return {
     config,
     siteName: SITE_NAME,
-    announce: options.console ?? ((line: string) => process.stdout.write(`${line}\n`)),
+    ...heldAnnouncements(options.console ?? ((line: string) => process.stdout.write(`${line}\n`))),
     db,
     logger,
     clock,
@@ -84,5 +90,25 @@ export function createKernel(config: Config, options: KernelOptions = {}): Kerne
     worker,
     outbox,
     transactions: new Transactions(db, hooks, outbox),
+  };
+}
+
+/** `announce` and `flushAnnouncements`: lines held until the first flush, printed at once after it. */
+function heldAnnouncements(print: (line: string) => void): Pick<Kernel, 'announce' | 'flushAnnouncements'> {
+  let held: Array<{ line: string; onShown: (() => void) | undefined }> | undefined = [];
+  return {
+    announce(line, onShown) {
+      if (held) return void held.push({ line, onShown });
+      print(line);
+      onShown?.();
+    },
+    flushAnnouncements() {
+      const lines = held ?? [];
+      held = undefined;
+      for (const { line, onShown } of lines) {
+        print(line);
+        onShown?.();
+      }
+    },
   };
 }

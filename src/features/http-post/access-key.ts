@@ -3,6 +3,8 @@ import type { SettingsStore } from '../../core/settings.js';
 
 const SETTING = 'webhook.access_key';
 const ROTATION_SETTING = 'webhook.access_key_rotated';
+/** Set while a generated key has not yet been printed by a start that went on to listen (see `unseen`). */
+const UNSEEN_SETTING = 'webhook.access_key_unseen';
 
 /** 32 random bytes, base64url: 43 characters, far beyond guessing (WP Fusion's are 8 hex characters). */
 export function generateAccessKey(): string {
@@ -23,6 +25,7 @@ export function resolveAccessKey(settings: SettingsStore, fromEnvironment: strin
   const stored = settings.get(SETTING);
   if (stored) return { key: stored, source: 'stored' };
   const { value, inserted } = settings.setIfAbsent(SETTING, generateAccessKey());
+  if (inserted) settings.set(UNSEEN_SETTING, '1');
   return { key: value, source: inserted ? 'generated' : 'stored' };
 }
 
@@ -64,6 +67,18 @@ export class AccessKeyring {
   /** Where the key came from: `generated` only for the start that made it, `stored` after a rotation. */
   get source(): ResolvedAccessKey['source'] {
     return this.resolvedFrom;
+  }
+
+  /**
+   * A generated key no start has printed yet: the start that made it failed before listening (the port taken), so
+   * the next one shows it. Cleared by `markSeen` once printed.
+   */
+  get unseen(): boolean {
+    return this.resolvedFrom !== 'environment' && this.settings.get(UNSEEN_SETTING) === '1';
+  }
+
+  markSeen(): void {
+    this.settings.set(UNSEEN_SETTING, '0');
   }
 
   /** Whether ACCESS_KEY fixes the key (the admin page then offers no rotation). */

@@ -34,8 +34,12 @@ export const httpPostPlugin: CorePlugin = {
   setup(api) {
     const { kernel } = api;
     const accessKeys = new AccessKeyring(kernel.settings, kernel.config.accessKey);
-    if (accessKeys.source === 'generated') {
-      kernel.announce(`A webhook access key was generated and stored. It is shown this once; put it in your Keap HTTP Posts as access_key:\n\n    ${accessKeys.current()}\n`);
+    // Printed once the server listens, and again at the next start if this one never got that far.
+    if (accessKeys.unseen) {
+      kernel.announce(
+        `A webhook access key was generated and stored. It is shown this once; put it in your Keap HTTP Posts as access_key:\n\n    ${accessKeys.current()}\n`,
+        () => accessKeys.markSeen(),
+      );
     }
     const service = new WebhookService({
       events: kernel.events,
