@@ -740,3 +740,47 @@ test('a bulk request that makes no sense is a 400 naming what is wrong, and star
   }
   assert.equal(count(ctx, 'SELECT count(*) FROM member_bulk_actions'), 0);
 });
+
+test('an administrator edits a member\'s name, email and username; what is wrong is named field by field and nothing changes', async () => {
+  const { app, ctx, ada } = await testSiteWithAdmin();
+  const [keapMember, other] = insertMembers(ctx, [
+    { email: 'grace@navy.example', firstName: 'Grace', lastName: 'Hopper', keapContactId: 31 },
+    { email: 'taken@example.com', username: 'taken' },
+  ]);
+  const agent = await adminAgent(app);
+  const page = await agent.get(`/admin/members/${keapMember}`);
+  assert.match(page.text, /<form method="post" action="\/admin\/members\/\d+\/profile" class="stack" id="profile-form"/);
+  assert.match(page.text, /linked to Keap: the next update from Keap sets the email and names from the contact again/);
+
+  const bad: Array<[Record<string, string>, string, RegExp]> = [
+    [{ email: 'not an email', username: 'x', first_name: '', last_name: '' }, 'email', /Enter a valid email address/],
+    [{ email: 'taken@example.com', username: 'x', first_name: '', last_name: '' }, 'email', /Another member has this email/],
+    [{ email: 'new@example.com', username: 'taken', first_name: '', last_name: '' }, 'username', /Another member has this username/],
+    [{ email: 'new@example.com', username: '', first_name: '', last_name: '' }, 'username', /Enter a username/],
+    [{ email: 'new@example.com', username: 'x', first_name: 'y'.repeat(201), last_name: '' }, 'first_name', /at most 200 characters/],
+  ];
+  for (const [fields, field, message] of bad) {
+    const res = await submitForm(agent, `/admin/members/${keapMember}`, `/admin/members/${keapMember}/profile`, fields);
+    assert.equal(res.status, 400, JSON.stringify(fields));
+    assert.match(fieldError(res.text, field) ?? '', message, JSON.stringify(fields));
+    assert.match(res.text, /<details id="profile-edit" open>/, 'the form stays open with what was sent');
+  }
+  assert.equal(ctx.members.findById(keapMember!)!.email, 'grace@navy.example', 'nothing changed');
+
+  // A username that was the email follows the new email, so the old address no longer logs in.
+  const saved = await submitForm(agent, `/admin/members/${keapMember}`, `/admin/members/${keapMember}/profile`, {
+    email: 'Grace.Hopper@navy.example',
+    username: 'grace@navy.example',
+    first_name: 'Grace Brewster',
+    last_name: 'Hopper',
+  });
+  assert.equal(saved.status, 303);
+  const after = ctx.members.findById(keapMember!)!;
+  assert.deepEqual([after.email, after.username, after.firstName, after.lastName], ['Grace.Hopper@navy.example', 'Grace.Hopper@navy.example', 'Grace Brewster', 'Hopper']);
+  assert.equal(noticeText((await agent.get(saved.headers.location!)).text), 'Profile saved.');
+  // A username of its own stays as typed; the member's own current email is not "taken".
+  const own = await submitForm(agent, `/admin/members/${other}`, `/admin/members/${other}/profile`, { email: 'taken@example.com', username: 'renamed', first_name: '', last_name: '' });
+  assert.equal(own.status, 303);
+  assert.equal(ctx.members.findById(other!)!.username, 'renamed');
+  assert.equal(ctx.members.findById(ada.id)!.email, 'ada@example.com', 'nobody else changed');
+});

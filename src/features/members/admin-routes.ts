@@ -168,6 +168,31 @@ export function memberAdminRoutes(ctx: MembersContext): Router {
     res.redirect(303, memberHref(member.id, { done: 'role' }));
   });
 
+  router.post('/:id/profile', async (req, res) => {
+    const member = memberFrom(ctx, req);
+    const body = formFields(req);
+    const form: ProfileForm = {
+      email: formText(body.email).trim(),
+      username: formText(body.username).trim(),
+      firstName: formText(body.first_name).trim(),
+      lastName: formText(body.last_name).trim(),
+    };
+    const errors = validateProfile(ctx, member, form);
+    if (Object.keys(errors).length > 0) return renderMember(ctx, req, res, 400, member, { profileForm: form, profileErrors: errors });
+    // A username that was the old email (as for members made from Keap) follows the email, or logging in by the
+    // old address would still work.
+    const username = form.username === member.username && member.username.toLowerCase() === member.email.toLowerCase() ? form.email : form.username;
+    try {
+      const { changed } = await ctx.members.update(member.id, { profile: { email: form.email, firstName: form.firstName, lastName: form.lastName }, username });
+      ctx.logger.info({ memberId: member.id, adminId: res.locals.admin!.id, changed }, 'member profile edited by an administrator');
+    } catch (err) {
+      // Someone took the email or username between the check and the update.
+      if (isUniqueViolation(err)) return renderMember(ctx, req, res, 409, member, { profileForm: form, profileErrors: { email: 'Another member has this email or username now.' } });
+      throw err;
+    }
+    res.redirect(303, memberHref(member.id, { done: 'profile' }));
+  });
+
   router.post('/:id/reset-password', async (req, res) => {
     const member = memberFrom(ctx, req);
     requestPasswordReset(ctx, member);
@@ -277,7 +302,36 @@ export function keapContactUrl(contactId: number): string {
 
 const EVENTS_ON_MEMBER_PAGE = 20;
 
-function renderMember(ctx: MembersContext, req: Request, res: Response, status: number, member: Member, extra: { error?: string }): void {
+interface ProfileForm {
+  email: string;
+  username: string;
+  firstName: string;
+  lastName: string;
+}
+type ProfileErrors = Partial<Record<'email' | 'username' | 'first_name' | 'last_name', string>>;
+
+function validateProfile(ctx: MembersContext, member: Member, form: ProfileForm): ProfileErrors {
+  const errors: ProfileErrors = {};
+  const other = (found: Member | undefined) => found !== undefined && found.id !== member.id;
+  if (!form.email) errors.email = 'Enter an email address.';
+  else if (!emailSchema.safeParse(form.email).success) errors.email = 'Enter a valid email address, like someone@example.com.';
+  else if (other(ctx.members.findByEmail(form.email))) errors.email = 'Another member has this email.';
+  if (!form.username) errors.username = 'Enter a username (the email is fine).';
+  else if (form.username.length > 254) errors.username = 'Use at most 254 characters.';
+  else if (form.username.toLowerCase() !== member.username.toLowerCase() && ctx.members.usernameTaken(form.username)) errors.username = 'Another member has this username.';
+  if (form.firstName.length > 200) errors.first_name = 'Use at most 200 characters.';
+  if (form.lastName.length > 200) errors.last_name = 'Use at most 200 characters.';
+  return errors;
+}
+
+function renderMember(
+  ctx: MembersContext,
+  req: Request,
+  res: Response,
+  status: number,
+  member: Member,
+  extra: { error?: string; profileForm?: ProfileForm; profileErrors?: ProfileErrors },
+): void {
   const admin = res.locals.admin!;
   const events = member.keapContactId === null ? { events: [], total: 0 } : ctx.events.list({ contactId: member.keapContactId, page: 1, pageSize: EVENTS_ON_MEMBER_PAGE });
   ctx.admin.view(res, status, 'members/show', {
@@ -297,6 +351,9 @@ function renderMember(ctx: MembersContext, req: Request, res: Response, status: 
     eventsHref: member.keapContactId === null ? undefined : `/admin/events?contact_id=${member.keapContactId}`,
     notice: status === 200 ? noticeFor(req, member) : undefined,
     error: extra.error,
+    profileForm: extra.profileForm ?? { email: member.email, username: member.username, firstName: member.firstName, lastName: member.lastName },
+    profileErrors: extra.profileErrors ?? {},
+    profileOpen: extra.profileErrors !== undefined,
   });
 }
 
@@ -312,6 +369,8 @@ function noticeFor(req: Request, member: Member): { text: string; eventId?: numb
   switch (req.query.done) {
     case 'role':
       return { text: `Role is now ${member.role}.` };
+    case 'profile':
+      return { text: 'Profile saved.' };
     case 'reset':
       return { text: `A password reset email with a single-use link is queued for ${member.email}.` };
     case 'welcome':
