@@ -682,3 +682,31 @@ test('`npm run keap-sandbox` (the package script) starts the sandbox and stops o
     await closed;
   }
 });
+
+test('v1 creates a contact (an email required), applies and removes tags, each answer as the spec types it', async (t) => {
+  const sb = await sandbox(t);
+  const created = await keap(sb, 'POST', '/rest/v1/contacts', {
+    body: { given_name: 'Katherine', family_name: 'Johnson', email_addresses: [{ email: 'katherine@nasa.example', field: 'EMAIL1' }], custom_fields: [{ id: F.username, content: 'kjohnson' }] },
+  });
+  assert.equal(created.status, 201);
+  const id = created.body.id as number;
+  assert.equal(sb.state.contacts.get(id)?.email_addresses[0]?.email, 'katherine@nasa.example');
+  assert.equal(sb.state.customFieldValue(id, 'Username'), 'kjohnson');
+  const noEmail = await keap(sb, 'POST', '/rest/v1/contacts', { body: { given_name: 'Nobody' }, spec: false });
+  assert.equal(noEmail.status, 400);
+  assert.match(noEmail.body.message, /at least one email address or phone number/);
+
+  const applied = await keap(sb, 'POST', `/rest/v1/contacts/${id}/tags`, { body: { tagIds: [T.member, T.vip, 999_999] } });
+  assert.equal(applied.status, 200);
+  assert.deepEqual(applied.body, [{ key: 'SUCCESS' }, { key: 'SUCCESS' }, { key: 'TAG_ID_NOT_FOUND' }]);
+  assert.deepEqual((await keap(sb, 'POST', `/rest/v1/contacts/${id}/tags`, { body: { tagIds: [T.vip] } })).body, [{ key: 'DUPLICATE' }]);
+  assert.deepEqual([...sb.state.contacts.get(id)!.tag_ids].sort(), [T.member, T.vip].sort());
+
+  const removed = await keap(sb, 'DELETE', `/rest/v1/contacts/${id}/tags?ids=${T.vip}%2C${T.newsletter}`);
+  assert.equal(removed.status, 204);
+  assert.deepEqual(sb.state.contacts.get(id)!.tag_ids, [T.member]);
+  assert.equal((await keap(sb, 'DELETE', `/rest/v1/contacts/${id}/tags/${T.member}`)).status, 204);
+  assert.deepEqual(sb.state.contacts.get(id)!.tag_ids, []);
+  assert.equal((await keap(sb, 'POST', `/rest/v1/contacts/${id}/tags`, { body: { tagIds: [] }, spec: false })).status, 400, 'no tag ids');
+  assert.equal((await keap(sb, 'DELETE', '/rest/v1/contacts/999999/tags?ids=91')).status, 404);
+});

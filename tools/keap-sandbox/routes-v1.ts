@@ -1,6 +1,6 @@
 import express, { type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
-import { readContactPatch } from './contact-changes.js';
+import { customFieldChanges, describeZodError, readContactPatch, requireJsonObject } from './contact-changes.js';
 import { SandboxHttpError } from './error-bodies.js';
 import { pathId, queryInteger, queryList, queryString, queryTime } from './query.js';
 import type { SandboxContact, SandboxFieldType, SandboxState } from './state.js';
@@ -136,8 +136,67 @@ export function v1Routes(state: SandboxState): Router {
     });
   });
 
+  // Create a Contact: "must contain at least one item in email_addresses or phone_numbers" (the sandbox keeps no
+  // phone numbers, so an email). 201 with the FullContact.
+  router.post('/contacts', (req: Request, res: Response) => {
+    const parsed = createBodySchema.safeParse(requireJsonObject(req.body));
+    if (!parsed.success) throw new SandboxHttpError(400, describeZodError(parsed.error));
+    const body = parsed.data;
+    if (body.email_addresses.length === 0) throw new SandboxHttpError(400, 'email_addresses: a contact needs at least one email address or phone number');
+    const customFields = customFieldChanges(state, body.custom_fields ?? []);
+    const contact = state.addContact({
+      email_addresses: body.email_addresses.map((e) => ({ email: e.email, field: e.field })),
+      ...(body.given_name !== undefined ? { given_name: body.given_name } : {}),
+      ...(body.family_name !== undefined ? { family_name: body.family_name } : {}),
+      custom_fields: customFields,
+    });
+    res.status(201).json(v1Contact(state, contact, { customFields: true, tagIds: true }));
+  });
+
+  // Apply Tags: {"tagIds": [..]}, at most 100 a call; the answer is one Entry per tag id, as the spec types it.
+  router.post('/contacts/:contactId/tags', (req: Request, res: Response) => {
+    const contact = findContact(state, req.params.contactId, 'contactId');
+    const parsed = applyTagsSchema.safeParse(requireJsonObject(req.body));
+    if (!parsed.success) throw new SandboxHttpError(400, describeZodError(parsed.error));
+    const answer = parsed.data.tagIds.map((tagId) => {
+      if (!state.tags.has(tagId)) return { key: 'TAG_ID_NOT_FOUND' };
+      if (contact.tag_ids.includes(tagId)) return { key: 'DUPLICATE' };
+      state.applyTag(contact.id, tagId);
+      return { key: 'SUCCESS' };
+    });
+    res.json(answer);
+  });
+
+  // Remove Applied Tags: ?ids=1%2C2%2C3, or one tag in the path; 204 either way.
+  router.delete('/contacts/:contactId/tags', (req: Request, res: Response) => {
+    const contact = findContact(state, req.params.contactId, 'contactId');
+    const ids = (queryList(req.query.ids) ?? []).map((raw) => pathId(raw, 'ids'));
+    if (ids.length === 0) throw new SandboxHttpError(400, 'ids: give one or more tag ids, comma-separated');
+    for (const tagId of ids) if (contact.tag_ids.includes(tagId)) state.removeTag(contact.id, tagId);
+    res.status(204).end();
+  });
+
+  router.delete('/contacts/:contactId/tags/:tagId', (req: Request, res: Response) => {
+    const contact = findContact(state, req.params.contactId, 'contactId');
+    const tagId = pathId(req.params.tagId, 'tagId');
+    if (contact.tag_ids.includes(tagId)) state.removeTag(contact.id, tagId);
+    res.status(204).end();
+  });
+
   return router;
 }
+
+/** Keap applies at most 100 tags in one call (KEAP.md). */
+const MAX_TAGS_PER_CALL = 100;
+
+const createBodySchema = z.looseObject({
+  given_name: z.string().optional(),
+  family_name: z.string().optional(),
+  email_addresses: z.array(z.object({ email: z.email(), field: z.enum(['EMAIL1', 'EMAIL2', 'EMAIL3']) })).default([]),
+  custom_fields: z.array(z.object({ id: z.number().int(), content: z.unknown().optional() })).optional(),
+});
+
+const applyTagsSchema = z.object({ tagIds: z.array(z.number().int().positive()).min(1).max(MAX_TAGS_PER_CALL) });
 
 function findContact(state: SandboxState, raw: unknown, name: string): SandboxContact {
   const id = pathId(raw, name);
