@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
 import type { Clock } from '../src/core/clock.js';
-import { runKeapSandboxCli, SEED, startKeapSandbox, THROTTLED_BODY, type KeapSandbox, type KeapSandboxOptions } from '../tools/keap-sandbox/index.js';
+import { runKeapSandboxCli, SEED, SEEDED_CONTACTS, startKeapSandbox, trialCommand, THROTTLED_BODY, type KeapSandbox, type KeapSandboxOptions } from '../tools/keap-sandbox/index.js';
 import { assertKeapRequestMatchesSpec, assertMatchesKeapSpec, findKeapOperation, validateKeapRequest, validateKeapResponse } from './support/keap-openapi.js';
 
 const API_KEY = 'sandbox-api-key';
@@ -629,7 +630,11 @@ test('npm run keap-sandbox prints how to point memberhook at it and stops on SIG
   const text = output.join('');
   const url = /listening on (http:\/\/127\.0\.0\.1:\d+\/crm)/.exec(text)?.[1];
   assert.ok(url, text);
-  assert.match(text, new RegExp(`KEAP_API_URL=${url.replace(/[.]/g, '\\.')} KEAP_API_KEY=${API_KEY} npm start`));
+  assert.ok(text.includes(trialCommand(url).map((line) => `  ${line}`).join('\n')), 'it prints the command that starts memberhook against it');
+  // The README's trial gives the same command, for the sandbox's default port.
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  assert.ok(readme.includes(trialCommand('http://127.0.0.1:4010/crm').join('\n')), "the README's trial starts memberhook the way the sandbox says");
+  for (const c of SEEDED_CONTACTS) assert.match(text, new RegExp(`  ${c.id}  `), `it lists contact ${c.id}`);
   assert.match(text, /sandbox-client/);
   assert.match(text, /sandbox-secret/);
   const res = await fetch(`${url}/rest/v2/contacts/${C.ada}`, { headers: { 'X-Keap-API-Key': API_KEY } });

@@ -15,6 +15,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createKeapSandboxApp, SANDBOX_DEFAULTS, type KeapSandboxOptions } from './app.js';
+import { SEED } from './seed.js';
 import type { ChaosOptions, SandboxFault } from './faults.js';
 import type { SandboxState } from './state.js';
 
@@ -89,6 +90,27 @@ export async function startKeapSandbox(options: KeapSandboxOptions = {}): Promis
 }
 
 /** `npm run keap-sandbox`: serve the sandbox on KEAP_SANDBOX_PORT (default 4010) until SIGINT or SIGTERM. */
+/**
+ * The command that starts memberhook against this sandbox, as the README's trial prints it (a test holds the two
+ * to each other): the password field is named, so generated passwords are written back and Alan's is read.
+ */
+export function trialCommand(url: string): string[] {
+  return [
+    'ACCESS_KEY=try-it-out-access-key-0123456789abcdef \\',
+    `KEAP_API_URL=${url} KEAP_API_KEY=${SANDBOX_DEFAULTS.apiKey} \\`,
+    'KEAP_PASSWORD_FIELD=Password API_TOKEN=try-it-out-api-token-0123456789 npm start',
+  ];
+}
+
+/** The seeded contacts and what each one shows in a trial. */
+export const SEEDED_CONTACTS = [
+  { id: SEED.contacts.ada, who: 'Ada Lovelace: two emails (the first is used), tags Member, VIP and Newsletter, a favourite colour' },
+  { id: SEED.contacts.grace, who: 'Grace Hopper: a Username field (ghopper), so her username is not her email' },
+  { id: SEED.contacts.alan, who: 'Alan Turing: a Password field already set (Enigma-1912), which becomes his password' },
+  { id: SEED.contacts.noEmail, who: 'Nobody Noemail: no email address, so add fails for good with the reason' },
+  { id: SEED.contacts.margaret, who: 'Margaret: only a first name and an email, no tags' },
+] as const;
+
 export async function runKeapSandboxCli(env: Record<string, string | undefined> = process.env): Promise<void> {
   const rawPort = env.KEAP_SANDBOX_PORT ?? '4010';
   const port = Number(rawPort);
@@ -104,8 +126,11 @@ export async function runKeapSandboxCli(env: Record<string, string | undefined> 
       `  token URL:                ${sandbox.tokenUrl}`,
       `  authorize URL:            ${sandbox.authorizeUrl}`,
       '',
-      'Point memberhook at it:',
-      `  KEAP_API_URL=${sandbox.url} KEAP_API_KEY=${SANDBOX_DEFAULTS.apiKey} npm start`,
+      'Point memberhook at it (the README\'s trial, in another terminal):',
+      ...trialCommand(sandbox.url).map((line) => `  ${line}`),
+      '',
+      'Seeded contacts (ids for contactId):',
+      ...SEEDED_CONTACTS.map((c) => `  ${c.id}  ${c.who}`),
       '',
     ].join('\n'),
   );
