@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import request from 'supertest';
@@ -157,7 +159,8 @@ test('an API key stored on the page is used at once, without a restart; it is ne
 
   let res = await submitForm(admin, PAGE, `${PAGE}/test`, {});
   assert.equal(testResult(res.text), 'failed');
-  assert.match(res.text, /Keap is not configured/);
+  assert.match(res.text, /there is nothing to test yet: enter an API key below \(or set KEAP_API_KEY\)/, 'points at the form on this page first');
+  assert.match(res.text, /class="badge bad" data-keap-state="not_configured"/);
 
   res = await submitForm(admin, PAGE, `${PAGE}/api-key`, { api_key: 'short' });
   assert.equal(res.status, 400);
@@ -165,19 +168,30 @@ test('an API key stored on the page is used at once, without a restart; it is ne
   res = await submitForm(admin, PAGE, `${PAGE}/api-key`, { api_key: 'has a space in it' });
   assert.equal(res.status, 400);
 
+  // A key Keap refuses is tested before it is stored, and not stored.
   res = await submitForm(admin, PAGE, `${PAGE}/api-key`, { api_key: WRONG_KEY });
+  assert.equal(res.status, 400);
+  assert.match(res.text, /Keap refused this key: [^<]*401[^<]*\. Nothing was stored\./);
+  assert.equal(site.ctx.site.keapApiKey(), undefined);
+  assert.doesNotMatch(res.text, /data-store-anyway/, 'a refused key is not offered "store untested"');
+
+  // Stored untested only when the admin says so (as when Keap cannot be reached); the test then shows it failing, in red.
+  res = await submitForm(admin, PAGE, `${PAGE}/api-key`, { api_key: WRONG_KEY, store_anyway: 'yes' });
   assert.equal(res.status, 303);
-  assert.equal(res.headers.location, `${PAGE}?done=key_saved`);
+  assert.equal(res.headers.location, `${PAGE}?done=key_saved_untested`);
   html = (await admin.get(res.headers.location!)).text;
-  assert.match(html, /data-notice/);
+  assert.match(html, /stored without a test/);
   assert.match(html, /data-keap-state="api_key" data-key-source="stored"/);
   assert.ok(html.includes('ending <code>…zyxw</code>'), 'the key is shown by its last four characters only');
   res = await submitForm(admin, PAGE, `${PAGE}/test`, {});
   assert.equal(testResult(res.text), 'failed', 'Keap refuses the wrong key');
   assert.match(res.text, /401/);
+  assert.match(res.text, /class="badge bad" data-keap-state="api_key"/, 'no green badge beside a failed test');
 
   res = await submitForm(admin, PAGE, `${PAGE}/api-key`, { api_key: `  ${RIGHT_KEY} ` });
   assert.equal(res.status, 303);
+  assert.equal(res.headers.location, `${PAGE}?done=key_saved`);
+  assert.match((await admin.get(res.headers.location!)).text, /Keap accepted the API key, and it is stored/);
   res = await submitForm(admin, PAGE, `${PAGE}/test`, {});
   assert.equal(testResult(res.text), 'ok', 'the new key works at once');
   assert.match(res.text, /4 contact custom fields/);
@@ -420,4 +434,21 @@ test('the username field saved on the page is used by the next add job', async (
   await h.settle();
   const grace = h.server.ctx.members.findByContactId(C.grace);
   assert.equal(grace?.username, 'ghopper', 'the username came from the Username field');
+});
+
+test('when Keap cannot be reached to test a key, nothing is stored and the form offers storing it untested', async () => {
+  // A port nothing listens on: every call fails to connect.
+  const closed = createServer();
+  closed.listen(0, '127.0.0.1');
+  await once(closed, 'listening');
+  const url = `http://127.0.0.1:${(closed.address() as AddressInfo).port}/crm`;
+  closed.close();
+  const site = await testSiteWithAdmin({ KEAP_API_URL: url });
+  const admin = await adminAgent(site.app);
+  const res = await submitForm(admin, PAGE, `${PAGE}/api-key`, { api_key: RIGHT_KEY });
+  assert.equal(res.status, 502);
+  assert.match(res.text, /Keap could not be reached to test the key \([^)]*\)\. Nothing was stored/);
+  assert.match(res.text, /<input type="checkbox" name="store_anyway" value="yes" data-store-anyway>/);
+  assert.equal(site.ctx.site.keapApiKey(), undefined);
+  noSecrets(site, res.text, [RIGHT_KEY]);
 });

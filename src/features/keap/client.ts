@@ -65,6 +65,8 @@ interface RequestSpec {
   path: string;
   query?: Query;
   body?: unknown;
+  /** A key to try instead of the configured credential (the settings page tests a key before storing it). */
+  apiKey?: string;
 }
 
 const CONTACT_FIELDS = ['email_addresses', 'given_name', 'family_name', 'custom_fields', 'tag_ids'];
@@ -243,6 +245,16 @@ export class KeapClient {
   // ---------------------------------------------------------------------------------------------------------------
   // Plumbing
 
+  /**
+   * Whether Keap accepts `apiKey`, without storing or using it for anything else: one read of the contact model with
+   * that key, through the same limiter and retries as every call. Resolves with the account's custom field count;
+   * rejects with the Keap error (a 401 for a key Keap refuses).
+   */
+  async testApiKey(apiKey: string): Promise<{ customFields: number }> {
+    const body = await this.request<Record<string, unknown>>({ method: 'GET', path: '/rest/v2/contacts/model', apiKey });
+    return { customFields: Array.isArray(body.custom_fields) ? body.custom_fields.length : 0 };
+  }
+
   private async fetchContactModel(): Promise<KeapContactModel> {
     const body = await this.request<Record<string, unknown>>({ method: 'GET', path: '/rest/v2/contacts/model' });
     const customFields = (Array.isArray(body.custom_fields) ? (body.custom_fields as unknown[]) : []).flatMap((f): KeapCustomFieldDefinition[] => {
@@ -283,7 +295,7 @@ export class KeapClient {
   private async send(spec: RequestSpec, attempt: number): Promise<unknown> {
     const url = this.url(spec.path, spec.query);
     // Read once per attempt: a key changed meanwhile applies to the next attempt, never half-way through one.
-    const apiKey = this.apiKeySource();
+    const apiKey = spec.apiKey ?? this.apiKeySource();
     let token = apiKey ? undefined : await this.bearerToken();
     for (let refreshed = false; ; refreshed = true) {
       await this.limiter.acquire();

@@ -22,7 +22,8 @@ const FIELD_MAX = 255;
 
 /** What a redirect back to the page says, by `?done=`: fixed texts, so a link cannot make the page say anything else. */
 const NOTICES = {
-  key_saved: 'The API key is stored. memberhook uses it from now on.',
+  key_saved: 'Keap accepted the API key, and it is stored. memberhook uses it from now on.',
+  key_saved_untested: 'The API key is stored without a test (Keap could not be reached). Test the connection once Keap answers.',
   key_cleared: 'The stored API key is cleared.',
   connected: 'Keap is connected. memberhook calls Keap through this connection from now on.',
   disconnected: 'Keap is disconnected: the stored OAuth tokens are deleted.',
@@ -51,6 +52,8 @@ interface PageExtras {
   notice?: string;
   error?: string;
   testResult?: { ok: boolean; message: string };
+  /** Keap could not be reached to test a key: the form offers storing it untested. */
+  offerUntested?: boolean;
   fieldErrors?: Partial<Record<FieldSetting, string>>;
   /** What the admin sent, shown back in a form that was refused. */
   fieldValues?: Partial<Record<FieldSetting, string>>;
@@ -94,11 +97,26 @@ export function keapSettingsRoutes(ctx: SettingsContext): Router {
     const key = formText(formFields(req).api_key).trim();
     const problem = apiKeyProblem(key);
     if (problem) return render(res, 400, { apiKeyError: problem });
+    // Tried before it is stored: a key Keap refuses would otherwise fail every job from now on. Only when Keap cannot
+    // be reached to ask may the admin store it untested, and only by saying so.
+    const untested = formText(formFields(req).store_anyway) === 'yes';
+    let tested: { customFields: number } | undefined;
+    if (!untested) {
+      try {
+        tested = await ctx.keap.testApiKey(key);
+      } catch (err) {
+        const message = keapFailureMessage(ctx, err, 'keap api key refused on the settings page');
+        if (err instanceof KeapRetryableError) {
+          return render(res, 502, { apiKeyError: `Keap could not be reached to test the key (${message}). Nothing was stored: try again, or tick “Store it untested”.`, offerUntested: true });
+        }
+        return render(res, 400, { apiKeyError: `Keap refused this key: ${message}. Nothing was stored.` });
+      }
+    }
     ctx.site.setKeapApiKey(key);
     // Another key may be another Keap account: its custom fields are fetched afresh.
     ctx.keap.invalidateContactModel();
-    ctx.logger.info({ adminId: res.locals.admin?.id }, 'keap api key stored from the settings page');
-    res.redirect(303, `${KEAP_SETTINGS_PATH}?done=key_saved`);
+    ctx.logger.info({ adminId: res.locals.admin?.id, tested: !untested }, 'keap api key stored from the settings page');
+    res.redirect(303, `${KEAP_SETTINGS_PATH}?done=${tested ? 'key_saved' : 'key_saved_untested'}`);
   });
 
   router.post('/api-key/clear', async (_req, res) => {
@@ -115,6 +133,10 @@ export function keapSettingsRoutes(ctx: SettingsContext): Router {
 
   router.post('/test', async (_req, res) => {
     let testResult: PageExtras['testResult'];
+    if (ctx.keap.authMode === 'none') {
+      testResult = { ok: false, message: 'there is nothing to test yet: enter an API key below (or set KEAP_API_KEY), or set up OAuth and connect.' };
+      return render(res, 200, { testResult });
+    }
     try {
       const result = await ctx.keap.testConnection();
       const how = result.authMode === 'oauth' ? 'the OAuth connection' : 'the API key';
