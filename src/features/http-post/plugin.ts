@@ -2,6 +2,7 @@ import type { Job, JobOutcome } from '../../core/jobs/queue.js';
 import type { CorePlugin } from '../../plugins/types.js';
 import { AccessKeyring } from './access-key.js';
 import { webhookJobType, type WebhookJobParams } from './jobs.js';
+import { RejectionLimiter } from './rejection-limiter.js';
 import { webhookRoutes } from './routes.js';
 import { WebhookService } from './service.js';
 
@@ -37,6 +38,7 @@ export const httpPostPlugin: CorePlugin = {
     if (accessKeys.source === 'generated') {
       kernel.announce(`A webhook access key was generated and stored. It is shown this once; put it in your Keap HTTP Posts as access_key:\n\n    ${accessKeys.current()}\n`);
     }
+    const refusals = new RejectionLimiter(kernel.config.webhooks);
     const service = new WebhookService({
       events: kernel.events,
       jobs: kernel.jobs,
@@ -44,6 +46,7 @@ export const httpPostPlugin: CorePlugin = {
       logger: kernel.logger,
       accessKey: () => accessKeys.current(),
       findRole: (slug) => api.members.role(slug),
+      refusals,
     });
     api.provide('accessKeys', () => accessKeys);
     api.provide('webhooks', (scope) => ({
@@ -60,7 +63,7 @@ export const httpPostPlugin: CorePlugin = {
         scope.record('webhook', wpfAction);
       },
     }));
-    const routes = webhookRoutes(service, kernel.logger, { rejectionLimit: kernel.config.webhooks.rejectionLimit, rejectionWindowMs: kernel.config.webhooks.rejectionWindowMs });
+    const routes = webhookRoutes(service, refusals, kernel.logger);
     api.fastRoute(routes.fast);
     routes.addTo(api.receiver);
   },
