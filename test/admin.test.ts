@@ -33,7 +33,8 @@ interface Site {
 async function site(env: Record<string, string> = {}, dataDir = tempDataDir()): Promise<Site> {
   const logs = captureLogs();
   const clock = new ManualClock();
-  const config = loadConfig({ DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, PORT: '0', ACCESS_KEY: 'x'.repeat(32), ...env });
+  // Behind a proxy on loopback, so X-Forwarded-For plays clients at different addresses.
+  const config = loadConfig({ DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, PORT: '0', ACCESS_KEY: 'x'.repeat(32), TRUST_PROXY: 'loopback', ...env });
   const ctx = await buildContext(config, { logger: logs.logger, console: () => {}, clock });
   after(() => {
     ctx.mailer.close();

@@ -29,7 +29,8 @@ interface Site {
 async function site(env: Record<string, string> = {}, ada: Partial<{ firstName: string }> = {}): Promise<Site> {
   const logs = captureLogs();
   const clock = new ManualClock(Date.parse('2031-03-01T09:00:00Z'));
-  const config = loadConfig({ DATA_DIR: tempDataDir(), PLUGINS_DIR: NO_PLUGINS_DIR, PORT: '0', ACCESS_KEY: 'x'.repeat(32), ...env });
+  // Behind a proxy on loopback, so X-Forwarded-For plays clients at different addresses.
+  const config = loadConfig({ DATA_DIR: tempDataDir(), PLUGINS_DIR: NO_PLUGINS_DIR, PORT: '0', ACCESS_KEY: 'x'.repeat(32), TRUST_PROXY: 'loopback', ...env });
   const ctx = await buildContext(config, { logger: logs.logger, console: () => {}, clock });
   after(() => {
     ctx.mailer.close();

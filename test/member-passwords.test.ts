@@ -30,7 +30,8 @@ interface Site extends TestSite {
 /** A site with Ada, a real SMTP server on loopback and a running worker, all stopped when the test ends. */
 async function site(t: TestContext, ada: Partial<Pick<Member, 'firstName'>> = {}): Promise<Site> {
   const smtp = await startSmtpServer();
-  const base = await testSite({ SMTP_URL: smtp.url, PUBLIC_URL, API_TOKEN, MAIL_FROM: 'Site <site@example.test>' });
+  // Behind a proxy on loopback, so X-Forwarded-For plays clients at different addresses.
+  const base = await testSite({ SMTP_URL: smtp.url, PUBLIC_URL, API_TOKEN, MAIL_FROM: 'Site <site@example.test>', TRUST_PROXY: 'loopback' });
   const member = await createMember(base.ctx, {
     email: 'Ada.Lovelace@example.com',
     username: 'ada',

@@ -1,4 +1,5 @@
-import { ipKeyGenerator, MemoryStore } from 'express-rate-limit';
+import { MemoryStore } from 'express-rate-limit';
+import { addressKey } from '../../core/client-address.js';
 
 export interface RejectionLimits {
   /** Refused requests allowed per client address in `rejectionWindowMs` before its keyless posts get 429s. */
@@ -32,7 +33,7 @@ export class RejectionLimiter {
   async refusing(ip: () => string): Promise<number | undefined> {
     // Nothing refused within a window: no address can be over the limit, and none need be looked up.
     if (Date.now() > this.countingUntil) return undefined;
-    const seen = await this.store.get(ipKeyGenerator(ip()));
+    const seen = await this.store.get(addressKey(ip()));
     if (!seen || seen.totalHits < this.limits.rejectionLimit) return undefined;
     return Math.max(1, Math.ceil(((seen.resetTime?.getTime() ?? Date.now()) - Date.now()) / 1000));
   }
@@ -41,6 +42,6 @@ export class RejectionLimiter {
   answered(ip: () => string, status: number): void {
     if (status < 400 || status >= 500 || status === 429) return;
     this.countingUntil = Date.now() + this.limits.rejectionWindowMs;
-    void this.store.increment(ipKeyGenerator(ip()));
+    void this.store.increment(addressKey(ip()));
   }
 }

@@ -1,3 +1,4 @@
+import { addressKey } from '../../core/client-address.js';
 import type { Clock } from '../../core/clock.js';
 import type { Db } from '../../core/db.js';
 
@@ -81,7 +82,7 @@ export class LoginThrottle {
   }
 
   static ipKey(ip: string): string {
-    return `ip:${ip}`;
+    return `ip:${addressKey(ip)}`;
   }
 
   static accountKey(login: string): string {
