@@ -1,9 +1,10 @@
 import { Router, type Request, type Response } from 'express';
-import { clientIp, formFields, formText } from '../../core/forms.js';
+import { formFields, formText } from '../../core/forms.js';
 import type { AdminGate } from '../../plugins/types.js';
 import { isAdminRequest, requireAdmin, startAdminSession } from './admin-access.js';
 import { ADMIN_PASSWORD_MIN, createFirstAdmin, setupNeeded, validateAdminCredentials, type CredentialErrors } from './admin-setup.js';
 import type { MembersContext } from './context.js';
+import { loginAttempt } from './login-devices.js';
 import { verifyPassword } from './passwords.js';
 import { LOGIN_FAILED_MESSAGE, safeNextPath, tooManyAttempts } from './routes.js';
 import { loadMember, logOut } from './sessions.js';
@@ -67,20 +68,22 @@ function adminPublicRoutes(ctx: MembersContext): Router {
     const form = { title: 'Admin log in', bare: true, login, next };
     if (!login || !password) return ctx.admin.view(res, 400, 'login', { ...form, error: 'Enter your email or username and your password.' });
 
-    // The member login's counters and rules: guesses here and at /login add up.
-    const attempt = { ip: clientIp(req), login };
+    // The member login's counters and rules: guesses here and at /login add up, under the account whichever of
+    // its names is typed.
+    const member = ctx.members.findByLogin(login);
+    const attempt = loginAttempt(ctx, req, member, login);
     const verdict = throttle.admit(attempt);
     if (!verdict.allowed) {
       res.set('Retry-After', String(Math.ceil(verdict.retryAfterMs / 1000)));
       return ctx.admin.view(res, 429, 'login', { ...form, error: tooManyAttempts(verdict.retryAfterMs) });
     }
-    const member = ctx.members.findByLogin(login);
     const ok = await verifyPassword(password, member ? ctx.members.passwordHash(member.id) : null);
     if (!member || !ok) {
       ctx.logger.info({ ip: attempt.ip }, 'admin login failed');
       return ctx.admin.view(res, 401, 'login', { ...form, error: LOGIN_FAILED_MESSAGE });
     }
     throttle.succeeded(attempt);
+    ctx.devices.remember(req, res, member);
     if (!member.roleIsAdmin) {
       // The password was right, so saying so tells nothing /login would not; no session is started here.
       ctx.logger.info({ memberId: member.id }, 'admin login refused: no admin rights');

@@ -3,6 +3,7 @@ import type { CorePlugin } from '../../plugins/types.js';
 import { adminGate } from './admin-gate.js';
 import { memberAdminRoutes } from './admin-routes.js';
 import type { MembersContext } from './context.js';
+import { LoginDevices } from './login-devices.js';
 import { LoginThrottle } from './login-throttle.js';
 import { passwordResetEmail, sendPasswordResetEmail } from './password-reset.js';
 import { PasswordResetStore } from './password-reset-store.js';
@@ -38,6 +39,7 @@ export const membersPlugin: CorePlugin = {
       sessions: new MemberSessions(kernel.db, kernel.clock),
       resets: new PasswordResetStore(kernel.db),
       loginThrottle: new LoginThrottle(kernel.db, kernel.clock),
+      devices: new LoginDevices(kernel),
       admin: api.admin,
       site,
     };
