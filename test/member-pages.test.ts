@@ -98,11 +98,11 @@ test('a member logs in by email in any case or by username and sees name, role a
   assert.equal(sessionCount(ctx), 2, 'each browser has its own session');
 });
 
-test('cookies are Secure when PUBLIC_URL is https', async () => {
+test('cookies are Secure __Host- cookies when PUBLIC_URL is https', async () => {
   const { app } = await site({ PUBLIC_URL: 'https://members.example.com' });
   // The test client talks plain http and would not send Secure cookies back, so they are carried by hand.
   const form = await request(app).get('/login');
-  const csrfCookie = cookieNamed(form, 'mh_csrf');
+  const csrfCookie = cookieNamed(form, '__Host-mh_csrf');
   assert.ok(csrfCookie);
   assert.match(csrfCookie, /; Secure/);
   assert.match(csrfCookie, /; HttpOnly/);
@@ -113,7 +113,7 @@ test('cookies are Secure when PUBLIC_URL is https', async () => {
     .type('form')
     .send({ _csrf: csrfFrom(form.text), login: 'ada', password: PASSWORD });
   assert.equal(res.status, 303);
-  const session = cookieNamed(res, 'mh_session');
+  const session = cookieNamed(res, '__Host-mh_session');
   assert.ok(session);
   assert.match(session, /; Secure/);
   assert.match(session, /; HttpOnly/);
