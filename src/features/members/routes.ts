@@ -111,6 +111,11 @@ export function safeNextPath(value: unknown): string | undefined {
 }
 
 export function tooManyAttempts(retryAfterMs: number): string {
+  // An account's cool-off is seconds long; "1 minute" would send its owner away for longer than needed.
+  if (retryAfterMs < 59_500) {
+    const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+    return `Too many attempts. Try again in ${seconds} second${seconds === 1 ? '' : 's'}.`;
+  }
   const minutes = Math.max(1, Math.ceil(retryAfterMs / 60_000));
   return `Too many attempts. Try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`;
 }
