@@ -31,10 +31,7 @@ declare global {
   }
 }
 
-/** The session cookie's base name (`__Host-mh_session` on an HTTPS site; see core/cookies.ts). */
-export { SESSION_COOKIE };
-
-/** The session cookie's name and attributes on this request. */
+/** The session cookie's name (`mh_session`, or `__Host-mh_session` on an HTTPS site) and attributes on this request. */
 export function sessionCookie(ctx: { config: Pick<Config, 'publicUrl'> }, req: Request): PageCookie {
   return pageCookie(ctx.config.publicUrl, req, SESSION_COOKIE);
 }
