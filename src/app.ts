@@ -31,8 +31,10 @@ export function createApp(ctx: AppContext): RequestListener {
 function expressApp(ctx: AppContext): Express {
   const app = express();
   app.disable('x-powered-by');
-  // Behind one reverse proxy (the usual deployment) req.ip must be the client's, or per-IP limits punish everyone.
-  app.set('trust proxy', 'loopback, linklocal, uniquelocal');
+  // Only the proxies the operator names (TRUST_PROXY) may say who the client is: anyone else's X-Forwarded-For is
+  // the client's own claim, and believing it would let any client pick its address for every per-address limit.
+  // req.ip, req.secure and the fast routes' clientIp all follow this one setting.
+  app.set('trust proxy', ctx.config.trustProxy);
   // Keap's posts come before the browser security headers: they are answered to a program, thousands a
   // minute in a burst, and a dozen headers meant for browsers would only slow the hottest path.
   for (const router of ctx.plugins.receiverRouters()) app.use(router);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { readFileSync } from 'node:fs';
+import proxyaddr from 'proxy-addr';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,10 +19,40 @@ const roleSlug = z.string().regex(/^[a-z0-9_-]{1,64}$/, 'expected a role slug (l
 const printableSecret = (min: number) =>
   z.string().min(min, `expected at least ${min} characters`).max(512, 'expected at most 512 characters').regex(/^[\x21-\x7e]+$/, 'expected printable characters without spaces');
 
+/**
+ * TRUST_PROXY as express's `trust proxy` takes it: a hop count, or the proxies' addresses, subnets (CIDR) and
+ * proxy-addr's named ranges (loopback, linklocal, uniquelocal), separated by commas. `0` and `false` trust none;
+ * `true` (every hop, so any client's own X-Forwarded-For) is refused.
+ */
+const trustProxy = z.string().transform((value, ctx): false | number | string[] => {
+  const text = value.trim().toLowerCase();
+  if (text === 'false' || /^0+$/.test(text)) return false;
+  if (/^\d+$/.test(text)) {
+    const hops = Number(text);
+    if (hops <= 100) return hops;
+  }
+  const entries = text.split(',').map((entry) => entry.trim()).filter(Boolean);
+  const wrong = text === 'true' ? [] : entries.filter((entry) => {
+    try {
+      proxyaddr.compile(entry);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (text === 'true' || entries.length === 0 || wrong.length > 0) {
+    const what = text === 'true' ? 'a hop count or the proxies\' addresses (true would let any client set its own address)' : 'a hop count (up to 100) or IP addresses, CIDR subnets, loopback, linklocal, uniquelocal, separated by commas';
+    ctx.addIssue({ code: 'custom', message: `expected ${what}` });
+    return z.NEVER;
+  }
+  return entries;
+});
+
 const envSchema = z
   .object({
     PORT: port.default(3000),
     HOST: z.string().min(1).optional(),
+    TRUST_PROXY: trustProxy.optional(),
     DATA_DIR: z.string().min(1).default('./data'),
     PLUGINS_DIR: z.string().min(1).default('./plugins'),
     PLUGINS: z
@@ -76,6 +107,11 @@ export interface Config {
   version: string;
   port: number;
   host: string | undefined;
+  /**
+   * Which reverse proxies' X-Forwarded-For (and -Proto) to believe, as express's `trust proxy` takes it: false
+   * (none: the client is the connection's peer), a hop count, or addresses and subnets.
+   */
+  trustProxy: false | number | string[];
   dataDir: string;
   databaseFile: string;
   /** Where plugin folders and files are found (PLUGINS_DIR, default ./plugins). */
@@ -137,6 +173,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     version: VERSION,
     port: e.PORT,
     host: e.HOST,
+    trustProxy: e.TRUST_PROXY ?? false,
     dataDir,
     databaseFile: resolve(dataDir, 'memberhook.db'),
     pluginsDir,

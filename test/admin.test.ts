@@ -15,7 +15,7 @@ import type { Member } from '../src/features/members/types.js';
 import { captureLogs } from './support/logs.js';
 import { tempDataDir, NO_PLUGINS_DIR } from './support/temp.js';
 import { ManualClock } from './support/clock.js';
-import { setCookies, cookieNamed, csrfFrom, alertOf } from './support/pages.js';
+import { setCookies, cookieNamed, cookieValue, csrfFrom, alertOf } from './support/pages.js';
 
 const ADMIN_EMAIL = 'boss@example.com';
 const ADMIN_PASSWORD = 'admin password 0123';
@@ -36,7 +36,8 @@ interface Site {
 async function site(env: Record<string, string> = {}, dataDir = tempDataDir()): Promise<Site> {
   const logs = captureLogs();
   const clock = new ManualClock();
-  const config = loadConfig({ DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, PORT: '0', ACCESS_KEY: 'x'.repeat(32), ...env });
+  // Behind a proxy on loopback, so X-Forwarded-For plays clients at different addresses.
+  const config = loadConfig({ DATA_DIR: dataDir, PLUGINS_DIR: NO_PLUGINS_DIR, PORT: '0', ACCESS_KEY: 'x'.repeat(32), TRUST_PROXY: 'loopback', ...env });
   const ctx = await buildContext(config, { logger: logs.logger, console: () => {}, clock });
   after(() => {
     ctx.mailer.close();
@@ -445,6 +446,92 @@ test('the admin login is throttled like the member login, and counts the same fa
   const sprayer = request.agent(app);
   for (let i = 0; i < 20; i++) assert.equal((await adminLogIn(sprayer, `guess${i}@example.com`, WRONG_PASSWORD, {}, ip)).status, 401);
   assert.equal((await adminLogIn(sprayer, 'boss', ADMIN_PASSWORD, {}, ip)).status, 429);
+});
+
+test('strangers guessing from many addresses cannot lock the administrator out: the account only slows down, and a browser that logged in before walks in', async () => {
+  const { app, clock } = await siteWithAdmin();
+  // The administrator's own browser, known from an earlier login (then logged out: the device cookie stays).
+  const known = request.agent(app);
+  const first = await adminLogIn(known, 'boss', ADMIN_PASSWORD);
+  const device = cookieNamed(first, 'mh_device');
+  assert.ok(device, 'a successful login marks the browser');
+  assert.match(device, /; HttpOnly/);
+  assert.match(device, /; SameSite=Lax/);
+  assert.match(device, /; Max-Age=\d+/, 'it outlives the browser session');
+  await known.post('/admin/logout').type('form').send({ _csrf: csrfFrom((await known.get('/admin')).text) });
+
+  // Ten wrong guesses from ten addresses: each is just wrong; from then on the account cools off between guesses.
+  for (let i = 1; i <= 10; i++) assert.equal((await adminLogIn(request.agent(app), ADMIN_EMAIL, WRONG_PASSWORD, {}, `198.51.100.${i}`)).status, 401, `guess ${i}`);
+  const cooling = await adminLogIn(request.agent(app), ADMIN_EMAIL, ADMIN_PASSWORD, {}, '198.51.100.200');
+  assert.equal(cooling.status, 429, 'an unknown browser waits out the cool-off, even with the right password');
+  assert.equal(cooling.headers['retry-after'], '5');
+  assert.equal(alertOf(cooling.text), 'Too many attempts. Try again in 5 seconds.');
+
+  // The strangers keep going, a guess whenever the cool-off ends: it never grows past a minute.
+  for (let i = 11; i <= 30; i++) {
+    clock.advance(60_000);
+    assert.equal((await adminLogIn(request.agent(app), ADMIN_EMAIL, WRONG_PASSWORD, {}, `198.51.100.${i}`)).status, 401, `guess ${i}`);
+  }
+  const stillCooling = await adminLogIn(request.agent(app), 'boss', ADMIN_PASSWORD, {}, '198.51.100.201');
+  assert.equal(stillCooling.status, 429);
+  assert.equal(stillCooling.headers['retry-after'], '60');
+
+  // Meanwhile the administrator's known browser goes straight in, at both login forms.
+  const walksIn = await adminLogIn(known, ADMIN_EMAIL, ADMIN_PASSWORD, {}, '198.51.100.1');
+  assert.equal(walksIn.status, 303, 'a known browser is not held back, even from an address the strangers used');
+  assert.equal(walksIn.headers.location, '/admin');
+  await known.post('/admin/logout').type('form').send({ _csrf: csrfFrom((await known.get('/admin')).text) });
+  assert.equal((await memberLogIn(known, 'boss', ADMIN_PASSWORD)).status, 303, 'and at /login');
+
+  clock.advance(60_000);
+  assert.equal((await adminLogIn(request.agent(app), 'boss', ADMIN_PASSWORD, {}, '203.0.113.50')).status, 303, 'a new browser gets in once the cool-off ends');
+});
+
+test('one address guessing at one account is locked for it, and a known browser has a budget of its own', async () => {
+  const { app, clock } = await siteWithAdmin();
+  const ip = '203.0.113.20';
+  for (let i = 1; i <= 5; i++) assert.equal((await adminLogIn(request.agent(app), 'boss', WRONG_PASSWORD, {}, ip)).status, 401);
+  const locked = await adminLogIn(request.agent(app), 'boss', ADMIN_PASSWORD, {}, ip);
+  assert.equal(locked.status, 429, 'that address is locked for that account');
+  assert.equal(locked.headers['retry-after'], '60');
+  assert.equal((await memberLogIn(request.agent(app), 'ada', MEMBER_PASSWORD)).status, 303, 'other accounts are not');
+  assert.equal((await adminLogIn(request.agent(app), 'boss', ADMIN_PASSWORD, {}, '203.0.113.21')).status, 303, 'nor other addresses');
+
+  // A known browser's own wrong passwords lock that browser alone.
+  const known = request.agent(app);
+  assert.equal((await memberLogIn(known, 'ada', MEMBER_PASSWORD)).status, 303);
+  await known.post('/logout').type('form').send({ _csrf: csrfFrom((await known.get('/logout')).text) });
+  for (let i = 1; i <= 5; i++) assert.equal((await memberLogIn(known, 'ada', WRONG_PASSWORD)).status, 401);
+  assert.equal((await memberLogIn(known, 'ada', MEMBER_PASSWORD)).status, 429, 'the known browser used up its budget');
+  clock.advance(60_000);
+  assert.equal((await memberLogIn(known, 'ada', MEMBER_PASSWORD)).status, 303);
+});
+
+test('a device cookie is good only for the account it was issued to, and cannot be forged', async () => {
+  const { app, admin } = await siteWithAdmin();
+  const adas = request.agent(app);
+  const login = await memberLogIn(adas, 'ada', MEMBER_PASSWORD);
+  const issued = cookieValue(cookieNamed(login, 'mh_device')!);
+  const [, ...rest] = issued.split('.');
+  for (let i = 1; i <= 10; i++) await adminLogIn(request.agent(app), 'boss', WRONG_PASSWORD, {}, `198.51.100.${i}`);
+  const tries = { "Ada's cookie": issued, 'the member id changed': [String(admin.id), ...rest].join('.'), 'a made-up one': `${admin.id}.abc.${'A'.repeat(22)}.${'B'.repeat(43)}` };
+  for (const [what, value] of Object.entries(tries)) {
+    const browser = request.agent(app);
+    const form = await browser.get('/admin/login').set('cookie', `mh_device=${value}`);
+    const res = await browser.post('/admin/login').set('cookie', `mh_device=${value}`).type('form').send({ _csrf: csrfFrom(form.text), login: 'boss', password: ADMIN_PASSWORD });
+    assert.equal(res.status, 429, `${what} does not let a browser past the boss account's cool-off`);
+  }
+});
+
+test('/admin/login counts failures under the account, whichever of its names is typed', async () => {
+  const { app } = await siteWithAdmin();
+  const ip = '203.0.113.30';
+  for (const login of ['boss', 'boss', 'boss@example.com', 'BOSS@example.com', ' Boss ']) {
+    assert.equal((await adminLogIn(request.agent(app), login, WRONG_PASSWORD, {}, ip)).status, 401, login);
+  }
+  assert.equal((await adminLogIn(request.agent(app), 'boss', ADMIN_PASSWORD, {}, ip)).status, 429);
+  assert.equal((await adminLogIn(request.agent(app), ADMIN_EMAIL, ADMIN_PASSWORD, {}, ip)).status, 429);
+  assert.equal((await memberLogIn(request.agent(app), 'boss', ADMIN_PASSWORD)).status, 303, 'a lock from one address, not from this one');
 });
 
 test('logging out of the admin needs the form token and ends the session', async () => {

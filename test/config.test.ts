@@ -26,6 +26,17 @@ test('with nothing set, the defaults from the design are used', () => {
   assert.equal(c.admin, undefined);
   assert.equal(c.pluginsDir, '/srv/app/plugins', 'plugins are looked for beside the data folder');
   assert.deepEqual(c.plugins, []);
+  assert.equal(c.trustProxy, false, 'no X-Forwarded-For is believed unless the operator says whose');
+});
+
+test('TRUST_PROXY takes a hop count or the proxies\' addresses and subnets, never "true"', () => {
+  assert.equal(loadConfig({ TRUST_PROXY: '1' }).trustProxy, 1);
+  assert.equal(loadConfig({ TRUST_PROXY: '0' }).trustProxy, false);
+  assert.equal(loadConfig({ TRUST_PROXY: 'false' }).trustProxy, false);
+  assert.deepEqual(loadConfig({ TRUST_PROXY: ' 10.0.0.5, 172.16.0.0/12 ,loopback, fd00::/8 ' }).trustProxy, ['10.0.0.5', '172.16.0.0/12', 'loopback', 'fd00::/8']);
+  rejects({ TRUST_PROXY: 'true' }, /^Invalid setting TRUST_PROXY: expected a hop count or the proxies' addresses \(true would let any client set its own address\)/);
+  rejects({ TRUST_PROXY: '10.0.0.5, nginx' }, /^Invalid setting TRUST_PROXY: expected a hop count \(up to 100\) or IP addresses, CIDR subnets/);
+  rejects({ TRUST_PROXY: '10.0.0.0/33' }, /^Invalid setting TRUST_PROXY/);
 });
 
 test('PLUGINS lists npm packages and paths; PLUGINS_DIR moves the plugins folder', () => {

@@ -29,7 +29,8 @@ interface Site {
 async function site(env: Record<string, string> = {}, ada: Partial<{ firstName: string }> = {}): Promise<Site> {
   const logs = captureLogs();
   const clock = new ManualClock(Date.parse('2031-03-01T09:00:00Z'));
-  const config = loadConfig({ DATA_DIR: tempDataDir(), PLUGINS_DIR: NO_PLUGINS_DIR, PORT: '0', ACCESS_KEY: 'x'.repeat(32), ...env });
+  // Behind a proxy on loopback, so X-Forwarded-For plays clients at different addresses.
+  const config = loadConfig({ DATA_DIR: tempDataDir(), PLUGINS_DIR: NO_PLUGINS_DIR, PORT: '0', ACCESS_KEY: 'x'.repeat(32), TRUST_PROXY: 'loopback', ...env });
   const ctx = await buildContext(config, { logger: logs.logger, console: () => {}, clock });
   after(() => {
     ctx.mailer.close();
@@ -97,11 +98,11 @@ test('a member logs in by email in any case or by username and sees name, role a
   assert.equal(sessionCount(ctx), 2, 'each browser has its own session');
 });
 
-test('cookies are Secure when PUBLIC_URL is https', async () => {
+test('cookies are Secure __Host- cookies when PUBLIC_URL is https', async () => {
   const { app } = await site({ PUBLIC_URL: 'https://members.example.com' });
   // The test client talks plain http and would not send Secure cookies back, so they are carried by hand.
   const form = await request(app).get('/login');
-  const csrfCookie = cookieNamed(form, 'mh_csrf');
+  const csrfCookie = cookieNamed(form, '__Host-mh_csrf');
   assert.ok(csrfCookie);
   assert.match(csrfCookie, /; Secure/);
   assert.match(csrfCookie, /; HttpOnly/);
@@ -112,7 +113,7 @@ test('cookies are Secure when PUBLIC_URL is https', async () => {
     .type('form')
     .send({ _csrf: csrfFrom(form.text), login: 'ada', password: PASSWORD });
   assert.equal(res.status, 303);
-  const session = cookieNamed(res, 'mh_session');
+  const session = cookieNamed(res, '__Host-mh_session');
   assert.ok(session);
   assert.match(session, /; Secure/);
   assert.match(session, /; HttpOnly/);

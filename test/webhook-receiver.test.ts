@@ -168,8 +168,43 @@ test('rejections from one address are limited; accepted posts never are', async 
   assert.equal(blocked.body.ok, false);
   assert.match(blocked.body.error, /too many rejected requests/);
   assert.ok(Number(blocked.headers['retry-after']) > 0);
-  const stillBlocked = await request(limited).post('/').type('form').send({ wpf_action: 'update', contactId: '1', access_key: KEY });
-  assert.equal(stillBlocked.status, 429, 'until the window passes, even a valid post from that address waits');
+  const keyed = await request(limited).post('/').type('form').send({ wpf_action: 'update', contactId: '1', access_key: KEY });
+  assert.equal(keyed.status, 200, 'a post with the right key from that address is still taken');
+});
+
+test('past the refusal limit, posts with the right key still go through on both readers; only keyless ones wait', async () => {
+  const limitedCtx = await receiverSite({ WEBHOOK_REJECTION_LIMIT: '3', WEBHOOK_REJECTION_WINDOW_MS: '60000' });
+  after(() => limitedCtx.db.close());
+  const server = createServer(createApp(limitedCtx)).listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  after(() => server.close());
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/webhooks/keap`;
+  const { gzipSync } = await import('node:zlib');
+  // The fast path reads a plain form; express reads the same form gzipped.
+  const post = async (fields: string, reader: 'fast' | 'express') => {
+    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
+    if (reader === 'express') headers['content-encoding'] = 'gzip';
+    const res = await fetch(url, { method: 'POST', headers, body: reader === 'express' ? gzipSync(fields) : fields });
+    return { status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as Record<string, unknown> };
+  };
+  const statuses: number[] = [];
+  for (let i = 0; i < 3; i++) statuses.push((await post('wpf_action=add&contactId=1&access_key=guess', i % 2 ? 'express' : 'fast')).status);
+  for (const reader of ['fast', 'express'] as const) {
+    const valid = await post(`wpf_action=update&contactId=7&access_key=${KEY}`, reader);
+    statuses.push(valid.status);
+    assert.equal(valid.body.ok, true, `${reader}: the campaign's post is queued`);
+    const badInput = await post(`wpf_action=add&contactId=abc&access_key=${KEY}`, reader);
+    assert.equal(badInput.status, 400, `${reader}: a keyed post with bad input is told what was wrong, not to wait`);
+    for (const keyless of ['wpf_action=add&contactId=1&access_key=guess', 'wpf_action=add&contactId=1', '%']) {
+      const held = await post(keyless, reader);
+      assert.equal(held.status, 429, `${reader}: ${keyless} waits`);
+      assert.ok(Number(held.retryAfter) > 0);
+      assert.match(String(held.body.error), /too many rejected requests/);
+    }
+  }
+  assert.deepEqual(statuses.slice(0, 4), [403, 403, 403, 200]);
+  const rejectedRows = limitedCtx.db.prepare("SELECT count(*) FROM events WHERE status = 'rejected'").pluck().get();
+  assert.equal(rejectedRows, 5, 'three guesses and two bad inputs are recorded; the held-back posts are not');
 });
 
 test('the access key never reaches the log or the event records', async () => {

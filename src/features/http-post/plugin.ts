@@ -2,6 +2,7 @@ import type { Job, JobOutcome } from '../../core/jobs/queue.js';
 import type { CorePlugin } from '../../plugins/types.js';
 import { AccessKeyring } from './access-key.js';
 import { webhookJobType, type WebhookJobParams } from './jobs.js';
+import { RejectionLimiter } from './rejection-limiter.js';
 import { webhookRoutes } from './routes.js';
 import { WebhookService } from './service.js';
 
@@ -41,6 +42,7 @@ export const httpPostPlugin: CorePlugin = {
         () => accessKeys.markSeen(),
       );
     }
+    const refusals = new RejectionLimiter(kernel.config.webhooks);
     const service = new WebhookService({
       events: kernel.events,
       jobs: kernel.jobs,
@@ -48,6 +50,7 @@ export const httpPostPlugin: CorePlugin = {
       logger: kernel.logger,
       accessKey: () => accessKeys.current(),
       findRole: (slug) => api.members.role(slug),
+      refusals,
     });
     api.provide('accessKeys', () => accessKeys);
     api.provide('webhooks', (scope) => ({
@@ -64,7 +67,7 @@ export const httpPostPlugin: CorePlugin = {
         scope.record('webhook', wpfAction);
       },
     }));
-    const routes = webhookRoutes(service, kernel.logger, { rejectionLimit: kernel.config.webhooks.rejectionLimit, rejectionWindowMs: kernel.config.webhooks.rejectionWindowMs });
+    const routes = webhookRoutes(service, refusals, kernel.logger);
     api.fastRoute(routes.fast);
     routes.addTo(api.receiver);
   },

@@ -1,5 +1,4 @@
-import express, { type RequestHandler, type Router } from 'express';
-import { ipKeyGenerator, MemoryStore } from 'express-rate-limit';
+import express, { type ErrorRequestHandler, type RequestHandler, type Router } from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseQueryString } from 'node:querystring';
 import qs from 'qs';
@@ -7,13 +6,8 @@ import { errorJson, toAppError } from '../../core/error-handler.js';
 import { AppError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { FastRoute } from '../../web/fast-route.js';
+import { TOO_MANY_REJECTIONS, type RejectionLimiter } from './rejection-limiter.js';
 import type { WebhookAnswer, WebhookService } from './service.js';
-
-export interface WebhookRoutesOptions {
-  /** Rejected requests allowed per client IP in `rejectionWindowMs` before it gets 429s. */
-  rejectionLimit: number;
-  rejectionWindowMs: number;
-}
 
 /** 1 MB, for both readers of a post. */
 const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -25,11 +19,11 @@ const WEBHOOK_PATHS = new Set(['/', '/webhooks/keap']);
  * compressed) is taken by `fast`, straight from Node's request, ahead of express: thousands of these a minute in a
  * burst are the app's hottest path. Any other post (compressed, chunked, another charset) goes to the express route
  * with body-parser, which reads everything; both end in the same `service.receive` and the same limiter. Keap posts
- * whole bursts from a few addresses, so accepted posts are never throttled: the limiter counts only refusals (a
- * wrong key, bad input), which stops key guessing and nothing else.
+ * whole bursts from a few addresses, so a post with the right key is never throttled: the limiter counts only
+ * refusals (a wrong key, bad input) and holds back only posts without the key, which stops key guessing and
+ * nothing else. A body that cannot be read is a refusal without the key.
  */
-export function webhookRoutes(service: WebhookService, logger: Logger, options: WebhookRoutesOptions) {
-  const limiter = new RejectionLimiter(options);
+export function webhookRoutes(service: WebhookService, limiter: RejectionLimiter, logger: Logger) {
   return {
     fast: webhookFastRoute(service, limiter, logger),
     addTo: (router: Router) => addWebhookRoutes(router, service, limiter),
@@ -41,29 +35,39 @@ function addWebhookRoutes(router: Router, service: WebhookService, limiter: Reje
     express.urlencoded({ extended: false, limit: BODY_LIMIT_BYTES, parameterLimit: PARAMETER_LIMIT }),
     express.json({ limit: BODY_LIMIT_BYTES, strict: false }),
   ];
-  const limit: RequestHandler = async (req, res, next) => {
-    const ip = () => req.ip ?? 'unknown';
-    const retryAfter = await limiter.refusing(ip);
-    if (retryAfter !== undefined) return void sendJson(res, 429, limiter.answer, { 'retry-after': String(retryAfter) });
-    res.on('finish', () => limiter.answered(ip, res.statusCode));
-    next();
-  };
   const receive: RequestHandler = async (req, res) => {
-    const answer = await service.receive(req.query, req.body);
-    res.status(answer.status).json(answer.body);
+    const ip = () => req.ip ?? 'unknown';
+    const answer = await service.receive(req.query, req.body, ip);
+    limiter.answered(ip, answer.status);
+    sendAnswer(res, answer);
+  };
+  // A body body-parser could not read: the same answer as the fast path's for it (429 past the limit).
+  const unreadable: ErrorRequestHandler = async (err, req, res, next) => {
+    const appError = toAppError(err);
+    if (appError.status >= 500) return next(err);
+    const ip = () => req.ip ?? 'unknown';
+    const answer = await refusalOfUnreadable(limiter, ip, { status: appError.status, body: errorJson(appError) });
+    limiter.answered(ip, answer.status);
+    sendAnswer(res, answer);
   };
   const refuseGet: RequestHandler = (req, _res, next) => {
     if (req.query.wpf_action !== undefined) return next(new AppError(405, 'webhooks must be sent with POST', { code: 'method_not_allowed' }));
     next();
   };
 
-  router.post(['/', '/webhooks/keap'], limit, ...parsers, receive);
+  router.post(['/', '/webhooks/keap'], ...parsers, receive, unreadable);
   router.get('/', refuseGet);
   router.all('/webhooks/keap', (req, res, next) => {
     if (req.method === 'POST') return next();
     res.set('Allow', 'POST');
     next(new AppError(405, 'webhooks must be sent with POST', { code: 'method_not_allowed' }));
   });
+}
+
+/** A post whose body could not be read carried no key anyone could check: past the limit it is a 429. */
+async function refusalOfUnreadable(limiter: RejectionLimiter, ip: () => string, refusal: WebhookAnswer): Promise<WebhookAnswer> {
+  const retryAfterSeconds = await limiter.refusing(ip);
+  return retryAfterSeconds === undefined ? refusal : { status: 429, body: TOO_MANY_REJECTIONS, retryAfterSeconds };
 }
 
 /** The parser for a body as Keap sends it, or undefined for anything the express route should read. */
@@ -108,25 +112,28 @@ function webhookFastRoute(service: WebhookService, limiter: RejectionLimiter, lo
     if (!WEBHOOK_PATHS.has(q === -1 ? url : url.slice(0, q))) return false;
     const parseBody = plainBodyParser(req);
     if (!parseBody) return false;
-    // Worked out only when the limiter needs it: proxy-addr's parsing is a good part of a post's cost otherwise.
+    // Worked out only for a refusal: proxy-addr's parsing is a good part of a post's cost otherwise.
     const ip = () => clientIp(req);
     void (async () => {
-      const retryAfter = await limiter.refusing(ip);
-      if (retryAfter !== undefined) {
-        req.resume();
-        return sendJson(res, 429, limiter.answer, { 'retry-after': String(retryAfter) });
-      }
       let answer: WebhookAnswer;
+      let body: unknown;
       try {
-        const body = parseBody(await readBody(req));
-        answer = await service.receive(q === -1 ? {} : parseQueryString(url.slice(q + 1)), body);
+        body = parseBody(await readBody(req));
+      } catch (err) {
+        const appError = toAppError(err);
+        answer = await refusalOfUnreadable(limiter, ip, { status: appError.status, body: errorJson(appError) });
+        limiter.answered(ip, answer.status);
+        return sendAnswer(res, answer);
+      }
+      try {
+        answer = await service.receive(q === -1 ? {} : parseQueryString(url.slice(q + 1)), body, ip);
       } catch (err) {
         const appError = toAppError(err);
         if (appError.status >= 500) logger.error({ err, method: req.method, path: url.slice(0, q === -1 ? undefined : q) }, 'request failed');
         answer = { status: appError.status, body: errorJson(appError) };
       }
       limiter.answered(ip, answer.status);
-      sendJson(res, answer.status, answer.body);
+      sendAnswer(res, answer);
     })();
     return true;
   };
@@ -149,42 +156,11 @@ function readBody(req: IncomingMessage): Promise<string> {
   });
 }
 
-function sendJson(res: ServerResponse, status: number, body: Record<string, unknown>, headers: Record<string, string> = {}): void {
+function sendAnswer(res: ServerResponse, answer: WebhookAnswer): void {
   if (res.destroyed) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  const text = JSON.stringify(answer.body);
+  const headers: Record<string, string | number> = { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) };
+  if (answer.retryAfterSeconds !== undefined) headers['retry-after'] = String(answer.retryAfterSeconds);
+  res.writeHead(answer.status, headers);
   res.end(text);
-}
-
-/**
- * Counts a client's refused requests (4xx answers other than its own 429) and, past the limit, refuses it until
- * the window passes. The count is taken when a refusal has been answered, never before a request runs:
- * express-rate-limit's skipSuccessfulRequests counts first and takes back later, so fifty accepted posts in
- * flight at once from Keap's one address would look like fifty refusals. Its MemoryStore keeps the windows.
- */
-class RejectionLimiter {
-  readonly answer = { ok: false, error: 'too many rejected requests from this address; try again later' };
-  private readonly store = new MemoryStore();
-
-  constructor(private readonly options: WebhookRoutesOptions) {
-    this.store.init({ windowMs: options.rejectionWindowMs } as Parameters<MemoryStore['init']>[0]);
-  }
-
-  /** Until when a refusal may still count (epoch ms): before it, an address could be over the limit. */
-  private countingUntil = 0;
-
-  /** Seconds until this address may post again, or undefined when it may now. */
-  async refusing(ip: () => string): Promise<number | undefined> {
-    // Nothing refused within a window: no address can be over the limit, and none need be looked up.
-    if (Date.now() > this.countingUntil) return undefined;
-    const seen = await this.store.get(ipKeyGenerator(ip()));
-    if (!seen || seen.totalHits < this.options.rejectionLimit) return undefined;
-    return Math.max(1, Math.ceil(((seen.resetTime?.getTime() ?? Date.now()) - Date.now()) / 1000));
-  }
-
-  answered(ip: () => string, status: number): void {
-    if (status < 400 || status >= 500 || status === 429) return;
-    this.countingUntil = Date.now() + this.options.rejectionWindowMs;
-    void this.store.increment(ipKeyGenerator(ip()));
-  }
 }

@@ -6,6 +6,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Role } from '../members/types.js';
 import { accessKeyMatches } from './access-key.js';
 import type { WebhookJobParams } from './jobs.js';
+import { TOO_MANY_REJECTIONS, type RejectionLimiter } from './rejection-limiter.js';
 import { describeRejectedParams, mergeParams, parseAction, parseWebhookRequest, singleValue, type WebhookRequest } from './params.js';
 
 declare module '../../core/hooks.js' {
@@ -26,6 +27,8 @@ const TEST_ACTION = 'test';
 export interface WebhookAnswer {
   status: number;
   body: Record<string, unknown>;
+  /** Set on a 429: seconds until the sender's keyless posts are heard again (the Retry-After header). */
+  retryAfterSeconds?: number;
 }
 
 export interface WebhookServiceDeps {
@@ -35,6 +38,8 @@ export interface WebhookServiceDeps {
   logger: Logger;
   accessKey: () => string;
   findRole: (slug: string) => Role | undefined;
+  /** Counts refusals per address and holds back keyless posts from an address past the limit. */
+  refusals: RejectionLimiter;
 }
 
 interface WebhookAction {
@@ -76,14 +81,20 @@ export class WebhookService {
     this.names = [...actions.filter((a) => a.core).map((a) => a.name), TEST_ACTION, ...actions.filter((a) => !a.core).map((a) => a.name)];
   }
 
-  /** Handles one post. Refusals are recorded (without secrets) and answered; acceptances are queued. */
-  async receive(query: unknown, body: unknown): Promise<WebhookAnswer> {
+  /**
+   * Handles one post from the address `from` gives (worked out only if the post is refused). Refusals are recorded
+   * (without secrets) and answered; acceptances are queued. A post without the right key from an address past the
+   * refusal limit is answered 429 and not recorded; a post with the right key is never held back.
+   */
+  async receive(query: unknown, body: unknown, from: () => string): Promise<WebhookAnswer> {
     let params: Record<string, unknown> = {};
+    let keyed = false;
     try {
       params = mergeParams(query, body);
       if (!accessKeyMatches(this.deps.accessKey(), singleValueOrUndefined(params, 'access_key'))) {
         throw forbidden('invalid access key');
       }
+      keyed = true;
       const action = parseAction(params, this.validActions());
       if (action === TEST_ACTION) return { status: 200, body: { ok: true, test: true } };
       const request = parseWebhookRequest(params, action);
@@ -91,6 +102,10 @@ export class WebhookService {
       return await this.accept(request);
     } catch (err) {
       if (!(err instanceof AppError) || err.status >= 500) throw err;
+      if (!keyed) {
+        const retryAfterSeconds = await this.deps.refusals.refusing(from);
+        if (retryAfterSeconds !== undefined) return { status: 429, body: TOO_MANY_REJECTIONS, retryAfterSeconds };
+      }
       this.recordRejection(params, err.publicMessage);
       return { status: err.status, body: { ok: false, error: err.publicMessage } };
     }

@@ -27,7 +27,7 @@ export function startAdminSession(ctx: MembersContext, req: Request, res: Respon
 
 /** Whether the request's session was started as an admin session and is still live (and slides it forward). */
 function holdsAdminSession(ctx: MembersContext, req: Request): boolean {
-  const token = sessionToken(req);
+  const token = sessionToken(ctx, req);
   if (!token) return false;
   const expiresAt = ctx.sessions.expiryOf(token);
   const now = ctx.clock.now();

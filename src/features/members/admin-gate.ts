@@ -5,6 +5,7 @@ import { isAdminRequest, requireAdmin, startAdminSession } from './admin-access.
 import { ADMIN_PASSWORD_MIN, createFirstAdmin, setupCodeMatches, setupNeeded, validateAdminCredentials, type CredentialErrors } from './admin-setup.js';
 import type { MembersContext } from './context.js';
 import { LoginThrottle, type ThrottleRule } from './login-throttle.js';
+import { loginAttempt } from './login-devices.js';
 import { verifyPassword } from './passwords.js';
 import { LOGIN_FAILED_MESSAGE, safeNextPath, tooManyAttempts } from './routes.js';
 import { loadMember, logOut } from './sessions.js';
@@ -32,7 +33,8 @@ function adminPublicRoutes(ctx: MembersContext): Router {
   const admin = Router();
   const throttle = ctx.loginThrottle;
 
-  const setupCodeThrottle = new LoginThrottle(ctx.db, ctx.clock, { ip: SETUP_CODE_IP_RULE }, { scope: 'setup-code' });
+  // Attempts at the setup code name no account, so only the per-address rule ever counts.
+  const setupCodeThrottle = new LoginThrottle(ctx.db, ctx.clock, { ip: SETUP_CODE_IP_RULE, account: SETUP_CODE_IP_RULE }, { scope: 'setup-code' });
 
   const renderSetup = (res: Response, status: number, form: { email?: string; code?: string; errors?: CredentialErrors; error?: string }) =>
     ctx.admin.view(res, status, 'setup', { title: 'Set up memberhook', bare: true, minLength: ADMIN_PASSWORD_MIN, ...form });
@@ -93,20 +95,22 @@ function adminPublicRoutes(ctx: MembersContext): Router {
     const form = { title: 'Admin log in', bare: true, login, next };
     if (!login || !password) return ctx.admin.view(res, 400, 'login', { ...form, error: 'Enter your email or username and your password.' });
 
-    // The member login's counters and rules: guesses here and at /login add up.
-    const attempt = { ip: clientIp(req), login };
+    // The member login's counters and rules: guesses here and at /login add up, under the account whichever of
+    // its names is typed.
+    const member = ctx.members.findByLogin(login);
+    const attempt = loginAttempt(ctx, req, member, login);
     const verdict = throttle.admit(attempt);
     if (!verdict.allowed) {
       res.set('Retry-After', String(Math.ceil(verdict.retryAfterMs / 1000)));
       return ctx.admin.view(res, 429, 'login', { ...form, error: tooManyAttempts(verdict.retryAfterMs) });
     }
-    const member = ctx.members.findByLogin(login);
     const ok = await verifyPassword(password, member ? ctx.members.passwordHash(member.id) : null);
     if (!member || !ok) {
       ctx.logger.info({ ip: attempt.ip }, 'admin login failed');
       return ctx.admin.view(res, 401, 'login', { ...form, error: LOGIN_FAILED_MESSAGE });
     }
     throttle.succeeded(attempt);
+    ctx.devices.remember(req, res, member);
     if (!member.roleIsAdmin) {
       // The password was right, so saying so tells nothing /login would not; no session is started here.
       ctx.logger.info({ memberId: member.id }, 'admin login refused: no admin rights');

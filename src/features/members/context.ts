@@ -2,6 +2,7 @@ import type { Kernel } from '../../core/kernel.js';
 import type { CorePluginAdmin } from '../../plugins/types.js';
 import type { SiteSettings } from '../settings/site-settings.js';
 import type { BulkActionStore } from './bulk-action-store.js';
+import type { LoginDevices } from './login-devices.js';
 import type { LoginThrottle } from './login-throttle.js';
 import type { PasswordResetStore } from './password-reset-store.js';
 import type { RoleService } from './role-service.js';
@@ -16,6 +17,8 @@ export interface MembersContext extends Kernel {
   resets: PasswordResetStore;
   /** The login forms' brute-force throttle (member and admin login, password change share its counters). */
   loginThrottle: LoginThrottle;
+  /** Device cookies: browsers that logged in to an account before, which the throttle counts apart. */
+  devices: LoginDevices;
   admin: CorePluginAdmin;
   /** Bulk actions on members (change role, resync, reset, delete), with their progress. */
   bulk: BulkActionStore;

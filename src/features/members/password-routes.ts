@@ -1,4 +1,5 @@
 import type { Request, RequestHandler, Response, Router } from 'express';
+import { loginAttempt } from './login-devices.js';
 import { LoginThrottle, type ThrottleRule, type ThrottleVerdict } from './login-throttle.js';
 import { isWellFormedResetToken } from './password-reset-store.js';
 import { changePassword, requestPasswordReset, resetPasswordWithToken, resetTokenIsLive, RESET_TOKEN_TTL_MS } from './password-reset.js';
@@ -36,14 +37,10 @@ export interface MemberPageTools {
   tooManyAttempts(retryAfterMs: number): string;
 }
 
-/** The logins a member's wrong passwords are counted under: the login form's and this page's counters are shared. */
-export function accountLogins(member: Member): string[] {
-  return [member.email, member.username];
-}
-
 /** `/account/password`, `/password/forgot`, `/password/reset`. The caller mounts body parsing, CSRF and no-store. */
 export function addPasswordRoutes(router: Router, ctx: MembersContext, tools: MemberPageTools): void {
   const { render, loginThrottle, clientIp, tooManyAttempts } = tools;
+  // Per address and per account whoever asks (no per-address or device counting: this limits emails, not guesses).
   const forgotThrottle = new LoginThrottle(ctx.db, ctx.clock, { ip: FORGOT_IP_RULE, account: FORGOT_ACCOUNT_RULE }, { scope: 'reset-email' });
   const lengths = { minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH };
   const refuse = (res: Response, verdict: Extract<ThrottleVerdict, { allowed: false }>, view: string, data: Record<string, unknown>) => {
@@ -80,7 +77,7 @@ export function addPasswordRoutes(router: Router, ctx: MembersContext, tools: Me
     if (Object.keys(errors).length > 0) return render(res, 400, 'password', { ...changeForm, errors });
 
     // Someone at an unattended, logged-in browser must not get unlimited guesses at the password either.
-    const attempt = { ip: clientIp(req), login: member.email, aliases: accountLogins(member) };
+    const attempt = loginAttempt(ctx, req, member, member.email);
     const verdict = loginThrottle.admit(attempt);
     if (!verdict.allowed) return refuse(res, verdict, 'password', changeForm);
     if (!(await verifyPassword(current, ctx.members.passwordHash(member.id)))) {
@@ -116,7 +113,7 @@ export function addPasswordRoutes(router: Router, ctx: MembersContext, tools: Me
     const member = ctx.members.findByLogin(login);
     const ip = clientIp(req);
     // Counted per member (whichever way it was typed) and per address; an unknown login is counted as typed.
-    const verdict = forgotThrottle.admit({ ip, login: member ? `member:${member.id}` : login });
+    const verdict = forgotThrottle.admit({ ip, account: LoginThrottle.account(member, login) });
     if (!verdict.allowed && verdict.lockedBy.includes('ip')) return refuse(res, verdict, 'password-forgot', { ...forgotForm, login });
     // Enough emails went to this account lately: say nothing different, send nothing more.
     const queued = verdict.allowed && member !== undefined;
@@ -154,7 +151,7 @@ export function addPasswordRoutes(router: Router, ctx: MembersContext, tools: Me
     const member = await resetPasswordWithToken(ctx, token, password);
     if (!member) return deadLink(res, 410);
     // Whoever was locked out of this account by wrong guesses has now proved it is theirs.
-    loginThrottle.forgetAccount(accountLogins(member));
+    loginThrottle.forgetAccount(LoginThrottle.account(member, member.email));
     // The browser that reset may have carried a session (of this member or another): it is over either way.
     endSession(ctx, req, res);
     ctx.logger.info({ memberId: member.id }, 'member reset password');

@@ -5,6 +5,7 @@ import { memberAdminRoutes } from './admin-routes.js';
 import { BulkActionStore, memberBulkAction } from './bulk-action-store.js';
 import { runBulkAction } from './bulk-actions.js';
 import type { MembersContext } from './context.js';
+import { LoginDevices } from './login-devices.js';
 import { LoginThrottle } from './login-throttle.js';
 import { passwordResetEmail, sendPasswordResetEmail } from './password-reset.js';
 import { PasswordResetStore } from './password-reset-store.js';
@@ -43,6 +44,7 @@ export const membersPlugin: CorePlugin = {
       resets,
       loginThrottle: new LoginThrottle(kernel.db, kernel.clock),
       bulk: new BulkActionStore(kernel.db),
+      devices: new LoginDevices(kernel),
       admin: api.admin,
       site,
     };

@@ -3,7 +3,8 @@ import { csrfProtection } from '../../core/csrf.js';
 import { clientIp, formBodyParser, formFields, formText } from '../../core/forms.js';
 import type { MembersContext } from './context.js';
 import { verifyPassword } from './passwords.js';
-import { accountLogins, addPasswordRoutes, noticeFor } from './password-routes.js';
+import { loginAttempt } from './login-devices.js';
+import { addPasswordRoutes, noticeFor } from './password-routes.js';
 import { loadMember, logOut, requireMember, startSession } from './sessions.js';
 import type { Member } from './types.js';
 
@@ -50,9 +51,8 @@ export function memberRoutes(ctx: MembersContext): Router {
     if (!login || !password) return render(res, 400, 'login', { ...form, error: 'Enter your email or username and your password.' });
 
     const member = ctx.members.findByLogin(login);
-    // A member's failures count under the login as typed and under its other names (email, username), as on the
-    // password change page: guesses cannot be spread over the ways of typing one account.
-    const attempt = { ip: clientIp(req), login, aliases: member ? accountLogins(member) : [] };
+    // Counted under the account (email and username alike), the address, and this browser if it is a known device.
+    const attempt = loginAttempt(ctx, req, member, login);
     // Before bcrypt: a locked attempt costs nothing and says nothing about the password.
     const verdict = throttle.admit(attempt);
     if (!verdict.allowed) {
@@ -66,6 +66,7 @@ export function memberRoutes(ctx: MembersContext): Router {
       return render(res, 401, 'login', { ...form, error: LOGIN_FAILED_MESSAGE });
     }
     throttle.succeeded(attempt);
+    ctx.devices.remember(req, res, member);
     await startSession(ctx, req, res, member);
     ctx.logger.info({ memberId: member.id }, 'member logged in');
     res.redirect(303, next ?? '/account');
@@ -110,6 +111,11 @@ export function safeNextPath(value: unknown): string | undefined {
 }
 
 export function tooManyAttempts(retryAfterMs: number): string {
+  // An account's cool-off is seconds long; "1 minute" would send its owner away for longer than needed.
+  if (retryAfterMs < 59_500) {
+    const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+    return `Too many attempts. Try again in ${seconds} second${seconds === 1 ? '' : 's'}.`;
+  }
   const minutes = Math.max(1, Math.ceil(retryAfterMs / 60_000));
   return `Too many attempts. Try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`;
 }

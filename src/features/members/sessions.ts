@@ -1,5 +1,6 @@
-import { parseCookie } from 'cookie';
-import type { CookieOptions, Request, RequestHandler, Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
+import type { Config } from '../../config.js';
+import { pageCookie, readPageCookie, SESSION_COOKIE, type PageCookie } from '../../core/cookies.js';
 import type { MembersContext } from './context.js';
 import { SESSION_TTL_MS } from './session-store.js';
 import type { Member } from './types.js';
@@ -30,16 +31,14 @@ declare global {
   }
 }
 
-export const SESSION_COOKIE = 'mh_session';
-
-export function sessionCookieOptions(ctx: MembersContext): CookieOptions {
-  return { httpOnly: true, sameSite: 'lax', path: '/', secure: ctx.config.publicUrl.startsWith('https:') };
+/** The session cookie's name (`mh_session`, or `__Host-mh_session` on an HTTPS site) and attributes on this request. */
+export function sessionCookie(ctx: { config: Pick<Config, 'publicUrl'> }, req: Request): PageCookie {
+  return pageCookie(ctx.config.publicUrl, req, SESSION_COOKIE);
 }
 
-/** The session cookie's value on a request, if any. */
-export function sessionToken(req: Request): string | undefined {
-  const header = req.headers.cookie;
-  return header ? parseCookie(header)[SESSION_COOKIE] : undefined;
+/** The session cookie's value on a request, if any (on an HTTPS site, only the `__Host-` cookie counts). */
+export function sessionToken(ctx: { config: Pick<Config, 'publicUrl'> }, req: Request): string | undefined {
+  return readPageCookie(ctx.config.publicUrl, req, SESSION_COOKIE);
 }
 
 /**
@@ -49,20 +48,22 @@ export function sessionToken(req: Request): string | undefined {
  */
 export async function startSession(ctx: MembersContext, req: Request, res: Response, member: Member, options: { loggedIn?: boolean; maxAgeMs?: number; expiresAt?: number } = {}): Promise<void> {
   const token = await ctx.transactions.run((tx) => {
-    ctx.sessions.destroy(sessionToken(req));
+    ctx.sessions.destroy(sessionToken(ctx, req));
     const { token } = ctx.sessions.create(member.id, options.expiresAt);
     if (options.loggedIn !== false) tx.emit('member.logged_in', member);
     return token;
   });
   const maxAge = options.maxAgeMs === undefined ? SESSION_TTL_MS : options.maxAgeMs;
-  res.cookie(SESSION_COOKIE, token, { ...sessionCookieOptions(ctx), ...(maxAge > 0 ? { maxAge } : {}) });
+  const cookie = sessionCookie(ctx, req);
+  res.cookie(cookie.name, token, { ...cookie.options, ...(maxAge > 0 ? { maxAge } : {}) });
   res.locals.member = ctx.members.findById(member.id);
 }
 
 /** Ends the browser's session (if any) and clears its cookie. */
 export function endSession(ctx: MembersContext, req: Request, res: Response): void {
-  ctx.sessions.destroy(sessionToken(req));
-  res.clearCookie(SESSION_COOKIE, sessionCookieOptions(ctx));
+  ctx.sessions.destroy(sessionToken(ctx, req));
+  const cookie = sessionCookie(ctx, req);
+  res.clearCookie(cookie.name, cookie.options);
   delete res.locals.member;
 }
 
@@ -77,7 +78,7 @@ export async function logOut(ctx: MembersContext, req: Request, res: Response, w
 
 /** The member whose session cookie came with the request, if it is a live session. */
 export function currentMember(ctx: MembersContext, req: Request): Member | undefined {
-  const memberId = ctx.sessions.memberIdFor(sessionToken(req));
+  const memberId = ctx.sessions.memberIdFor(sessionToken(ctx, req));
   return memberId === undefined ? undefined : ctx.members.findById(memberId);
 }
 

@@ -1,4 +1,3 @@
-import { parseCookie } from 'cookie';
 import { formFields, formText } from '../../core/forms.js';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
@@ -6,7 +5,7 @@ import { formatTime } from '../../web/format.js';
 import { describeKeapConnection } from '../keap/connection-state.js';
 import { isKeapError, KeapRetryableError } from '../keap/errors.js';
 import type { KeapCustomFieldDefinition } from '../keap/types.js';
-import { SESSION_COOKIE } from '../members/sessions.js';
+import { sessionToken } from '../members/sessions.js';
 import type { SettingsContext } from './context.js';
 
 export const KEAP_SETTINGS_PATH = '/admin/settings/keap';
@@ -153,7 +152,7 @@ export function keapSettingsRoutes(ctx: SettingsContext): Router {
   router.post('/connect', async (req, res) => {
     const oauth = ctx.keap.oauth;
     if (!oauth) return render(res, 400, { error: 'Connecting needs an OAuth app: set KEAP_CLIENT_ID and KEAP_CLIENT_SECRET, then restart memberhook.' });
-    const sessionHash = sessionHashOf(req);
+    const sessionHash = sessionHashOf(ctx, req);
     if (!sessionHash) return render(res, 400, { error: 'Your session cookie is missing: log in again, then connect.' });
     const state = randomBytes(32).toString('base64url');
     const pending: PendingState = { stateHash: sha256(state), sessionHash, expiresAt: ctx.clock.now() + OAUTH_STATE_TTL_MS };
@@ -170,7 +169,7 @@ export function keapSettingsRoutes(ctx: SettingsContext): Router {
     const code = queryText(req, 'code');
     const keapError = queryText(req, 'error');
 
-    const verdict = state ? consumePendingState(ctx, state, sessionHashOf(req)) : 'missing';
+    const verdict = state ? consumePendingState(ctx, state, sessionHashOf(ctx, req)) : 'missing';
     if (keapError) {
       // Only Keap's error code is shown, from a fixed set of words: anyone can put text in this link.
       const message =
@@ -290,9 +289,8 @@ function parsePending(raw: string | undefined): PendingState | undefined {
   return undefined;
 }
 
-function sessionHashOf(req: Request): string | undefined {
-  const header = req.headers.cookie;
-  const token = header ? parseCookie(header)[SESSION_COOKIE] : undefined;
+function sessionHashOf(ctx: SettingsContext, req: Request): string | undefined {
+  const token = sessionToken(ctx, req);
   return token ? sha256(token) : undefined;
 }
 

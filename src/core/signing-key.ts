@@ -1,0 +1,17 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import type { SettingsStore } from './settings.js';
+
+/** The stored name predates the device cookies: it was the CSRF secret alone, and keeping it keeps it. */
+const SECRET_SETTING = 'csrf.secret';
+
+/** What a key signs; each gets its own, so a value signed for one use is never valid for another. */
+export type SigningPurpose = 'csrf' | 'login-device';
+
+/**
+ * The one place the server-side secret behind request signing (CSRF tokens, login device cookies) is read: 32
+ * random bytes, made on first use and kept in the settings table. Each purpose gets a key derived from it.
+ */
+export function signingKey(settings: SettingsStore, purpose: SigningPurpose): Buffer {
+  const secret = Buffer.from(settings.setIfAbsent(SECRET_SETTING, randomBytes(32).toString('base64url')).value, 'base64url');
+  return createHmac('sha256', secret).update(`memberhook ${purpose} key`).digest();
+}
