@@ -56,6 +56,9 @@ const envSchema = z
     // Jobs that wait for Keap wait in its rate limiter; the rest (a skip, a local update) end in microseconds, and the
     // worker claims as many at once as there are free places: 64 keeps up with ten thousand posts a second on 2 cores.
     WORKER_CONCURRENCY: positiveInt('a positive whole number').default(64),
+    EVENTS_KEEP_DAYS: positiveInt('a positive whole number of days').default(90),
+    EVENTS_KEEP_REFUSED_DAYS: positiveInt('a positive whole number of days').default(7),
+    EVENTS_KEEP_REFUSED_PER_ADDRESS: positiveInt('a positive whole number of requests').default(1000),
     SITE_KEY: z.string().refine((key) => SecretBox.parseKey(key) !== undefined, 'expected 32 random bytes in base64 (openssl rand -base64 32)').optional(),
     SITE_KEY_FILE: z.string().min(1).optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'expected one of fatal, error, warn, info, debug, trace, silent').default('info'),
@@ -108,6 +111,8 @@ export interface Config {
   apiToken: string | undefined;
   webhooks: { rejectionLimit: number; rejectionWindowMs: number };
   jobs: { maxAttempts: number; retryBaseMs: number; concurrency: number };
+  /** How long the event log keeps what (see core/jobs/retention.ts). */
+  retention: { finishedDays: number; refusedDays: number; refusedPerAddress: number };
   /**
    * The key that encrypts the secrets stored in the database: SITE_KEY itself, or the file SITE_KEY_FILE names, or
    * else `<dataDir>/site.key` (made on first start). See core/site-key.ts.
@@ -177,6 +182,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     apiToken: e.API_TOKEN,
     webhooks: { rejectionLimit: e.WEBHOOK_REJECTION_LIMIT, rejectionWindowMs: e.WEBHOOK_REJECTION_WINDOW_MS },
     jobs: { maxAttempts: e.JOB_MAX_ATTEMPTS, retryBaseMs: e.JOB_RETRY_BASE_MS, concurrency: e.WORKER_CONCURRENCY },
+    retention: { finishedDays: e.EVENTS_KEEP_DAYS, refusedDays: e.EVENTS_KEEP_REFUSED_DAYS, refusedPerAddress: e.EVENTS_KEEP_REFUSED_PER_ADDRESS },
     siteKey: {
       key: e.SITE_KEY,
       file: e.SITE_KEY_FILE ? resolve(cwd, e.SITE_KEY_FILE) : resolve(dataDir, 'site.key'),

@@ -49,7 +49,7 @@ function addWebhookRoutes(router: Router, service: WebhookService, limiter: Reje
     next();
   };
   const receive: RequestHandler = async (req, res) => {
-    const answer = await service.receive(req.query, req.body);
+    const answer = await service.receive(req.query, req.body, () => req.ip);
     res.status(answer.status).json(answer.body);
   };
   const refuseGet: RequestHandler = (req, _res, next) => {
@@ -119,7 +119,7 @@ function webhookFastRoute(service: WebhookService, limiter: RejectionLimiter, lo
       let answer: WebhookAnswer;
       try {
         const body = parseBody(await readBody(req));
-        answer = await service.receive(q === -1 ? {} : parseQueryString(url.slice(q + 1)), body);
+        answer = await service.receive(q === -1 ? {} : parseQueryString(url.slice(q + 1)), body, ip);
       } catch (err) {
         const appError = toAppError(err);
         if (appError.status >= 500) logger.error({ err, method: req.method, path: url.slice(0, q === -1 ? undefined : q) }, 'request failed');

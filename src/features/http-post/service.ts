@@ -76,8 +76,11 @@ export class WebhookService {
     this.names = [...actions.filter((a) => a.core).map((a) => a.name), TEST_ACTION, ...actions.filter((a) => !a.core).map((a) => a.name)];
   }
 
-  /** Handles one post. Refusals are recorded (without secrets) and answered; acceptances are queued. */
-  async receive(query: unknown, body: unknown): Promise<WebhookAnswer> {
+  /**
+   * Handles one post. Refusals are recorded (without secrets, with the client's address, asked for only then) and
+   * answered; acceptances are queued.
+   */
+  async receive(query: unknown, body: unknown, clientAddress: () => string | undefined = () => undefined): Promise<WebhookAnswer> {
     let params: Record<string, unknown> = {};
     try {
       params = mergeParams(query, body);
@@ -91,7 +94,7 @@ export class WebhookService {
       return await this.accept(request);
     } catch (err) {
       if (!(err instanceof AppError) || err.status >= 500) throw err;
-      this.recordRejection(params, err.publicMessage);
+      this.recordRejection(params, err.publicMessage, clientAddress());
       return { status: err.status, body: { ok: false, error: err.publicMessage } };
     }
   }
@@ -116,12 +119,12 @@ export class WebhookService {
     return { status: 200, body: { ok: true, event_id: id, status: 'queued' } };
   }
 
-  private recordRejection(params: Record<string, unknown>, reason: string): void {
+  private recordRejection(params: Record<string, unknown>, reason: string, clientAddress: string | undefined): void {
     const action = typeof params.wpf_action === 'string' && params.wpf_action ? params.wpf_action.slice(0, 40) : '(none)';
     const rawContact = params.contactId ?? params.contact_id;
     const contactId = typeof rawContact === 'string' && /^[1-9]\d{0,14}$/.test(rawContact) ? Number(rawContact) : null;
     try {
-      this.deps.events.recordRejected({ source: WEBHOOK_SOURCE, action, contactId, params: describeRejectedParams(params) }, reason);
+      this.deps.events.recordRejected({ source: WEBHOOK_SOURCE, action, contactId, params: describeRejectedParams(params), clientAddress: clientAddress ?? null }, reason);
     } catch (err) {
       // The refusal itself must still be answered; losing its log row is the lesser harm.
       this.deps.logger.error({ err }, 'could not record a rejected webhook');
