@@ -88,6 +88,9 @@ test('files an older version left open to other users are made owner-only at sta
   chmodSync(join(dataDir, 'outbox'), 0o755);
   chmodSync(join(dataDir, 'memberhook.db'), 0o644);
   chmodSync(dataDir, 0o755);
+  // A folder memberhook does not write into (a DATA_DIR shared with something else) is not ours to change.
+  mkdirSync(join(dataDir, 'elsewhere'), { mode: 0o755 });
+  chmodSync(join(dataDir, 'elsewhere'), 0o755);
 
   const first = await open(dataDir);
   first.close();
@@ -95,6 +98,7 @@ test('files an older version left open to other users are made owner-only at sta
   assert.equal(modeOf(join(dataDir, 'outbox')), 0o700);
   assert.equal(modeOf(join(dataDir, 'memberhook.db')), 0o600);
   assert.equal(modeOf(join(dataDir, 'outbox', 'old.eml')), 0o600);
+  assert.equal(modeOf(join(dataDir, 'elsewhere')), 0o755, 'other folders are left alone');
   const line = first.logs.lines().find((l) => String(l.msg).includes('readable by their owner only'));
   assert.ok(line, 'a log line says the modes were changed');
   assert.equal(line.count, 4);
