@@ -7,6 +7,7 @@ import { ConfigError, loadConfig } from '../src/config.js';
 import { openDatabase } from '../src/core/db.js';
 import { StartupError } from '../src/core/errors.js';
 import { SecretBox } from '../src/core/secret-box.js';
+import { SealedSettings } from '../src/core/settings.js';
 import { SqliteKeapTokenStore } from '../src/features/keap/token-store.js';
 import { PENDING_PASSWORD_MAX_AGE_MS } from '../src/features/members/plugin.js';
 import { buildContext, type AppContext } from '../src/server.js';
@@ -21,6 +22,7 @@ const KEAP_KEY = 'KeapAK-stored-from-the-settings-page-0123456789';
 const ACCESS_TOKEN = 'oauth-access-token-abcdefghijklmnop';
 const REFRESH_TOKEN = 'oauth-refresh-token-qrstuvwxyz012345';
 const PENDING = 'Generated-Pass-2024!';
+const STORED_ACCESS_KEY = 'a-webhook-access-key-stored-in-plaintext-0123';
 const DAY = 24 * 60 * 60 * 1000;
 
 const modeOf = (path: string) => statSync(path).mode & 0o777;
@@ -41,6 +43,7 @@ async function open(dataDir: string, env: Record<string, string> = {}) {
 function raw(ctx: AppContext) {
   return {
     keapKey: ctx.settings.get('keap.api_key'),
+    accessKey: ctx.settings.get('webhook.access_key'),
     tokens: ctx.db.prepare('SELECT access_token, refresh_token FROM keap_oauth_tokens').get() as { access_token: string; refresh_token: string } | undefined,
     pending: ctx.db.prepare('SELECT member_id, password FROM pending_passwords').all() as Array<{ member_id: number; password: string }>,
   };
@@ -51,6 +54,7 @@ async function siteWithPlaintextSecrets(dataDir: string): Promise<number> {
   const { ctx, close } = await open(dataDir);
   const ada = await createMember(ctx, { email: 'ada@example.com', username: 'ada', role: 'member', password: 'correct horse battery staple' });
   ctx.settings.set('keap.api_key', KEAP_KEY);
+  ctx.settings.set('webhook.access_key', STORED_ACCESS_KEY);
   ctx.db.prepare("INSERT INTO keap_oauth_tokens (id, access_token, refresh_token, expires_at) VALUES (1, ?, ?, 0)").run(ACCESS_TOKEN, REFRESH_TOKEN);
   ctx.db.prepare('INSERT INTO pending_passwords (member_id, password, awaiting_email) VALUES (?, ?, 1)').run(ada.id, PENDING);
   close();
@@ -145,12 +149,14 @@ test('plaintext secrets from an older version are encrypted at the next start, a
   const after = raw(upgraded.ctx);
   try {
     assert.match(after.keapKey!, /^enc:v1:/);
+    assert.match(after.accessKey!, /^enc:v1:/);
     assert.match(after.tokens!.access_token, /^enc:v1:/);
     assert.match(after.tokens!.refresh_token, /^enc:v1:/);
     assert.match(after.pending[0]!.password, /^enc:v1:/);
     const everything = JSON.stringify(upgraded.ctx.db.prepare('SELECT * FROM settings').all()) + JSON.stringify(after);
-    for (const secret of [KEAP_KEY, ACCESS_TOKEN, REFRESH_TOKEN, PENDING]) assert.equal(everything.includes(secret), false, `${secret} is no longer in plaintext`);
+    for (const secret of [KEAP_KEY, STORED_ACCESS_KEY, ACCESS_TOKEN, REFRESH_TOKEN, PENDING]) assert.equal(everything.includes(secret), false, `${secret} is no longer in plaintext`);
     assert.equal(upgraded.ctx.site.keapApiKey(), KEAP_KEY);
+    assert.equal(new SealedSettings(upgraded.ctx.settings, upgraded.ctx.secretBox).get('webhook.access_key'), STORED_ACCESS_KEY);
     assert.deepEqual(new SqliteKeapTokenStore(upgraded.ctx.db, upgraded.ctx.secretBox).load(), { accessToken: ACCESS_TOKEN, refreshToken: REFRESH_TOKEN, expiresAt: 0, scope: null });
     assert.equal(upgraded.ctx.members.pendingPassword(adaId), PENDING);
     const logged = upgraded.logs.text();

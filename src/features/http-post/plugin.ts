@@ -1,4 +1,5 @@
 import type { Job, JobOutcome } from '../../core/jobs/queue.js';
+import { SealedSettings } from '../../core/settings.js';
 import type { CorePlugin } from '../../plugins/types.js';
 import { AccessKeyring } from './access-key.js';
 import { webhookJobType, type WebhookJobParams } from './jobs.js';
@@ -33,7 +34,7 @@ export const httpPostPlugin: CorePlugin = {
   description: "Receives Keap's campaign HTTP Posts (wpf_action, access_key, contactId) and queues their jobs.",
   setup(api) {
     const { kernel } = api;
-    const accessKeys = new AccessKeyring(kernel.settings, kernel.config.accessKey);
+    const accessKeys = new AccessKeyring(kernel.settings, new SealedSettings(kernel.settings, kernel.secretBox), kernel.config.accessKey);
     if (accessKeys.source === 'generated') {
       kernel.announce(`A webhook access key was generated and stored. It is shown this once; put it in your Keap HTTP Posts as access_key:\n\n    ${accessKeys.current()}\n`);
     }
