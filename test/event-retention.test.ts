@@ -59,13 +59,20 @@ test('refused posts record their address, and the clean-up keeps only the newest
     request(app).post('/').set('x-forwarded-for', address).type('form').send({ access_key: 'not-the-key', wpf_action: 'add', contactId: '7' });
   for (let i = 0; i < 5; i++) assert.equal((await refuse('203.0.113.7')).status, 403);
   for (let i = 0; i < 2; i++) assert.equal((await refuse('198.51.100.9')).status, 403);
+  // Two addresses of one IPv6 /56 are one sender, as for the rejection limit.
+  assert.equal((await refuse('2001:db8:abcd:1200::1')).status, 403);
+  assert.equal((await refuse('2001:db8:abcd:12ff::2')).status, 403);
   const rows = () => ctx.db.prepare("SELECT id, client_address FROM events WHERE status = 'rejected' ORDER BY id").all() as Array<{ id: number; client_address: string }>;
   const before = rows();
-  assert.deepEqual(before.map((r) => r.client_address), [...Array(5).fill('203.0.113.7'), '198.51.100.9', '198.51.100.9']);
+  assert.deepEqual(before.map((r) => r.client_address), [...Array(5).fill('203.0.113.7'), '198.51.100.9', '198.51.100.9', '2001:db8:abcd:1200::/56', '2001:db8:abcd:1200::/56']);
 
   await ctx.maintenance.runAll();
   const after = rows();
-  assert.deepEqual(after.map((r) => r.id), [before[2]!.id, before[3]!.id, before[4]!.id, before[5]!.id, before[6]!.id], 'the three newest of the busy address and both of the other');
+  assert.deepEqual(
+    after.map((r) => r.id),
+    before.slice(2).map((r) => r.id),
+    'the three newest of the busy address, and all of the others',
+  );
 });
 
 test('the clean-up deletes in batches and lets other work run between them', async () => {

@@ -49,7 +49,8 @@ function addWebhookRoutes(router: Router, service: WebhookService, limiter: Reje
     next();
   };
   const receive: RequestHandler = async (req, res) => {
-    const answer = await service.receive(req.query, req.body, () => req.ip);
+    // The address as the rejection limit counts it (an IPv6 /56 is one sender), for the event log's per-address cap.
+    const answer = await service.receive(req.query, req.body, () => ipKeyGenerator(req.ip ?? 'unknown'));
     res.status(answer.status).json(answer.body);
   };
   const refuseGet: RequestHandler = (req, _res, next) => {
@@ -119,7 +120,7 @@ function webhookFastRoute(service: WebhookService, limiter: RejectionLimiter, lo
       let answer: WebhookAnswer;
       try {
         const body = parseBody(await readBody(req));
-        answer = await service.receive(q === -1 ? {} : parseQueryString(url.slice(q + 1)), body, ip);
+        answer = await service.receive(q === -1 ? {} : parseQueryString(url.slice(q + 1)), body, () => ipKeyGenerator(ip()));
       } catch (err) {
         const appError = toAppError(err);
         if (appError.status >= 500) logger.error({ err, method: req.method, path: url.slice(0, q === -1 ? undefined : q) }, 'request failed');
