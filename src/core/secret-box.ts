@@ -17,7 +17,7 @@ export class SecretUnreadableError extends StartupError {
   constructor(what: string, keySource: string) {
     super(
       `${what} cannot be decrypted with the site key from ${keySource}: it was encrypted with another key (or changed). ` +
-        'Restore the site key that was backed up with this database (see "Site key" in the README).',
+        'Restore the site key that was backed up with this database (see "Site key and backups" in the README).',
     );
     this.name = 'SecretUnreadableError';
   }

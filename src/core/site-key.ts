@@ -41,7 +41,7 @@ function fromFile(file: string, fileFromSetting: boolean, settings: SettingsStor
     if (settings.get(KEY_CHECK_SETTING) !== undefined) {
       throw new StartupError(
         `the site key file ${file} is missing, and the database's secrets are encrypted with it: restore it from the ` +
-          'backup made with the database (or set SITE_KEY or SITE_KEY_FILE to it); see "Site key" in the README',
+          'backup made with the database (or set SITE_KEY or SITE_KEY_FILE to it); see "Site key and backups" in the README',
       );
     }
     text = createKeyFile(file, logger);
