@@ -286,6 +286,28 @@ test('a pending password is deleted when its write-back fails for good', async (
   }
 });
 
+test('a pending password is deleted when its write-back is skipped (the password field was unset meanwhile)', async () => {
+  const h = await startHarness({ env: { KEAP_PASSWORD_FIELD: '' }, start: { worker: { pollMs: 50, start: false } } });
+  const { ctx } = h.server;
+  const runNext = async () => {
+    const [job] = ctx.events.claimBatch(ctx.worker.id, Date.now(), 60_000, [], 1);
+    await ctx.worker.runClaimed(job!);
+    return ctx.events.get(job!.id)!;
+  };
+  try {
+    ctx.site.setKeapFields({ passwordField: 'Password' });
+    assert.equal((await h.post({ wpf_action: 'add', contactId: String(SEED.contacts.margaret) })).status, 200);
+    assert.equal((await runNext()).status, 'done');
+    assert.equal(ctx.db.prepare('SELECT count(*) FROM pending_passwords').pluck().get(), 1);
+    ctx.site.setKeapFields({ passwordField: '' });
+    const writeBack = await runNext();
+    assert.deepEqual([writeBack.action, writeBack.status, writeBack.result], ['keap_password_writeback', 'skipped', 'no Keap password field is configured']);
+    assert.equal(ctx.db.prepare('SELECT count(*) FROM pending_passwords').pluck().get(), 0);
+  } finally {
+    await h.close();
+  }
+});
+
 test('a pending password is deleted when its welcome email is given up after its retries', async () => {
   const { ctx } = await testSite({ JOB_MAX_ATTEMPTS: '1', SMTP_URL: `smtp://127.0.0.1:${await closedPort()}` });
   const ada = await createMember(ctx, { email: 'ada@example.com', username: 'ada', role: 'member', password: 'correct horse battery staple' });
