@@ -3,12 +3,13 @@ import { readFileSync } from 'node:fs';
 import proxyaddr from 'proxy-addr';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SecretBox } from './core/secret-box.js';
 
 /**
  * Every setting the app reads from the environment, validated once at start. A bad value stops the start with
  * one line naming the variable and what was expected (never echoing a secret's value).
  */
-const SECRET_SETTINGS = new Set(['ACCESS_KEY', 'KEAP_API_KEY', 'KEAP_CLIENT_SECRET', 'ADMIN_PASSWORD', 'API_TOKEN', 'SMTP_URL']);
+const SECRET_SETTINGS = new Set(['ACCESS_KEY', 'KEAP_API_KEY', 'KEAP_CLIENT_SECRET', 'ADMIN_PASSWORD', 'API_TOKEN', 'SMTP_URL', 'SITE_KEY']);
 
 const port = z.coerce.number({ error: 'expected a port number' }).int('expected a whole number').min(0, 'expected 0 to 65535').max(65535, 'expected 0 to 65535');
 const positiveInt = (what: string) => z.coerce.number({ error: `expected ${what}` }).int(`expected ${what}`).positive(`expected ${what}`);
@@ -86,6 +87,11 @@ const envSchema = z
     // Jobs that wait for Keap wait in its rate limiter; the rest (a skip, a local update) end in microseconds, and the
     // worker claims as many at once as there are free places: 64 keeps up with ten thousand posts a second on 2 cores.
     WORKER_CONCURRENCY: positiveInt('a positive whole number').default(64),
+    EVENTS_KEEP_DAYS: positiveInt('a positive whole number of days').default(90),
+    EVENTS_KEEP_REFUSED_DAYS: positiveInt('a positive whole number of days').default(7),
+    EVENTS_KEEP_REFUSED_PER_ADDRESS: positiveInt('a positive whole number of requests').default(1000),
+    SITE_KEY: z.string().refine((key) => SecretBox.parseKey(key) !== undefined, 'expected 32 random bytes in base64 (openssl rand -base64 32)').optional(),
+    SITE_KEY_FILE: z.string().min(1).optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'expected one of fatal, error, warn, info, debug, trace, silent').default('info'),
   })
   .superRefine((env, ctx) => {
@@ -96,6 +102,9 @@ const envSchema = z
     if (Boolean(env.ADMIN_EMAIL) !== Boolean(env.ADMIN_PASSWORD)) {
       const missing = env.ADMIN_EMAIL ? 'ADMIN_PASSWORD' : 'ADMIN_EMAIL';
       ctx.addIssue({ code: 'custom', path: [missing], message: 'expected ADMIN_EMAIL and ADMIN_PASSWORD to be set together' });
+    }
+    if (env.SITE_KEY && env.SITE_KEY_FILE) {
+      ctx.addIssue({ code: 'custom', path: ['SITE_KEY_FILE'], message: 'expected SITE_KEY or SITE_KEY_FILE, not both' });
     }
     if (env.KEAP_RATE_PER_SECOND > env.KEAP_RATE_PER_MINUTE) {
       ctx.addIssue({ code: 'custom', path: ['KEAP_RATE_PER_SECOND'], message: 'expected no more than KEAP_RATE_PER_MINUTE' });
@@ -138,6 +147,18 @@ export interface Config {
   apiToken: string | undefined;
   webhooks: { rejectionLimit: number; rejectionWindowMs: number };
   jobs: { maxAttempts: number; retryBaseMs: number; concurrency: number };
+  /** How long the event log keeps what (see core/jobs/retention.ts). */
+  retention: { finishedDays: number; refusedDays: number; refusedPerAddress: number };
+  /**
+   * The key that encrypts the secrets stored in the database: SITE_KEY itself, or the file SITE_KEY_FILE names, or
+   * else `<dataDir>/site.key` (made on first start). See core/site-key.ts.
+   */
+  siteKey: {
+    key: string | undefined;
+    file: string;
+    /** The file is the operator's (SITE_KEY_FILE): it is never created, only read. */
+    fileFromSetting: boolean;
+  };
   logLevel: string;
   /** The variables that were set in the environment (not defaulted): those fix a setting against admin edits. */
   fromEnvironment: ReadonlySet<string>;
@@ -198,6 +219,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     apiToken: e.API_TOKEN,
     webhooks: { rejectionLimit: e.WEBHOOK_REJECTION_LIMIT, rejectionWindowMs: e.WEBHOOK_REJECTION_WINDOW_MS },
     jobs: { maxAttempts: e.JOB_MAX_ATTEMPTS, retryBaseMs: e.JOB_RETRY_BASE_MS, concurrency: e.WORKER_CONCURRENCY },
+    retention: { finishedDays: e.EVENTS_KEEP_DAYS, refusedDays: e.EVENTS_KEEP_REFUSED_DAYS, refusedPerAddress: e.EVENTS_KEEP_REFUSED_PER_ADDRESS },
+    siteKey: {
+      key: e.SITE_KEY,
+      file: e.SITE_KEY_FILE ? resolve(cwd, e.SITE_KEY_FILE) : resolve(dataDir, 'site.key'),
+      fileFromSetting: e.SITE_KEY_FILE !== undefined,
+    },
     logLevel: e.LOG_LEVEL,
     fromEnvironment: new Set(Object.keys(present).filter((name) => name in envSchema.shape)),
   };

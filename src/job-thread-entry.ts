@@ -2,7 +2,7 @@
  * The job thread (see job-thread.ts): the same built-ins and plugins as the request thread, on a connection of its
  * own to the same database, running the worker and committing the posts the request thread accepts. It serves no
  * requests, leaves to the request thread what happens once per process (migrations, the configured administrator),
- * and does the WAL checkpoints (no thread of their own needed while this one runs).
+ * and does the WAL checkpoints (no thread of their own needed while this one runs) and the daily clean-ups.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Config } from './config.js';
@@ -21,6 +21,8 @@ try {
   ctx.worker.start();
   // The request thread's connection leaves checkpoints to this one while this thread runs (see JobThread).
   const checkpoints = checkpointEvery(ctx.db, logger);
+  // The daily clean-ups run here, on the thread that writes the queue, in small batches between its other work.
+  const maintenance = ctx.maintenance.start();
   port.on('message', (message: ToJobThread) => {
     switch (message.type) {
       case 'enqueue': {
@@ -41,6 +43,7 @@ try {
       case 'stop':
         void (async () => {
           await ctx.worker.stop();
+          await maintenance.stop();
           await ctx.plugins.stopAll();
           ctx.mailer.close();
           checkpoints.stop();

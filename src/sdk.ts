@@ -16,7 +16,7 @@ export function definePlugin<T extends Plugin>(plugin: T): T {
 
 export { z } from 'zod';
 export { PLUGIN_API_VERSION } from './plugins/types.js';
-export type { AdminPage, Job, JobOutcome, Plugin, PluginApi, PluginApiBase, PluginDb, PluginHooks, PluginJobs, PluginJobDefinition, PluginSettingsHandle, SafeHtml } from './plugins/types.js';
+export type { AdminPage, Job, JobOutcome, Plugin, PluginApi, PluginApiBase, PluginDb, PluginHooks, PluginJobs, PluginJobDefinition, PluginSecrets, PluginSettingsHandle, SafeHtml } from './plugins/types.js';
 export { PermanentJobError, RetryableJobError } from './core/jobs/failures.js';
 export type { ActionMap, FilterMap } from './core/hooks.js';
 export type { RenderedEmail, MailMessage } from './core/mail.js';

@@ -98,6 +98,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const jobThread = options.worker?.start === false ? undefined : await startJobs(ctx, config, options);
   // The job thread checkpoints the WAL itself; without it, a thread of its own does (see checkpointer.ts).
   const checkpointer = jobThread ? undefined : startCheckpointer(ctx.db, ctx.logger);
+  // The daily clean-ups run where the jobs run: the job thread runs its own.
+  const maintenance = jobThread || options.worker?.start === false ? undefined : ctx.maintenance.start();
   ctx.outbox.purge(ctx.clock.now());
   const purge = setInterval(() => ctx.outbox.purge(ctx.clock.now()), 24 * 60 * 60 * 1000);
   purge.unref();
@@ -120,6 +122,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       forced.unref();
       if (jobThread) await jobThread.stop();
       else await ctx.worker.stop();
+      await maintenance?.stop();
       ctx.jobs.commitSoonThrough(undefined);
       if (server.listening) await once(server, 'close').catch(() => undefined);
       clearTimeout(forced);

@@ -86,7 +86,7 @@ async function oauthSite(env: Record<string, string> = {}) {
     PUBLIC_URL,
     ...env,
   });
-  return { ...site, sb, tokens: new SqliteKeapTokenStore(site.ctx.db) };
+  return { ...site, sb, tokens: new SqliteKeapTokenStore(site.ctx.db, site.ctx.secretBox) };
 }
 
 /** Presses "Connect to Keap" and follows the sandbox's authorize page (which approves at once); returns where Keap sends the browser back to. */

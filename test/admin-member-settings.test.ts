@@ -133,7 +133,7 @@ test('a template that does not compile is refused with 400 naming the part and l
 
   res = await submitForm(admin, PAGE, `${PAGE}/welcome`, { subject: 'Hi {{firstName}}', text: 'Hello\n{{#if password}}\n{{shout password}}\n{{/if}}', html: builtIn.html });
   assert.equal(res.status, 400, 'a missing helper in the password branch is caught too');
-  assert.match(fieldError(res.text, 'text') ?? '', /Missing helper: &quot;shout&quot;/);
+  assert.match(fieldError(res.text, 'text') ?? '', /the helper &quot;shout&quot; is not available in email templates/);
   res = await submitForm(admin, PAGE, `${PAGE}/welcome`, { subject: '{{#each}}x{{/each}}', text: '', html: '' });
   assert.equal(res.status, 400);
   assert.ok(fieldError(res.text, 'subject'));
@@ -213,4 +213,26 @@ test('the welcome email the job sends is the template saved on the page', async 
   assert.equal(mail.subject, 'Your memberhook account, Ada');
   assert.match(mail.text, /^Hi Ada, your username is ada@example\.com\.\nPassword: \S+/);
   assert.match(mail.html ?? '', /<p>Hi Ada &amp; welcome, <b>ada@example\.com<\/b><\/p>/);
+});
+
+test('a template that calls {{log password}} is refused on save, naming the helper, and nothing is written to the console', async () => {
+  const site = await testSiteWithAdmin();
+  const admin = await adminAgent(site.app);
+  const builtIn = defaultWelcomeTemplate();
+  const written: unknown[][] = [];
+  const methods = ['log', 'info', 'warn', 'error', 'debug'] as const;
+  const original = methods.map((m) => console[m]);
+  for (const m of methods) console[m] = (...args: unknown[]) => void written.push(args);
+  let res;
+  try {
+    res = await submitForm(admin, PAGE, `${PAGE}/welcome`, { subject: builtIn.subject, text: 'Your password: {{password}}{{log password}}', html: builtIn.html });
+  } finally {
+    methods.forEach((m, i) => (console[m] = original[i]!));
+  }
+  assert.equal(res.status, 400);
+  assert.equal(fieldError(res.text, 'text'), 'The text body does not compile on line 1: the helper &quot;log&quot; is not available in email templates (they can use {{#if}} and {{#unless}})');
+  assert.match(alertOf(res.text) ?? '', /nothing was saved/);
+  assert.deepEqual(site.ctx.site.welcomeTemplate(), { subject: undefined, text: undefined, html: undefined }, 'nothing was saved');
+  assert.deepEqual(written, [], 'the sample password was not written to the console');
+  assert.equal(site.logs.text().includes('Sample-Passw0rd-7'), false, 'nor to the log');
 });

@@ -614,8 +614,10 @@ test('adding a member by hand without a password generates one and queues the we
   const pending = ctx.db.prepare<[number], { password: string; awaiting_keap: number; awaiting_email: number }>('SELECT password, awaiting_keap, awaiting_email FROM pending_passwords WHERE member_id = ?').get(radia.id);
   assert.ok(pending, 'the generated password waits for the welcome email');
   assert.deepEqual([pending.awaiting_keap, pending.awaiting_email], [0, 1]);
-  assert.equal(pending.password.length, 20);
-  assert.ok(await verifyPassword(pending.password, ctx.members.passwordHash(radia.id)), 'it is the member\'s password');
+  assert.match(pending.password, /^enc:v1:/, 'encrypted with the site key');
+  const password = ctx.members.pendingPassword(radia.id)!;
+  assert.equal(password.length, 20);
+  assert.ok(await verifyPassword(password, ctx.members.passwordHash(radia.id)), 'it is the member\'s password');
   const [job] = events(ctx);
   assert.ok(job);
   assert.deepEqual([job.action, job.source, job.status, JSON.parse(job.params).member_id], ['welcome_email', 'admin', 'queued', radia.id]);

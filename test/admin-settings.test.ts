@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import request from 'supertest';
 import type { AppContext } from '../src/server.js';
 import { CSRF_FAILED_MESSAGE } from '../src/core/csrf.js';
+import { SealedSettings } from '../src/core/settings.js';
 import { NO_API_TOKENS_MESSAGE } from '../src/features/api/routes.js';
 import { adminAgent, memberAgent, MEMBER_PASSWORD, submitForm, TEST_SITE_ACCESS_KEY, testSiteWithAdmin, type TestSite } from './support/admin-site.js';
 import { alertOf, csrfFrom } from './support/pages.js';
@@ -178,7 +179,8 @@ test('rotating needs the confirmation; once confirmed the old key is refused at 
   assert.match(rotated.text, /data-copy="#new-access-key"/);
   assert.match(rotated.text, /Update your Keap HTTP Posts now/);
   assert.ok(!rotated.text.includes(oldKey));
-  assert.equal(ctx.settings.get('webhook.access_key'), newKey, 'stored, so a restart keeps it');
+  assert.match(ctx.settings.get('webhook.access_key')!, /^enc:v1:/, 'stored encrypted');
+  assert.equal(new SealedSettings(ctx.settings, ctx.secretBox).get('webhook.access_key'), newKey, 'stored, so a restart keeps it');
 
   const refused = await webhookPost(app, oldKey);
   assert.equal(refused.status, 403);

@@ -12,6 +12,7 @@ import { issueSetupCode } from '../src/features/members/admin-setup.js';
 import { NO_ADMIN_RIGHTS_MESSAGE } from '../src/features/members/admin-gate.js';
 import { LOGIN_FAILED_MESSAGE } from '../src/features/members/routes.js';
 import type { Member } from '../src/features/members/types.js';
+import { SqliteKeapTokenStore } from '../src/features/keap/token-store.js';
 import { captureLogs } from './support/logs.js';
 import { tempDataDir, NO_PLUGINS_DIR } from './support/temp.js';
 import { ManualClock } from './support/clock.js';
@@ -654,7 +655,7 @@ test('the dashboard shows how Keap is connected and the last throttle and quota 
   const admin = request.agent(oauth.app);
   await adminLogIn(admin, 'boss', ADMIN_PASSWORD);
   assert.match((await admin.get('/admin')).text, /data-keap-state="oauth_not_connected"/);
-  oauth.ctx.db.prepare("INSERT INTO keap_oauth_tokens (id, access_token, refresh_token, expires_at) VALUES (1, 'a', 'r', ?)").run(Date.now() + HOUR);
+  new SqliteKeapTokenStore(oauth.ctx.db, oauth.ctx.secretBox).save({ accessToken: 'a', refreshToken: 'r', expiresAt: Date.now() + HOUR, scope: null });
   assert.match((await admin.get('/admin')).text, /data-keap-state="oauth_connected"/);
 });
 

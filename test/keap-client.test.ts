@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { systemClock, type Clock } from '../src/core/clock.js';
 import { openDatabase } from '../src/core/db.js';
+import { SecretBox } from '../src/core/secret-box.js';
 import { KeapClient, type KeapClientOptions } from '../src/features/keap/client.js';
 import { KeapPermanentError, KeapReauthorizationRequiredError, KeapRetryableError } from '../src/features/keap/errors.js';
 import { MemoryKeapTokenStore, SqliteKeapTokenStore } from '../src/features/keap/token-store.js';
@@ -94,7 +96,7 @@ function shiftableClock(): Clock & { shift(ms: number): void } {
 async function connectOAuth(t: TestContext, options: SetupOptions = {}) {
   const { db } = openDatabase({ filename: ':memory:' });
   t.after(() => db.close());
-  const tokenStore = new SqliteKeapTokenStore(db);
+  const tokenStore = new SqliteKeapTokenStore(db, new SecretBox(randomBytes(32), 'a test key'));
   const s = await setup(t, { ...options, auth: 'oauth', client: { tokenStore, ...options.client } });
   const tokens = await s.client.exchangeAuthorizationCode(s.sb.issueAuthorizationCode(REDIRECT_URI), REDIRECT_URI);
   return { ...s, db, tokenStore, tokens };
@@ -366,10 +368,16 @@ test('a Keap that answers too slowly gives a retryable timeout, and a Keap that 
 // -------------------------------------------------------------------------------------------------------------------
 // OAuth
 
-test('OAuth: an exchanged code is stored in the database and its bearer token works', async (t) => {
-  const { client, sb, db, tokens, assertSpec } = await connectOAuth(t);
-  const row = db.prepare('SELECT access_token, refresh_token, expires_at, scope FROM keap_oauth_tokens WHERE id = 1').get() as Record<string, unknown>;
-  assert.deepEqual(row, { access_token: tokens.accessToken, refresh_token: tokens.refreshToken, expires_at: tokens.expiresAt, scope: 'full' });
+test('OAuth: an exchanged code is stored in the database, both tokens encrypted, and its bearer token works', async (t) => {
+  const { client, sb, db, tokens, tokenStore, assertSpec } = await connectOAuth(t);
+  const row = db.prepare('SELECT access_token, refresh_token, expires_at, scope FROM keap_oauth_tokens WHERE id = 1').get() as Record<string, string | number>;
+  assert.deepEqual({ expires_at: row.expires_at, scope: row.scope }, { expires_at: tokens.expiresAt, scope: 'full' });
+  for (const column of ['access_token', 'refresh_token']) {
+    assert.match(String(row[column]), /^enc:v1:[A-Za-z0-9_-]+$/, `${column} is sealed with the site key`);
+  }
+  const stored = JSON.stringify(db.prepare('SELECT * FROM keap_oauth_tokens').all());
+  assert.equal(stored.includes(tokens.accessToken) || stored.includes(tokens.refreshToken), false, 'no token is in the database in plaintext');
+  assert.deepEqual(tokenStore.load(), tokens);
   assert.ok(tokens.expiresAt > Date.now() + 23 * 3_600_000);
   assert.equal((await client.getContact(C.grace)).email, 'grace@example.com');
   assert.equal(sb.state.requestsTo('GET', `/crm/rest/v2/contacts/${C.grace}`)[0]!.credential, 'bearer');

@@ -143,7 +143,7 @@ async function assertTroubleProperties(
   const unfinished = rows.filter((e) => !final.has(e.status));
   assert.deepEqual(unfinished, [], 'every job finished: none queued, none processing');
 
-  const tokens = new SqliteKeapTokenStore(ctx.db).load();
+  const tokens = new SqliteKeapTokenStore(ctx.db, ctx.secretBox).load();
   const passwords = [...h.sandbox.state.contacts.keys()].map((id) => h.sandbox.state.customFieldValue(id, SEED.fields.password)).filter((p): p is string => typeof p === 'string');
   const secrets = [TEST_ACCESS_KEY, TEST_API_TOKEN, SANDBOX_API_KEY, OAUTH_CLIENT.secret, ...(tokens ? [tokens.accessToken, tokens.refreshToken] : []), ...passwords];
   for (const e of rows.filter((r) => r.status === 'failed' || r.status === 'dead')) {

@@ -315,6 +315,40 @@ describe('welcome email', () => {
     }
   });
 
+  test('an edited template cannot call log, each, with, lookup or a partial: refused by name, and nothing reaches the console', () => {
+    const written: unknown[][] = [];
+    const methods = ['log', 'info', 'warn', 'error', 'debug'] as const;
+    const original = methods.map((m) => console[m]);
+    // Handlebars' {{log}} writes through console: watch every method it could use while the templates render.
+    for (const m of methods) console[m] = (...args: unknown[]) => void written.push(args);
+    try {
+      const cases: Array<[source: string, named: string]> = [
+        ['{{log password}}', 'log'],
+        ['{{#if password}}{{log "pw" password level="error"}}{{/if}}', 'log'],
+        ['{{#log password}}x{{/log}}', 'log'],
+        ['{{log}}', 'log'],
+        ['{{#each password}}{{this}}{{/each}}', 'each'],
+        ['{{#with password}}{{this}}{{/with}}', 'with'],
+        ['{{lookup this "password"}}', 'lookup'],
+        ['{{#if (log password)}}x{{/if}}', 'log'],
+      ];
+      for (const [source, named] of cases) {
+        for (const part of ['subject', 'text', 'html'] as const) {
+          assert.throws(
+            () => renderWelcomeEmail(views, { ...base, password: 'Secret-Pw-42' }, { [part]: source }),
+            (err: Error) =>
+              err.message.includes(`the helper "${named}" is not available in email templates (they can use {{#if}} and {{#unless}})`) && !err.message.includes('Secret-Pw-42'),
+            `${source} in the ${part}`,
+          );
+        }
+      }
+      assert.throws(() => renderWelcomeEmail(views, base, { html: '{{> layouts/main}}' }), /partials \(\{\{> name\}\}\) are not available in email templates/);
+    } finally {
+      methods.forEach((m, i) => (console[m] = original[i]!));
+    }
+    assert.deepEqual(written, [], 'nothing was written to the console');
+  });
+
   test('the rendered email goes out through the mailer intact', async () => {
     const server = await startSmtpServer();
     const mailer = createMailer({ smtpUrl: server.url, from: FROM, outboxDir: tempDataDir(), logger: captureLogs().logger, timeoutMs: 5000 });

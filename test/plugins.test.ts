@@ -236,8 +236,48 @@ test('plugin settings are edited on a form generated from their schema; a bad va
   assert.doesNotMatch(again.text, /first-secret/);
   assert.match(again.text, /placeholder="\(set; leave empty to keep\)"/);
   await agent.post('/admin/plugins/good/settings').type('form').send({ _csrf: csrf, greeting: 'hey', limit: '5', tone: 'dry', token: '' });
-  const stored = JSON.parse(s.ctx.settings.get('plugin.good.settings')!) as Record<string, unknown>;
-  assert.deepEqual(stored, { greeting: 'hey', limit: 5, loud: false, tone: 'dry', token: 'first-secret' }, 'an empty secret keeps its value; an unticked box is false');
+  const { token, ...stored } = JSON.parse(s.ctx.settings.get('plugin.good.settings')!) as Record<string, unknown>;
+  assert.deepEqual(stored, { greeting: 'hey', limit: 5, loud: false, tone: 'dry' }, 'an unticked box is false');
+  assert.match(String(token), /^enc:v1:/, 'a secret setting is stored encrypted with the site key');
+  assert.equal(s.ctx.secretBox.open(String(token), 'plugin:good:settings.token'), 'first-secret', 'an empty secret keeps its value');
+});
+
+const KEEPER = `
+import { definePlugin, z } from 'memberhook/plugin';
+export default definePlugin({
+  name: 'keeper', version: '1.0.0', apiVersion: 1,
+  async setup(api) {
+    const settings = api.settings.define(z.object({ password: z.string().meta({ secret: true }), note: z.string() }), { password: '', note: '' });
+    await api.db.migrate(['CREATE TABLE keeper_secrets (id INTEGER PRIMARY KEY, value TEXT NOT NULL)']);
+    api.router.post('/keep', async (req, res) => {
+      const { lastInsertRowid } = await api.db.run('INSERT INTO keeper_secrets (value) VALUES (?)', [api.secrets.seal(String(req.query.value), 'keeper_secrets')]);
+      res.json({ id: Number(lastInsertRowid) });
+    });
+    api.router.get('/kept/:id', async (req, res) => {
+      const row = await api.db.get('SELECT value FROM keeper_secrets WHERE id = ?', [Number(req.params.id)]);
+      res.json({ value: api.secrets.open(row.value, 'keeper_secrets'), sealed: api.secrets.isSealed(row.value), password: settings.get().password });
+    });
+  },
+});`;
+
+test('a plugin seals its own secrets with the site key; secret settings stored in plaintext by an older version are sealed at start', async () => {
+  const dataDir = tempDataDir();
+  const first = await site({ 'keeper.mjs': KEEPER }, dataDir);
+  // What a version from before encryption stored.
+  first.ctx.settings.set('plugin.keeper.settings', JSON.stringify({ password: 'smtp-password-123', note: 'plain' }));
+  const kept = await request(first.app).post('/plugins/keeper/keep?value=signing-secret-456');
+  assert.equal(kept.status, 200);
+  const row = first.ctx.db.prepare('SELECT value FROM keeper_secrets').pluck().get() as string;
+  assert.match(row, /^enc:v1:/);
+  assert.equal(row.includes('signing-secret-456'), false);
+  assert.throws(() => first.ctx.secretBox.open(row, 'plugin:other:keeper_secrets'), /a secret of plugin other|cannot be decrypted/, 'bound to its plugin');
+
+  const second = await site({ 'keeper.mjs': KEEPER }, dataDir);
+  const stored = JSON.parse(second.ctx.settings.get('plugin.keeper.settings')!) as Record<string, string>;
+  assert.match(stored.password!, /^enc:v1:/);
+  assert.equal(stored.note, 'plain', 'only secret fields are sealed');
+  const read = await request(second.app).get(`/plugins/keeper/kept/${kept.body.id}`);
+  assert.deepEqual(read.body, { value: 'signing-secret-456', sealed: true, password: 'smtp-password-123' });
 });
 
 test("db.migrate creates a plugin's prefixed tables once; a migration that touches anything else is refused and rolled back", async () => {

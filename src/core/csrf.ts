@@ -3,6 +3,7 @@ import type { RequestHandler } from 'express';
 import type { Config } from '../config.js';
 import { pageCookie, readPageCookie, SESSION_COOKIE } from './cookies.js';
 import { AppError } from './errors.js';
+import type { SecretBox } from './secret-box.js';
 import type { SettingsStore } from './settings.js';
 import { signingKey } from './signing-key.js';
 
@@ -43,8 +44,8 @@ const COOKIE_VALUE_PATTERN = /^[A-Za-z0-9_-]{43}$/;
  * a 403 before anything runs. Mount it after a body parser, and only on page routes: the webhook (`POST /`,
  * `/webhooks/*`) and `/api/*` are called by programs that have no cookie and authenticate otherwise.
  */
-export function csrfProtection(ctx: { settings: SettingsStore; config: Config }): RequestHandler {
-  const key = signingKey(ctx.settings, 'csrf');
+export function csrfProtection(ctx: { settings: SettingsStore; secretBox: SecretBox; config: Config }): RequestHandler {
+  const key = signingKey(ctx, 'csrf');
   const { publicUrl } = ctx.config;
   return (req, res, next) => {
     const session = readPageCookie(publicUrl, req, SESSION_COOKIE);

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -22,7 +22,12 @@ export interface Migration {
 
 /** Opens the database with the pragmas the app relies on and brings its schema up to date. */
 export function openDatabase(options: OpenDatabaseOptions): { db: Db; applied: Migration[] } {
-  if (options.filename !== ':memory:') mkdirSync(dirname(options.filename), { recursive: true });
+  if (options.filename !== ':memory:') {
+    mkdirSync(dirname(options.filename), { recursive: true, mode: 0o700 });
+    // SQLite would create the file 0644 (less the umask) and gives its -wal and -shm the database's mode: made here
+    // first, owner-only, all three stay so. An existing file is left as it is (see core/data-dir.ts).
+    closeSync(openSync(options.filename, 'a', 0o600));
+  }
   const db = new Database(options.filename);
   // WAL lets readers (admin pages, API) run while the worker writes; NORMAL sync is durable across process
   // crashes in WAL mode, which is the failure this app must survive (not power loss mid-fsync).

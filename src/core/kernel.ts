@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import { systemClock, type Clock } from './clock.js';
+import { securePrivateDir } from './data-dir.js';
 import { openDatabase, type Db } from './db.js';
 import { HookRegistry } from './hooks.js';
 import { JobQueue } from './jobs/queue.js';
@@ -8,8 +9,11 @@ import { EventStore } from './jobs/store.js';
 import { DEFAULT_RETRY_POLICY, QueueWorker, type RetryPolicy } from './jobs/worker.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMailer, type Mailer } from './mail.js';
+import { Maintenance } from './maintenance.js';
 import { Outbox, Transactions } from './outbox.js';
+import type { SecretBox } from './secret-box.js';
 import { SettingsStore } from './settings.js';
+import { openSiteKey } from './site-key.js';
 import { ViewRenderer } from './views.js';
 
 /** The site's name in pages and emails. */
@@ -36,12 +40,16 @@ export interface Kernel {
   hooks: HookRegistry;
   views: ViewRenderer;
   settings: SettingsStore;
+  /** Encrypts the secrets a feature stores (tokens, keys, pending passwords) with the site key; see core/secret-box.ts. */
+  secretBox: SecretBox;
   mailer: Mailer;
   /** The events table: the event log and the queue's rows. */
   events: EventStore;
   /** Job types and enqueueing. */
   jobs: JobQueue;
   worker: QueueWorker;
+  /** Daily clean-ups, run on the thread that runs the jobs. */
+  maintenance: Maintenance;
   outbox: Outbox;
   transactions: Transactions;
 }
@@ -59,8 +67,20 @@ export interface KernelOptions {
 export function createKernel(config: Config, options: KernelOptions = {}): Kernel {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   const clock = options.clock ?? systemClock;
+  const tightened = securePrivateDir(config.dataDir);
+  if (tightened.length > 0) {
+    logger.warn({ files: tightened.slice(0, 20), count: tightened.length }, 'made files in the data folder readable by their owner only (they were open to other users)');
+  }
   const { db, applied } = openDatabase({ filename: config.databaseFile });
   for (const m of applied) logger.info({ version: m.version, name: m.name }, 'database migration applied');
+  const settings = new SettingsStore(db);
+  let secretBox: SecretBox;
+  try {
+    secretBox = openSiteKey(config, settings, logger);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
   const hooks = new HookRegistry(logger);
   const events = new EventStore(db);
   const jobs = new JobQueue(events);
@@ -83,11 +103,13 @@ export function createKernel(config: Config, options: KernelOptions = {}): Kerne
     clock,
     hooks,
     views: new ViewRenderer(),
-    settings: new SettingsStore(db),
+    settings,
+    secretBox,
     mailer: createMailer({ smtpUrl: config.mail.smtpUrl, from: config.mail.from, outboxDir: join(config.dataDir, 'outbox'), logger }),
     events,
     jobs,
     worker,
+    maintenance: new Maintenance(logger, clock),
     outbox,
     transactions: new Transactions(db, hooks, outbox),
   };

@@ -135,7 +135,7 @@ function createOutboxMailer(options: MailerOptions): Mailer {
         const info = await (await transport.get()).sendMail(mailOptions(message, messageId));
         const raw = info.message as unknown;
         if (!Buffer.isBuffer(raw)) throw new Error('nodemailer did not return the message as a buffer');
-        await mkdir(options.outboxDir, { recursive: true });
+        await mkdir(options.outboxDir, { recursive: true, mode: 0o700 });
         const name = `${fileTimestamp(new Date())}-${slug(info.messageId || messageId)}.eml`;
         const path = join(options.outboxDir, name);
         await writeAtomically(path, raw);

@@ -22,7 +22,8 @@ export interface CompileOptions {
 
 /**
  * Handlebars views with layouts and partials, compiled once and cached. Handlebars escapes `{{ }}` output, so
- * anything from Keap or a member is safe in a page; `{{{ }}}` is kept for the layout's body.
+ * anything from Keap or a member is safe in a page; `{{{ }}}` is kept for the layout's body. Only the repository's
+ * own views: templates an admin edits render in a sandbox of their own (welcome-email/template.ts).
  */
 export class ViewRenderer {
   private readonly hbs = Handlebars.create();
@@ -45,11 +46,6 @@ export class ViewRenderer {
     const body = this.template(name, options)(data);
     if (data.layout === false) return body;
     return this.template(`layouts/${data.layout ?? 'main'}`, options)({ ...data, body });
-  }
-
-  /** Compiles a template from a string (welcome email bodies edited in the admin). */
-  compile(source: string, options: CompileOptions = {}): Handlebars.TemplateDelegate {
-    return this.hbs.compile(source, { strict: false, ...(options.noEscape ? { noEscape: true } : {}) });
   }
 
   private template(name: string, options: CompileOptions = {}): Handlebars.TemplateDelegate {

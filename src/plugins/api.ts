@@ -2,6 +2,7 @@ import { Router } from 'express';
 import type { FastRoute } from '../web/fast-route.js';
 import type { Kernel } from '../core/kernel.js';
 import type { Logger } from '../core/logger.js';
+import { SecretBox } from '../core/secret-box.js';
 import { csrfField, html, type AdminShell } from '../web/admin-shell.js';
 import { pluginDatabase } from './database.js';
 import { PluginSettingsStore } from './settings.js';
@@ -10,6 +11,7 @@ import type {
   CorePluginApi,
   PluginApi,
   PluginJobDefinition,
+  PluginSecrets,
   PluginScope,
   RegistrationKind,
   ServiceKey,
@@ -72,6 +74,12 @@ export function buildPluginApi(deps: ApiDeps, scope: Scope, routers: { router: R
   const { name, core } = scope;
   const fullJobType = (type: string) => (core ? type : `${name}.${type}`);
   let settingsDefined = false;
+  // Bound to the plugin: its sealed values open for it only, and an error names it (never the value).
+  const secrets: PluginSecrets = {
+    seal: (plaintext, label = '') => kernel.secretBox.seal(plaintext, `plugin:${name}:${label}`),
+    open: (sealed, label = '') => kernel.secretBox.open(sealed, `plugin:${name}:${label}`, `a secret of plugin ${name}${label ? ` (${label})` : ''}`),
+    isSealed: (value) => SecretBox.isSealed(value),
+  };
 
   const addPage = (page: AdminPage) => {
     scope.assertOpen();
@@ -143,9 +151,15 @@ export function buildPluginApi(deps: ApiDeps, scope: Scope, routers: { router: R
         scope.assertOpen();
         if (settingsDefined) throw new Error(`plugin ${name} defined its settings already`);
         settingsDefined = true;
-        const store = new PluginSettingsStore(kernel.settings, name, schema, defaults, (message) =>
-          scope.logger.warn({ problem: message }, 'stored plugin settings no longer fit the schema; using the defaults'),
+        const store = new PluginSettingsStore(
+          kernel.settings,
+          name,
+          schema,
+          defaults,
+          (message) => scope.logger.warn({ problem: message }, 'stored plugin settings no longer fit the schema; using the defaults'),
+          secrets,
         );
+        if (store.sealStoredSecrets()) scope.logger.info('encrypted the secret settings stored in plaintext with the site key');
         scope.addUndo(deps.addSettingsPage(scope, store));
         scope.record('setting', Object.keys(schema.shape).join(', '));
         return store;
@@ -155,6 +169,7 @@ export function buildPluginApi(deps: ApiDeps, scope: Scope, routers: { router: R
       if (!scope.registrations.some((r) => r.kind === 'table' && r.label === table)) scope.record('table', table);
     }),
     mail: { send: (message) => kernel.mailer.send(message) },
+    secrets,
     onStop(fn) {
       scope.addUndo(fn);
     },

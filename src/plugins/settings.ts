@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import { describeZodIssue } from '../core/errors.js';
 import type { SettingsStore } from '../core/settings.js';
-import type { PluginSettingsHandle } from './types.js';
+import type { PluginSecrets, PluginSettingsHandle } from './types.js';
 
 /** One field of a plugin's generated settings form. */
 export interface SettingsField {
@@ -26,10 +26,12 @@ interface ZodInternals {
 /**
  * A plugin's settings, stored as one JSON object in the settings table (`plugin.<name>.settings`) and read through
  * its schema on every `get`, so an edit applies at once. The schema may come from the plugin's own copy of zod, so
- * it is read through zod's public `_zod.def` shape, not `instanceof`.
+ * it is read through zod's public `_zod.def` shape, not `instanceof`. Fields marked secret (`.meta({ secret: true })`)
+ * are stored sealed with the site key.
  */
 export class PluginSettingsStore<S extends z.ZodObject> implements PluginSettingsHandle<z.output<S>> {
   private readonly key: string;
+  private readonly secretKeys: Set<string>;
 
   constructor(
     private readonly store: SettingsStore,
@@ -37,10 +39,29 @@ export class PluginSettingsStore<S extends z.ZodObject> implements PluginSetting
     private readonly schema: S,
     private readonly defaults: z.input<S>,
     private readonly onInvalidStored: (message: string) => void,
+    private readonly secrets: PluginSecrets,
   ) {
     this.key = `plugin.${plugin}.settings`;
     const checked = schema.safeParse(defaults);
     if (!checked.success) throw new Error(`the default settings do not fit the schema: ${describeZodIssue(checked.error)}`);
+    this.secretKeys = new Set(
+      Object.entries(schema.shape as Record<string, ZodInternals>)
+        .filter(([, field]) => metaOf(field).secret === true || metaOf(unwrap(field)).secret === true)
+        .map(([key]) => key),
+    );
+  }
+
+  /**
+   * Seals the secret fields an older version stored in plaintext (run when the plugin defines its settings, so at
+   * every start); a sealed one that does not open with the site key stops here. True when it sealed something.
+   */
+  sealStoredSecrets(): boolean {
+    const raw = this.rawStored();
+    const plain = [...this.secretKeys].filter((key) => typeof raw[key] === 'string' && raw[key] !== '' && !this.secrets.isSealed(raw[key] as string));
+    const opened = this.stored();
+    if (plain.length === 0) return false;
+    this.store.set(this.key, JSON.stringify(this.sealed(opened)));
+    return true;
   }
 
   get(): z.output<S> {
@@ -55,7 +76,7 @@ export class PluginSettingsStore<S extends z.ZodObject> implements PluginSetting
   set(values: Partial<z.output<S>>): z.output<S> {
     const merged = { ...this.defaults, ...this.stored(), ...values };
     const parsed = this.schema.parse(merged);
-    this.store.set(this.key, JSON.stringify(parsed));
+    this.store.set(this.key, JSON.stringify(this.sealed(parsed as Record<string, unknown>)));
     return parsed;
   }
 
@@ -97,15 +118,34 @@ export class PluginSettingsStore<S extends z.ZodObject> implements PluginSetting
     return out as Partial<z.output<S>>;
   }
 
+  /** The stored values, secrets opened (one stored in plaintext by an older version is taken as it is). */
   private stored(): Record<string, unknown> {
+    const values = this.rawStored();
+    for (const key of this.secretKeys) {
+      const value = values[key];
+      if (typeof value === 'string' && this.secrets.isSealed(value)) values[key] = this.secrets.open(value, `settings.${key}`);
+    }
+    return values;
+  }
+
+  private rawStored(): Record<string, unknown> {
     const raw = this.store.get(this.key);
     if (!raw) return {};
     try {
       const value: unknown = JSON.parse(raw);
-      return value && typeof value === 'object' ? (value as Record<string, unknown>) : {};
+      return value && typeof value === 'object' ? { ...(value as Record<string, unknown>) } : {};
     } catch {
       return {};
     }
+  }
+
+  private sealed(values: Record<string, unknown>): Record<string, unknown> {
+    const out = { ...values };
+    for (const key of this.secretKeys) {
+      const value = out[key];
+      if (typeof value === 'string' && value !== '') out[key] = this.secrets.seal(value, `settings.${key}`);
+    }
+    return out;
   }
 }
 

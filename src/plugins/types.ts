@@ -35,6 +35,11 @@ export interface PluginJobDefinition<P> {
   /** Jobs of one Keap contact run one at a time, in order. */
   contactId?: (params: P) => number | null | undefined;
   run(job: Job<P>): Promise<JobOutcome | void>;
+  /**
+   * Runs in the transaction that records the job failed for good (`failed`, or `dead` after its retries): drop what
+   * was kept only for its runs (a secret waiting to be delivered). Synchronous database work only.
+   */
+  onGiveUp?(job: Job<P>): void;
 }
 
 export interface PluginHooks {
@@ -108,6 +113,20 @@ export interface PluginMail {
 }
 
 /**
+ * Encryption with the site key (AES-256-GCM), for secrets a plugin keeps in its own tables (a password, a signing
+ * secret): a copy of the database alone reveals none of them. Sealed values are bound to the plugin and to `label`
+ * (say, the table and row the value belongs to): opened with another label, or by another plugin, they do not open.
+ */
+export interface PluginSecrets {
+  /** Text to store: `enc:v1:...`. */
+  seal(plaintext: string, label?: string): string;
+  /** The plaintext; throws, naming the label and where the site key comes from (never the value), when it cannot. */
+  open(sealed: string, label?: string): string;
+  /** Whether a stored value is sealed (one from before the plugin sealed its values is not). */
+  isSealed(value: string): boolean;
+}
+
+/**
  * What `setup(api)` receives: bound to the plugin's name, so every registration is undone when the plugin is
  * disabled. Built-in features add their services to it by declaration merging (`api.members`, `api.keap`,
  * `api.webhooks`, ...).
@@ -128,6 +147,7 @@ export interface PluginApiBase {
   readonly settings: PluginSettings;
   readonly db: PluginDb;
   readonly mail: PluginMail;
+  readonly secrets: PluginSecrets;
   /** Runs when the plugin is disabled and when the server stops. */
   onStop(fn: () => void | Promise<void>): void;
 }

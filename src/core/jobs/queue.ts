@@ -49,6 +49,12 @@ export interface JobType<P = unknown> {
 /** A job type with what runs for it; registered by the feature that owns the work. */
 export interface JobDefinition<P = unknown> extends JobType<P> {
   run(job: Job<P>): Promise<JobOutcome | void>;
+  /**
+   * Runs in the transaction that records the job ended for good without success (`failed`, or `dead` once its
+   * retries are used up), for state kept only for its runs (a password waiting for delivery): nothing will run again
+   * to use it, short of an admin's replay. Synchronous database work only; not called when the params are invalid.
+   */
+  onGiveUp?(job: Job<P>): void;
 }
 
 /** The params of a job type: `ParamsOf<typeof welcomeEmail>`. */

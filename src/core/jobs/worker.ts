@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { failureOf } from './failures.js';
-import type { JobOutcome, JobQueue } from './queue.js';
+import type { Job, JobOutcome, JobQueue } from './queue.js';
 import type { EventRecord, EventStore } from './store.js';
 
 export interface RetryPolicy {
@@ -228,11 +228,17 @@ export class QueueWorker {
     this.leased.add(job.id);
     const started = clock.now();
     let outcome: JobOutcome;
+    let parsed: Job<unknown> | undefined;
+    // Only a job whose params parsed has anything to give up (its definition saw it).
+    const giveUp = () => {
+      if (parsed && definition.onGiveUp) definition.onGiveUp(parsed);
+    };
     try {
-      outcome = (await definition.run(queue.jobOf(definition, job))) ?? { status: 'done' };
+      parsed = queue.jobOf(definition, job);
+      outcome = (await definition.run(parsed)) ?? { status: 'done' };
     } catch (err) {
       this.leased.delete(job.id);
-      this.recordFailure(job, err);
+      this.recordFailure(job, err, giveUp);
       return;
     }
     try {
@@ -243,7 +249,7 @@ export class QueueWorker {
       const level = outcome.status === 'skipped' ? 'debug' : 'info';
       logger[level]({ event: job.id, action: job.action, contact: job.contactId, status: outcome.status, ms: clock.now() - started }, 'job finished');
     } catch (err) {
-      this.recordFailure(job, err);
+      this.recordFailure(job, err, giveUp);
     } finally {
       this.leased.delete(job.id);
     }
@@ -278,12 +284,13 @@ export class QueueWorker {
     for (const item of batch) item.settle();
   }
 
-  private recordFailure(job: EventRecord, err: unknown): void {
+  /** `giveUp` runs in the transaction that records the job failed or dead (see JobDefinition.onGiveUp). */
+  private recordFailure(job: EventRecord, err: unknown, giveUp: () => void): void {
     const { store, logger, clock, retry } = this.opts;
     const failure = failureOf(err);
     const base = { event: job.id, action: job.action, contact: job.contactId, attempt: job.attempts, error: failure.message };
     if (failure.kind === 'fail') {
-      store.finish(job, 'failed', { error: failure.message });
+      store.finish(job, 'failed', { error: failure.message }, giveUp);
       logger.warn(base, 'job failed');
       return;
     }
@@ -294,7 +301,7 @@ export class QueueWorker {
       return;
     }
     if (job.attempts >= retry.maxAttempts || failure.throttled) {
-      store.finish(job, 'dead', { error: `gave up after ${job.attempts} attempts: ${failure.message}` });
+      store.finish(job, 'dead', { error: `gave up after ${job.attempts} attempts: ${failure.message}` }, giveUp);
       logger.error(base, 'job dead: retries used up');
       return;
     }

@@ -1,5 +1,5 @@
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
-import type { SettingsStore } from '../../core/settings.js';
+import type { SealedSettings, SettingsStore } from '../../core/settings.js';
 
 const SETTING = 'webhook.access_key';
 const ROTATION_SETTING = 'webhook.access_key_rotated';
@@ -18,14 +18,16 @@ export interface ResolvedAccessKey {
 
 /**
  * The key Keap must send. ACCESS_KEY from the environment wins; otherwise the stored key; otherwise a new
- * one is generated and stored, and the caller shows it once.
+ * one is generated and stored, and the caller shows it once. Stored sealed with the site key: a copy of the database
+ * alone cannot post to the site. A key stored in plaintext by an older version is sealed here.
  */
-export function resolveAccessKey(settings: SettingsStore, fromEnvironment: string | undefined): ResolvedAccessKey {
+export function resolveAccessKey(secrets: SealedSettings, fromEnvironment: string | undefined): ResolvedAccessKey {
+  // Sealed even while ACCESS_KEY wins: the stored one comes back when the variable is removed.
+  secrets.sealStored(SETTING);
   if (fromEnvironment) return { key: fromEnvironment, source: 'environment' };
-  const stored = settings.get(SETTING);
+  const stored = secrets.get(SETTING);
   if (stored) return { key: stored, source: 'stored' };
-  const { value, inserted } = settings.setIfAbsent(SETTING, generateAccessKey());
-  if (inserted) settings.set(UNSEEN_SETTING, '1');
+  const { value, inserted } = secrets.setIfAbsent(SETTING, generateAccessKey());
   return { key: value, source: inserted ? 'generated' : 'stored' };
 }
 
@@ -58,10 +60,15 @@ export class AccessKeyring {
   private key: string;
   private resolvedFrom: ResolvedAccessKey['source'];
 
-  constructor(private readonly settings: SettingsStore, fromEnvironment: string | undefined) {
-    const resolved = resolveAccessKey(settings, fromEnvironment);
+  constructor(
+    private readonly settings: SettingsStore,
+    private readonly secrets: SealedSettings,
+    fromEnvironment: string | undefined,
+  ) {
+    const resolved = resolveAccessKey(secrets, fromEnvironment);
     this.key = resolved.key;
     this.resolvedFrom = resolved.source;
+    if (resolved.source === 'generated') settings.set(UNSEEN_SETTING, '1');
   }
 
   /** Where the key came from: `generated` only for the start that made it, `stored` after a rotation. */
@@ -109,7 +116,7 @@ export class AccessKeyring {
   rotate(by: AccessKeyRotation['by'], at: string): string {
     if (this.fixedByEnvironment) throw new AccessKeyFixedError();
     const key = generateAccessKey();
-    this.settings.set(SETTING, key);
+    this.secrets.set(SETTING, key);
     this.settings.set(ROTATION_SETTING, JSON.stringify({ at, by: { id: by.id, email: by.email } } satisfies AccessKeyRotation));
     this.key = key;
     this.resolvedFrom = 'stored';

@@ -1,4 +1,5 @@
 import type { Job, JobOutcome } from '../../core/jobs/queue.js';
+import { SealedSettings } from '../../core/settings.js';
 import type { CorePlugin } from '../../plugins/types.js';
 import { AccessKeyring } from './access-key.js';
 import { webhookJobType, type WebhookJobParams } from './jobs.js';
@@ -34,7 +35,7 @@ export const httpPostPlugin: CorePlugin = {
   description: "Receives Keap's campaign HTTP Posts (wpf_action, access_key, contactId) and queues their jobs.",
   setup(api) {
     const { kernel } = api;
-    const accessKeys = new AccessKeyring(kernel.settings, kernel.config.accessKey);
+    const accessKeys = new AccessKeyring(kernel.settings, new SealedSettings(kernel.settings, kernel.secretBox), kernel.config.accessKey);
     // Printed once the server listens, and again at the next start if this one never got that far.
     if (accessKeys.unseen) {
       kernel.announce(

@@ -1,3 +1,4 @@
+import { addressKey } from '../../core/client-address.js';
 import { AppError, badRequest, forbidden } from '../../core/errors.js';
 import type { HookRegistry } from '../../core/hooks.js';
 import type { JobQueue } from '../../core/jobs/queue.js';
@@ -83,8 +84,9 @@ export class WebhookService {
 
   /**
    * Handles one post from the address `from` gives (worked out only if the post is refused). Refusals are recorded
-   * (without secrets) and answered; acceptances are queued. A post without the right key from an address past the
-   * refusal limit is answered 429 and not recorded; a post with the right key is never held back.
+   * (without secrets, with the client's address as the refusal limit counts it) and answered; acceptances are queued.
+   * A post without the right key from an address past the refusal limit is answered 429 and not recorded; a post
+   * with the right key is never held back.
    */
   async receive(query: unknown, body: unknown, from: () => string): Promise<WebhookAnswer> {
     let params: Record<string, unknown> = {};
@@ -106,7 +108,7 @@ export class WebhookService {
         const retryAfterSeconds = await this.deps.refusals.refusing(from);
         if (retryAfterSeconds !== undefined) return { status: 429, body: TOO_MANY_REJECTIONS, retryAfterSeconds };
       }
-      this.recordRejection(params, err.publicMessage);
+      this.recordRejection(params, err.publicMessage, addressKey(from()));
       return { status: err.status, body: { ok: false, error: err.publicMessage } };
     }
   }
@@ -131,12 +133,12 @@ export class WebhookService {
     return { status: 200, body: { ok: true, event_id: id, status: 'queued' } };
   }
 
-  private recordRejection(params: Record<string, unknown>, reason: string): void {
+  private recordRejection(params: Record<string, unknown>, reason: string, clientAddress: string | undefined): void {
     const action = typeof params.wpf_action === 'string' && params.wpf_action ? params.wpf_action.slice(0, 40) : '(none)';
     const rawContact = params.contactId ?? params.contact_id;
     const contactId = typeof rawContact === 'string' && /^[1-9]\d{0,14}$/.test(rawContact) ? Number(rawContact) : null;
     try {
-      this.deps.events.recordRejected({ source: WEBHOOK_SOURCE, action, contactId, params: describeRejectedParams(params) }, reason);
+      this.deps.events.recordRejected({ source: WEBHOOK_SOURCE, action, contactId, params: describeRejectedParams(params), clientAddress: clientAddress ?? null }, reason);
     } catch (err) {
       // The refusal itself must still be answered; losing its log row is the lesser harm.
       this.deps.logger.error({ err }, 'could not record a rejected webhook');

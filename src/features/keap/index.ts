@@ -1,9 +1,8 @@
 import type { Config } from '../../config.js';
 import type { Clock } from '../../core/clock.js';
-import type { Db } from '../../core/db.js';
 import type { Logger } from '../../core/logger.js';
 import { KeapClient } from './client.js';
-import { SqliteKeapTokenStore } from './token-store.js';
+import type { KeapTokenStore } from './types.js';
 
 export { KeapClient, findCustomField, normalizeContact, type KeapClientOptions } from './client.js';
 export { KeapError, KeapPermanentError, KeapReauthorizationRequiredError, KeapRetryableError, isKeapError, type KeapRetryReason } from './errors.js';
@@ -14,21 +13,21 @@ export type * from './types.js';
 
 /**
  * The app's Keap client from its settings: an API key when one is set (KEAP_API_KEY, else one an admin stored on
- * the settings page, read on every request so a change applies at once), else OAuth with tokens in the database.
+ * the settings page, read on every request so a change applies at once), else OAuth with tokens in `tokenStore`.
  */
 export function createKeapClient(
   config: Pick<Config, 'keap'>,
-  db: Db,
   logger: Logger,
   clock: Clock,
   site: { keapApiKey(): string | undefined },
+  tokenStore: KeapTokenStore,
 ): KeapClient {
   const k = config.keap;
   return new KeapClient({
     apiUrl: k.apiUrl,
     apiKey: () => site.keapApiKey(),
     oauth: k.oauth ? { clientId: k.oauth.clientId, clientSecret: k.oauth.clientSecret, tokenUrl: k.tokenUrl } : undefined,
-    tokenStore: new SqliteKeapTokenStore(db),
+    tokenStore,
     rateLimit: k.rateLimit,
     timeoutMs: k.timeoutMs,
     clock,

@@ -1,6 +1,7 @@
 import type { CorePlugin } from '../../plugins/types.js';
 import type { KeapClient } from './client.js';
 import { createKeapClient } from './index.js';
+import { SqliteKeapTokenStore } from './token-store.js';
 
 declare module '../../plugins/types.js' {
   interface PluginApi {
@@ -16,7 +17,9 @@ export const keapPlugin: CorePlugin = {
   setup(api) {
     const { kernel } = api;
     const site = api.siteSettings;
-    const client = createKeapClient(kernel.config, kernel.db, kernel.logger, kernel.clock, { keapApiKey: () => site.keapApiKey() });
+    const tokens = new SqliteKeapTokenStore(kernel.db, kernel.secretBox);
+    if (tokens.sealStored()) kernel.logger.info('encrypted the stored Keap OAuth tokens with the site key');
+    const client = createKeapClient(kernel.config, kernel.logger, kernel.clock, { keapApiKey: () => site.keapApiKey() }, tokens);
     api.provide('keap', () => client);
   },
 };

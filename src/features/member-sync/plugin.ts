@@ -14,6 +14,11 @@ export const memberSyncPlugin: CorePlugin = {
     api.webhooks.addAction('add', (job) => sync.add(job));
     api.webhooks.addAction('update', (job) => sync.update(job));
     api.webhooks.addAction('update_tags', (job) => sync.updateTags(job));
-    api.jobs.define({ ...passwordWriteBack, run: (job) => sync.writeBackPassword(job) });
+    api.jobs.define({
+      ...passwordWriteBack,
+      run: (job) => sync.writeBackPassword(job),
+      // A write-back that failed for good will not send the password again: it must not wait in the database for it.
+      onGiveUp: (job) => api.members.releasePendingPassword(job.params.member_id, 'keap'),
+    });
   },
 };

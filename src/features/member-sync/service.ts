@@ -93,14 +93,16 @@ export class KeapMemberSync {
     const member = this.deps.members.findById(memberId);
     const password = this.deps.members.pendingPassword(memberId);
     if (!member || password === undefined) return { status: 'skipped', result: `member ${memberId} no longer waits for a password write-back` };
-    if (member.keapContactId === null) return { status: 'skipped', result: `member ${memberId} is not linked to a Keap contact` };
+    // Skipped for good: the password must not wait in the database for a write-back that will not come.
+    const release = () => this.deps.members.releasePendingPassword(memberId, 'keap');
+    if (member.keapContactId === null) return { status: 'skipped', result: `member ${memberId} is not linked to a Keap contact`, onCommit: release };
     const fieldId = await this.passwordFieldId();
-    if (fieldId === undefined) return { status: 'skipped', result: 'no Keap password field is configured' };
+    if (fieldId === undefined) return { status: 'skipped', result: 'no Keap password field is configured', onCommit: release };
     await this.deps.keap.updateContactCustomFields(member.keapContactId, [{ id: fieldId, content: password }]);
     return {
       status: 'done',
       result: `password written to contact ${member.keapContactId}`,
-      onCommit: () => this.deps.members.releasePendingPassword(memberId, 'keap'),
+      onCommit: release,
     };
   }
 

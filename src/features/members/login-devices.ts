@@ -1,3 +1,4 @@
+import type { SecretBox } from '../../core/secret-box.js';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { pageCookie, readPageCookie } from '../../core/cookies.js';
@@ -24,7 +25,7 @@ const COOKIE_PATTERN = /^([1-9]\d{0,15})\.([0-9a-z]{1,12})\.([A-Za-z0-9_-]{22})\
  */
 export class LoginDevices {
   constructor(
-    private readonly ctx: { settings: SettingsStore; clock: Clock; config: Pick<Config, 'publicUrl'> },
+    private readonly ctx: { settings: SettingsStore; secretBox: SecretBox; clock: Clock; config: Pick<Config, 'publicUrl'> },
   ) {}
 
   /** The device id of the request's cookie if it was issued to `member` and is still good; else undefined. */
@@ -53,7 +54,7 @@ export class LoginDevices {
 
   private sign(body: string): string {
     // Read on first use, not at start: the settings table is ready by then in every thread that logs anyone in.
-    this.key ??= signingKey(this.ctx.settings, 'login-device');
+    this.key ??= signingKey(this.ctx, 'login-device');
     return createHmac('sha256', this.key).update(body).digest('base64url');
   }
 }

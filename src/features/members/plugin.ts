@@ -1,4 +1,5 @@
 import { StartupError } from '../../core/errors.js';
+import { DAY_MS } from '../../core/maintenance.js';
 import type { CorePlugin } from '../../plugins/types.js';
 import { adminGate } from './admin-gate.js';
 import { memberAdminRoutes } from './admin-routes.js';
@@ -13,6 +14,9 @@ import { RoleService } from './role-service.js';
 import { memberRoutes } from './routes.js';
 import { DURABLE_MEMBER_ACTIONS, MemberService } from './service.js';
 import { MemberSessions } from './session-store.js';
+
+/** How long a generated password may wait for its deliveries (Keap's field, the welcome email) before it is deleted. */
+export const PENDING_PASSWORD_MAX_AGE_MS = 7 * DAY_MS;
 
 declare module '../../plugins/types.js' {
   interface PluginApi {
@@ -34,7 +38,9 @@ export const membersPlugin: CorePlugin = {
     const { kernel } = api;
     const sessions = new MemberSessions(kernel.db, kernel.clock);
     const resets = new PasswordResetStore(kernel.db);
-    const members = new MemberService(kernel.db, kernel.transactions, { sessions, resets });
+    const members = new MemberService(kernel.db, kernel.transactions, { sessions, resets }, kernel.secretBox);
+    const sealed = members.sealStoredPendingPasswords();
+    if (sealed > 0) kernel.logger.info({ passwords: sealed }, 'encrypted the pending passwords stored in plaintext with the site key');
     const site = api.siteSettings;
     const ctx: MembersContext = {
       ...kernel,
@@ -49,6 +55,14 @@ export const membersPlugin: CorePlugin = {
       site,
     };
     checkDefaultRole(ctx);
+    // Deliveries normally release a password within a day (a job's retries span about 20 hours); one still here after
+    // this long waits for nothing that will come, and a plaintext password must not sit in the database indefinitely.
+    api.onStop(
+      kernel.maintenance.add('pending-passwords', (now) => {
+        const swept = members.sweepPendingPasswords(now, PENDING_PASSWORD_MAX_AGE_MS);
+        return swept > 0 ? `deleted ${swept} pending passwords older than ${PENDING_PASSWORD_MAX_AGE_MS / DAY_MS} days` : undefined;
+      }),
+    );
     kernel.hooks.declareDurable(...DURABLE_MEMBER_ACTIONS, 'member.logged_in');
     api.provide('members', () => members);
     api.provide('roles', () => ctx.roles);

@@ -1,6 +1,8 @@
-import type { Db } from '../../core/db.js';
+import { isoNow, type Db } from '../../core/db.js';
 import { badRequest, conflict, notFound } from '../../core/errors.js';
 import type { Transactions, TransactionScope } from '../../core/outbox.js';
+import type { SecretBox } from '../../core/secret-box.js';
+import { PendingPasswordStore } from './pending-password-store.js';
 import { MemberStore, type ListScope, type MemberChanges } from './store.js';
 import type { HeldTag, Member, MemberPage, MemberQuery, MemberTag, Role, RoleCount } from './types.js';
 import { hashPassword } from './passwords.js';
@@ -96,14 +98,17 @@ export interface KeepAnAdministrator {
  */
 export class MemberService {
   private readonly store: MemberStore;
+  private readonly pending: PendingPasswordStore;
 
   constructor(
     private readonly db: Db,
     private readonly transactions: Transactions,
     /** What a password change ends with it: the member's sessions and outstanding reset links. */
     private readonly credentials: { sessions: MemberSessions; resets: PasswordResetStore },
+    secretBox: SecretBox,
   ) {
     this.store = new MemberStore(db);
+    this.pending = new PendingPasswordStore(db, secretBox);
   }
 
   get(id: number): Member {
@@ -305,16 +310,29 @@ export class MemberService {
    * Save it in the member's own transaction (the `create` callback).
    */
   savePendingPassword(memberId: number, password: string, awaiting: { keap: boolean; email: boolean }): void {
-    this.store.savePendingPassword(memberId, password, awaiting);
+    this.pending.save(memberId, password, awaiting);
   }
 
   pendingPassword(memberId: number): string | undefined {
-    return this.store.pendingPassword(memberId);
+    return this.pending.get(memberId);
   }
 
-  /** `keap` or `email` no longer needs the password; once neither does, it is deleted. */
+  /**
+   * `keap` or `email` no longer needs the password (it was delivered, or its job ended for good); once neither does,
+   * it is deleted.
+   */
   releasePendingPassword(memberId: number, by: 'keap' | 'email'): void {
-    this.store.releasePendingPassword(memberId, by);
+    this.pending.release(memberId, by);
+  }
+
+  /** Deletes the pending passwords older than `maxAgeMs` at `now`, whatever became of their jobs; returns how many. */
+  sweepPendingPasswords(now: number, maxAgeMs: number): number {
+    return this.pending.sweepOlderThan(isoNow(now - maxAgeMs));
+  }
+
+  /** Seals pending passwords left in plaintext by an older version (see PendingPasswordStore.sealStored). */
+  sealStoredPendingPasswords(): number {
+    return this.pending.sealStored();
   }
 
   /** Throws when `member` (as it is now in the database) is the only member with admin rights. */

@@ -98,11 +98,6 @@ export class MemberStore {
   private readonly insertTagStmt;
   private readonly roleBySlug;
   private readonly rolesStmt;
-  private readonly savePendingStmt;
-  private readonly pendingStmt;
-  private readonly releaseKeapStmt;
-  private readonly releaseEmailStmt;
-  private readonly dropReleasedStmt;
   private readonly byIdsStmt;
   private readonly tagsByIdsStmt;
   private readonly heldTagsStmt;
@@ -127,11 +122,6 @@ export class MemberStore {
     const roleColumns = 'id, slug, name, is_admin, webhook_assignable';
     this.roleBySlug = db.prepare<[string], RoleRow>(`SELECT ${roleColumns} FROM roles WHERE slug = ?`);
     this.rolesStmt = db.prepare<[], RoleRow>(`SELECT ${roleColumns} FROM roles ORDER BY id`);
-    this.savePendingStmt = db.prepare('INSERT INTO pending_passwords (member_id, password, awaiting_keap, awaiting_email) VALUES (?, ?, ?, ?)');
-    this.pendingStmt = db.prepare<[number], { password: string }>('SELECT password FROM pending_passwords WHERE member_id = ?');
-    this.releaseKeapStmt = db.prepare('UPDATE pending_passwords SET awaiting_keap = 0 WHERE member_id = ?');
-    this.releaseEmailStmt = db.prepare('UPDATE pending_passwords SET awaiting_email = 0 WHERE member_id = ?');
-    this.dropReleasedStmt = db.prepare('DELETE FROM pending_passwords WHERE member_id = ? AND awaiting_keap = 0 AND awaiting_email = 0');
     this.byIdsStmt = db.prepare<[string], MemberRow>(`SELECT ${MEMBER_COLUMNS} FROM ${MEMBER_FROM} WHERE m.id IN (SELECT value FROM json_each(?))`);
     this.tagsByIdsStmt = db.prepare<[string], MemberTag & { member_id: number }>(
       'SELECT member_id, tag_id AS id, name, category FROM member_tags WHERE member_id IN (SELECT value FROM json_each(?)) ORDER BY name, tag_id',
@@ -154,23 +144,6 @@ export class MemberStore {
 
   countByRole(): RoleCount[] {
     return this.countByRoleStmt.all().map((r) => ({ slug: r.slug, name: r.name, isAdmin: r.is_admin === 1, members: r.n }));
-  }
-
-  /** Keeps a generated password until Keap's field and the welcome email both have it (see migration 002). */
-  savePendingPassword(memberId: number, password: string, awaiting: { keap: boolean; email: boolean }): void {
-    this.savePendingStmt.run(memberId, password, awaiting.keap ? 1 : 0, awaiting.email ? 1 : 0);
-  }
-
-  pendingPassword(memberId: number): string | undefined {
-    return this.pendingStmt.get(memberId)?.password;
-  }
-
-  /** `keap` or `email` no longer needs the password; once neither does, it is deleted. */
-  releasePendingPassword(memberId: number, by: 'keap' | 'email'): void {
-    this.db.transaction(() => {
-      (by === 'keap' ? this.releaseKeapStmt : this.releaseEmailStmt).run(memberId);
-      this.dropReleasedStmt.run(memberId);
-    })();
   }
 
   findById(id: number): Member | undefined {

@@ -1,3 +1,4 @@
+import { SealedSettings } from '../../core/settings.js';
 import type { CorePlugin } from '../../plugins/types.js';
 import type { SettingsContext } from './context.js';
 import { keapSettingsRoutes } from './keap-routes.js';
@@ -18,7 +19,8 @@ export const settingsPlugin: CorePlugin = {
   description: 'Admin-editable settings and the Settings pages: webhook and access key, Keap connection, members and welcome email.',
   setup(api) {
     const { kernel } = api;
-    const site = new SiteSettings(kernel.settings, kernel.config);
+    const site = new SiteSettings(kernel.settings, kernel.config, new SealedSettings(kernel.settings, kernel.secretBox));
+    if (site.sealStoredSecrets()) kernel.logger.info('encrypted the stored Keap API key with the site key');
     api.provide('siteSettings', () => site);
     // The services shown here come from built-ins set up after this one: read when a page is asked for.
     const ctx: SettingsContext = {

@@ -1,5 +1,5 @@
 import type { Config } from '../../config.js';
-import type { SettingsStore } from '../../core/settings.js';
+import type { SealedSettings, SettingsStore } from '../../core/settings.js';
 import type { WelcomeEmailOverrides } from '../welcome-email/template.js';
 
 /** Keys in the settings table for what admins edit on the settings pages. */
@@ -33,7 +33,17 @@ export class SiteSettings {
   constructor(
     private readonly store: SettingsStore,
     private readonly config: Pick<Config, 'defaultRole' | 'fromEnvironment'> & { keap: Pick<Config['keap'], 'passwordField' | 'usernameField' | 'apiKey'> },
+    /** Where the secrets among them (the Keap API key) are kept, sealed with the site key. */
+    private readonly sealed: SealedSettings,
   ) {}
+
+  /**
+   * Seals a Keap API key stored in plaintext before encryption came in, and checks a sealed one opens (a wrong site
+   * key stops the start, naming the setting). Run at every start; true when it sealed one.
+   */
+  sealStoredSecrets(): boolean {
+    return this.sealed.sealStored(SITE_SETTING.keapApiKey);
+  }
 
   /** Whether an environment variable fixes this setting (the admin page then shows it read-only). */
   fixedByEnvironment(setting: EnvFixedSetting): string | undefined {
@@ -62,7 +72,7 @@ export class SiteSettings {
    */
   keapApiKey(): string | undefined {
     if (this.fixedByEnvironment('keapApiKey')) return this.config.keap.apiKey;
-    return this.store.get(SITE_SETTING.keapApiKey) || undefined;
+    return this.sealed.get(SITE_SETTING.keapApiKey) || undefined;
   }
 
   /** Where the API key in use comes from, for the settings page (which never shows the key itself). */
@@ -99,7 +109,7 @@ export class SiteSettings {
 
   /** Stores the Keap API key the client uses unless KEAP_API_KEY is set; an empty string clears it. */
   setKeapApiKey(key: string): void {
-    this.store.set(SITE_SETTING.keapApiKey, key);
+    this.sealed.set(SITE_SETTING.keapApiKey, key);
   }
 
   setAlwaysSendWelcome(on: boolean): void {

@@ -9,6 +9,11 @@ export const welcomeEmailPlugin: CorePlugin = {
   setup(api) {
     const site = api.siteSettings;
     const sender = new WelcomeSender({ kernel: api.kernel, members: api.members, template: () => site.welcomeTemplate() });
-    api.jobs.define({ ...welcomeEmail, run: (job) => sender.run(job) });
+    api.jobs.define({
+      ...welcomeEmail,
+      run: (job) => sender.run(job),
+      // An email that failed for good will not carry the password: it must not wait in the database for it.
+      onGiveUp: (job) => api.members.releasePendingPassword(job.params.member_id, 'email'),
+    });
   },
 };

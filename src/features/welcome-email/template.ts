@@ -1,3 +1,4 @@
+import Handlebars from 'handlebars';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RenderedEmail } from '../../core/mail.js';
@@ -51,6 +52,77 @@ export class WelcomeTemplateError extends Error {
   }
 }
 
+/**
+ * What an admin's template may call: the two conditionals the variables need (`{{#if password}}`). Every other
+ * helper is out: `log` would write a value (the password) to the console past the log's redaction, and `each`,
+ * `with` and `lookup` serve no value a welcome email has. Partials and decorators are out too (the admin pages'
+ * partials are not email).
+ */
+const TEMPLATE_HELPERS = ['if', 'unless'] as const;
+/** Handlebars' own fallbacks, which its compiled code calls for a plain `{{#section}}` or a missing value. */
+const INTERNAL_HELPERS = new Set(['helperMissing', 'blockHelperMissing']);
+const BUILT_IN_HELPERS = new Set(Object.keys(Handlebars.create().helpers));
+
+/**
+ * The admin's templates render in a Handlebars environment of their own, holding only the allowed helpers and no
+ * partials, compiled with `knownHelpersOnly`: even a template stored before this check (or written straight to the
+ * database) cannot reach another helper.
+ */
+const sandbox = Handlebars.create();
+for (const name of Object.keys(sandbox.helpers)) {
+  if (!(TEMPLATE_HELPERS as readonly string[]).includes(name) && !INTERNAL_HELPERS.has(name)) sandbox.unregisterHelper(name);
+}
+const SANDBOX_OPTIONS = { strict: false, knownHelpersOnly: true, knownHelpers: Object.fromEntries(TEMPLATE_HELPERS.map((name) => [name, true])) };
+
+/** A template calling what email templates cannot use, named, with its line; thrown before anything renders. */
+class NotAllowedInTemplate extends Error {
+  constructor(
+    message: string,
+    readonly lineNumber: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
+function compileSandboxed(source: string, options: { noEscape?: boolean } = {}): Handlebars.TemplateDelegate {
+  refuseWhatTemplatesCannotUse(Handlebars.parse(source));
+  return sandbox.compile(source, { ...SANDBOX_OPTIONS, ...(options.noEscape ? { noEscape: true } : {}) });
+}
+
+interface HbsNode {
+  type: string;
+  loc?: { start: { line: number } };
+  path?: { type: string; original?: unknown };
+  params?: HbsNode[];
+  hash?: { pairs: Array<{ value: HbsNode }> };
+  program?: { body: HbsNode[] } | null;
+  inverse?: { body: HbsNode[] } | null;
+  body?: HbsNode[];
+}
+
+/** Walks the parsed template: a helper other than #if and #unless, a partial or a decorator is refused by name. */
+function refuseWhatTemplatesCannotUse(node: HbsNode): void {
+  const line = node.loc?.start.line;
+  if (node.type === 'PartialStatement' || node.type === 'PartialBlockStatement') {
+    throw new NotAllowedInTemplate('partials ({{> name}}) are not available in email templates', line);
+  }
+  if (node.type === 'Decorator' || node.type === 'DecoratorBlock') {
+    throw new NotAllowedInTemplate('decorators ({{* name}}) are not available in email templates', line);
+  }
+  if (node.type === 'MustacheStatement' || node.type === 'BlockStatement' || node.type === 'SubExpression') {
+    const name = node.path?.type === 'PathExpression' ? String(node.path.original) : undefined;
+    const callsHelper = (node.params?.length ?? 0) > 0 || (node.hash?.pairs.length ?? 0) > 0 || (name !== undefined && BUILT_IN_HELPERS.has(name));
+    if (callsHelper && !(TEMPLATE_HELPERS as readonly string[]).includes(name ?? '')) {
+      throw new NotAllowedInTemplate(
+        `the helper "${name ?? String(node.path?.original)}" is not available in email templates (they can use {{#if}} and {{#unless}})`,
+        line,
+      );
+    }
+  }
+  const children = [...(node.params ?? []), ...(node.hash?.pairs.map((pair) => pair.value) ?? []), node.path as HbsNode | undefined, ...(node.body ?? []), ...(node.program?.body ?? []), ...(node.inverse?.body ?? [])];
+  for (const child of children) if (child && typeof child === 'object' && 'type' in child) refuseWhatTemplatesCannotUse(child);
+}
+
 /** The built-in templates' sources (what "Reset to default" goes back to, and what the editor starts from). */
 export function defaultWelcomeTemplate(): Required<WelcomeEmailOverrides> {
   const read = (name: string) => readFileSync(join(VIEWS_DIR, 'emails', name), 'utf8');
@@ -70,8 +142,8 @@ export function sampleWelcomeData(siteName: string, publicUrl: string, options: 
 }
 
 /**
- * Throws WelcomeTemplateError when an edited template would fail to render: a syntax error, an unknown helper or
- * partial, in either branch of `{{#if password}}` (Handlebars reports some of these only when it runs a branch).
+ * Throws WelcomeTemplateError when an edited template would fail to render: a syntax error, a helper other than
+ * #if and #unless, a partial, in either branch of `{{#if password}}` (Handlebars reports some of these only when it runs a branch).
  */
 export function checkWelcomeTemplate(views: ViewRenderer, overrides: WelcomeEmailOverrides, sample: WelcomeEmailData): void {
   renderWelcomeEmail(views, { ...sample, password: sample.password ?? 'Sample-Passw0rd-7' }, overrides);
@@ -80,8 +152,9 @@ export function checkWelcomeTemplate(views: ViewRenderer, overrides: WelcomeEmai
 }
 
 /**
- * The welcome email from `views/emails/welcome.{html,text}.hbs` or an admin's override. The HTML part escapes
- * every value; the subject and the text part are not HTML and must show `&` and `<` as they are.
+ * The welcome email from `views/emails/welcome.{html,text}.hbs` or an admin's override (rendered in the sandbox
+ * above). The HTML part escapes every value; the subject and the text part are not HTML and must show `&` and `<`
+ * as they are.
  */
 export function renderWelcomeEmail(views: ViewRenderer, data: WelcomeEmailData, overrides: WelcomeEmailOverrides = {}): RenderedEmail {
   const context = {
@@ -91,11 +164,11 @@ export function renderWelcomeEmail(views: ViewRenderer, data: WelcomeEmailData, 
     layout: false as const,
   };
 
-  const subject = renderPart('subject', () => views.compile(overrides.subject?.trim() || DEFAULT_WELCOME_SUBJECT, { noEscape: true })(context));
+  const subject = renderPart('subject', () => compileSandboxed(overrides.subject?.trim() || DEFAULT_WELCOME_SUBJECT, { noEscape: true })(context));
   const text = renderPart('text', () =>
-    overrides.text?.trim() ? views.compile(overrides.text, { noEscape: true })(context) : views.render('emails/welcome.text', context, { noEscape: true }),
+    overrides.text?.trim() ? compileSandboxed(overrides.text, { noEscape: true })(context) : views.render('emails/welcome.text', context, { noEscape: true }),
   );
-  const html = renderPart('html', () => (overrides.html?.trim() ? views.compile(overrides.html)(context) : views.render('emails/welcome.html', context)));
+  const html = renderPart('html', () => (overrides.html?.trim() ? compileSandboxed(overrides.html)(context) : views.render('emails/welcome.html', context)));
 
   return {
     // a header is one line; nodemailer would fold it anyway, but a stray newline from a template is never meant
