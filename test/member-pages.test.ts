@@ -330,3 +330,15 @@ test('every page names the site icon, which is served, so browsers do not ask fo
   assert.match(icon.headers['content-type'] ?? '', /^image\/svg\+xml/);
   assert.match(String(icon.text ?? icon.body), /^<svg /);
 });
+
+test('logging out from the member header is one click: the header holds the logout form with its token', async () => {
+  const { app, ctx } = await site();
+  const browser = request.agent(app);
+  await logIn(browser, 'ada', PASSWORD);
+  const account = await browser.get('/account');
+  const header = /<header>([\s\S]*?)<\/header>/.exec(account.text)?.[1] ?? '';
+  assert.match(header, /<form method="post" action="\/logout" class="logout"><input type="hidden" name="_csrf" value="[^"]+">\s*<button type="submit" class="link" id="header-logout">Log out<\/button><\/form>/);
+  const res = await browser.post('/logout').type('form').send({ _csrf: csrfFrom(header) });
+  assert.equal(res.status, 303);
+  assert.equal(sessionCount(ctx), 0, 'the one click ended the session');
+});
