@@ -210,19 +210,28 @@ test('the contact model maps labels (any case) and ids to field ids, from one ca
   assertSpec();
 });
 
-test('a custom field written with PATCH is what the next read shows, and nothing else changes', async (t) => {
+test('a custom field written with PATCH is what the next read shows, and the contact\'s other custom fields stay', async (t) => {
   const { client, sb, assertSpec } = await setup(t);
-  await client.updateContactCustomFields(C.ada, [{ id: F.password, content: 'S3cret-Pass!' }]);
+  // Ada has two other custom fields set; a write that lists only the password must leave both.
+  assert.equal(sb.state.customFieldValue(C.ada, F.favoriteColor), 'Purple');
+  assert.equal(sb.state.customFieldValue(C.ada, F.memberSince), '2024-01-15');
+  await client.updateContactCustomFields(C.ada, [{ id: String(F.password), content: 'S3cret-Pass!' }]);
   const ada = await client.getContact(C.ada);
   assert.equal(ada.customFields.find((f) => f.id === String(F.password))?.content, 'S3cret-Pass!');
   assert.equal(ada.customFields.find((f) => f.id === String(F.favoriteColor))?.content, 'Purple');
+  assert.equal(ada.customFields.find((f) => f.id === String(F.memberSince))?.content, '2024-01-15');
   assert.equal(ada.givenName, 'Ada');
   assert.equal(sb.state.customFieldValue(C.ada, 'Password'), 'S3cret-Pass!');
 
-  const patch = sb.state.requestsTo('PATCH', `/crm/rest/v2/contacts/${C.ada}`)[0]!;
+  // v1's PATCH ("only the values provided"), with the field's integer id as v1 types it; never v2's, whose
+  // custom_fields list replaces the contact's.
+  assert.equal(sb.state.requestsTo('PATCH', `/crm/rest/v2/contacts/${C.ada}`).length, 0);
+  const patch = sb.state.requestsTo('PATCH', `/crm/rest/v1/contacts/${C.ada}`)[0]!;
   assert.equal(patch.query.update_mask, 'custom_fields');
-  assert.deepEqual(patch.body, { custom_fields: [{ id: String(F.password), content: 'S3cret-Pass!' }] });
+  assert.deepEqual(patch.body, { custom_fields: [{ id: F.password, content: 'S3cret-Pass!' }] });
   assertSpec();
+
+  await assert.rejects(client.updateContactCustomFields(C.ada, [{ id: 'Password', content: 'x' }]), (e: unknown) => e instanceof KeapPermanentError && /custom field id/.test(e.message));
 });
 
 test('contacts changed since a time come oldest change first, a page at a time', async (t) => {

@@ -26,7 +26,10 @@ async function addAndSettle(h: Harness, params: Record<string, string>) {
   return h.server.ctx.events.get(res.body.event_id as number)!;
 }
 
-const patchesTo = (h: Harness, contactId: number) => h.sandbox.state.requests.filter((r) => r.method === 'PATCH' && r.path === `${CONTACTS}/${contactId}`);
+/** The password write-back is v1's PATCH, which changes only the fields it lists. */
+const V1_CONTACTS = '/crm/rest/v1/contacts';
+const patchesTo = (h: Harness, contactId: number) =>
+  h.sandbox.state.requests.filter((r) => r.method === 'PATCH' && (r.path === `${V1_CONTACTS}/${contactId}` || r.path === `${CONTACTS}/${contactId}`));
 
 test('add creates a member from the contact, writes the generated password back to Keap and emails it', () =>
   withHarness(async (h) => {
@@ -54,6 +57,23 @@ test('add creates a member from the contact, writes the generated password back 
     assert.ok(mail.text.includes(written as string), 'the email carries the generated password');
     assert.match(mail.text, /http:\/\/members\.example\.test\/login/);
     assert.equal(ctx.db.prepare('SELECT count(*) FROM pending_passwords').pluck().get(), 0, 'the plain password is gone once delivered');
+  }));
+
+test("the password write-back leaves the contact's other custom fields in Keap as they were", () =>
+  withHarness(async (h) => {
+    const id = SEED.contacts.ada;
+    const { favoriteColor, memberSince, password } = SEED.fields;
+    assert.equal(h.sandbox.state.customFieldValue(id, favoriteColor), 'Purple');
+    assert.equal(h.sandbox.state.customFieldValue(id, memberSince), '2024-01-15');
+    const event = await addAndSettle(h, { contactId: String(id) });
+    assert.equal(event.status, 'done', event.error ?? '');
+    assert.equal(typeof h.sandbox.state.customFieldValue(id, password), 'string', 'the generated password was written back');
+    assert.equal(h.sandbox.state.customFieldValue(id, favoriteColor), 'Purple', 'the other fields are still set');
+    assert.equal(h.sandbox.state.customFieldValue(id, memberSince), '2024-01-15');
+    const patches = patchesTo(h, id);
+    assert.equal(patches.length, 1);
+    assert.equal(patches[0]!.path, `${V1_CONTACTS}/${id}`);
+    assert.deepEqual(patches[0]!.query, { update_mask: 'custom_fields' });
   }));
 
 test('twenty parallel add posts give one member, one email and one write-back', () =>
