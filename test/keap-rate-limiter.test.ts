@@ -175,6 +175,57 @@ test('a 429 pauses the whole limiter for the throttle window, not just the call 
   assert.equal(limiter.observe({ 'x-keap-product-throttle-available': '0', 'x-keap-product-throttle-time-unit': 'minute', 'x-keap-product-throttle-interval': '1' }, 429), 60_000);
 });
 
+const MINUTE_USED_UP = { 'x-keap-product-throttle-available': '0', 'x-keap-product-throttle-time-unit': 'minute', 'x-keap-product-throttle-interval': '1' };
+const MINUTE_LEFT = { 'x-keap-product-throttle-available': '200', 'x-keap-product-throttle-time-unit': 'minute', 'x-keap-product-throttle-interval': '1' };
+
+test('a 429 again after a used-up minute was waited out backs off briefly, doubling, not another full minute', async () => {
+  const clock = manualClock();
+  const limiter = new KeapRateLimiter({ perSecond: 5, perMinute: 240, clock, safetyMarginMs: 0 });
+  // t: a new member's job is throttled, Keap saying the minute is used up. Everyone waits the minute.
+  assert.equal(limiter.observe(MINUTE_USED_UP, 429), 60_000);
+  // A call that was already on its way when the 429 came answers 429 too: the same minute, no back-off step.
+  await clock.advance(100);
+  assert.equal(limiter.observe(MINUTE_USED_UP, 429), 60_000);
+  const first = burst(limiter, clock, 3);
+  await clock.advance(59_999);
+  assert.equal(first.granted.length, 0, 'nobody goes during the minute');
+  await clock.advance(1);
+  await first.all;
+  assert.deepEqual(first.granted.map((g) => g.at), [60_100, 60_100, 60_100]);
+
+  // t+60 s: the window has rolled over, yet Keap throttles again (its per-second spike arrest, or the headers'
+  // stale figures): a second, not another minute. All three calls let through together answer 429: one step.
+  for (let i = 0; i < 3; i++) assert.equal(limiter.observe(MINUTE_USED_UP, 429), 1_000);
+  assert.match(limiter.pauseReason ?? '', /again after the window was waited out/);
+  const second = burst(limiter, clock, 2);
+  await clock.advance(1_000);
+  await second.all;
+  assert.deepEqual(second.granted.map((g) => g.at), [61_100, 61_100], 'the calls went on a second later, not a minute');
+  // Keap asks for exponential back-off: each further 429 doubles the pause.
+  assert.equal(limiter.observe(MINUTE_USED_UP, 429), 2_000);
+  await clock.advance(2_000);
+  assert.equal(limiter.observe(MINUTE_USED_UP, 429), 4_000);
+  await clock.advance(4_000);
+
+  // A call gets through: the trouble is over. The next used-up minute is waited out in full again.
+  assert.equal(limiter.observe(MINUTE_LEFT, 200), 0);
+  assert.equal(limiter.observe(MINUTE_USED_UP, 429), 60_000);
+});
+
+test('the doubling back-off after a waited-out window stops at the window itself', async () => {
+  const clock = manualClock();
+  const limiter = new KeapRateLimiter({ perSecond: 5, perMinute: 240, clock, safetyMarginMs: 0 });
+  limiter.observe(MINUTE_USED_UP, 429);
+  await clock.advance(60_000);
+  const pauses: number[] = [];
+  for (let i = 0; i < 8; i++) {
+    const held = limiter.observe(MINUTE_USED_UP, 429);
+    pauses.push(held);
+    await clock.advance(held);
+  }
+  assert.deepEqual(pauses, [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
+});
+
 test('lastReported keeps the latest throttle and quota figures for the dashboard', () => {
   const clock = manualClock();
   const limiter = new KeapRateLimiter({ perSecond: 10, perMinute: 240, clock });
