@@ -277,6 +277,27 @@ test('a wrong API key is a permanent 401 carrying Keap\'s message, never the key
   assert.doesNotMatch(logs.text(), /wrong-key/);
 });
 
+test('a gateway fault on 401 and 429 puts its faultstring in the error message, never the credential', async (t) => {
+  const key = 'KeapAK-wrong-key-987654';
+  const wrong = await setup(t, { sandbox: { gatewayErrors: 'fault' }, client: { apiKey: key } });
+  const unauthorized = await wrong.client.getContact(C.ada).catch((e: unknown) => e);
+  assert.ok(unauthorized instanceof KeapPermanentError);
+  assert.equal(unauthorized.status, 401);
+  assert.equal(unauthorized.keapMessage, 'Invalid API key (sandbox.gateway.unauthorized)');
+  assert.equal(unauthorized.message, `Keap GET /rest/v2/contacts/${C.ada} failed with 401: Invalid API key (sandbox.gateway.unauthorized)`);
+  assert.doesNotMatch(`${unauthorized.message} ${wrong.logs.text()}`, /wrong-key/);
+
+  const { client, sb, logs } = await setup(t, { sandbox: { gatewayErrors: 'fault' }, client: { maxRetries: 0 } });
+  // A gateway that quotes the key it was given in its faultstring: the key is scrubbed.
+  sb.troubleNext(1, { kind: 'status', status: 429, message: 'Spike arrest violation', echoCredential: true });
+  const throttled = await client.getContact(C.ada).catch((e: unknown) => e);
+  assert.ok(throttled instanceof KeapRetryableError);
+  assert.equal(throttled.throttled, true);
+  assert.equal(throttled.keapMessage, 'Spike arrest violation (credential presented: [redacted]) (sandbox.gateway.throttled)');
+  assert.match(throttled.message, /failed with 429: Spike arrest violation/);
+  assert.doesNotMatch(`${throttled.message} ${logs.text()}`, new RegExp(API_KEY));
+});
+
 test('a contact Keap does not have is a permanent notFound error, asked for once', async (t) => {
   const { client, sb } = await setup(t);
   const err = await client.getContact(999_999).catch((e: unknown) => e);
@@ -511,7 +532,7 @@ test('a burst of 100 calls stays within the configured rate: never more per seco
   assert.ok(busiest <= limits.perSecond, `at most ${limits.perSecond} in any second (saw ${busiest})`);
   assert.ok(elapsed >= 4_000, `100 calls at 20/s take over 4 s (took ${elapsed} ms)`);
   const report = client.lastReported!;
-  assert.equal(report.productThrottle?.limit, 600);
-  assert.equal(report.tenantThrottle?.limit, 20);
+  assert.equal(report.productThrottle[0]?.limit, 600);
+  assert.equal(report.tenantThrottle[0]?.limit, 20);
   assertSpec();
 });

@@ -242,12 +242,40 @@ test('lastReported keeps the latest throttle and quota figures for the dashboard
   limiter.observe(headers, 200);
   const report = limiter.lastReported!;
   assert.equal(report.at, START);
-  assert.deepEqual(report.productThrottle, { limit: 240, available: 239, used: 1, timeUnit: 'minute', interval: 1, expiryTime: null });
-  assert.equal(report.productQuota?.available, 29_999);
-  assert.equal(report.productQuota?.expiryTime, 1_736_985_600_000);
-  assert.equal(report.tenantThrottle, null);
+  assert.deepEqual(report.productThrottle, [{ limit: 240, available: 239, used: 1, timeUnit: 'minute', interval: 1, expiryTime: null }]);
+  assert.equal(report.productQuota[0]?.available, 29_999);
+  assert.equal(report.productQuota[0]?.expiryTime, 1_736_985_600_000);
+  assert.deepEqual(report.tenantThrottle, []);
   limiter.observe(new Headers({ 'content-type': 'application/json' }), 200);
   assert.equal(limiter.lastReported, report, 'a response without the headers keeps the last figures');
+});
+
+test('tenant throttle headers with pipe-separated windows (10000|250000, minute|day) are read window by window', async () => {
+  const clock = manualClock();
+  const limiter = new KeapRateLimiter({ perSecond: 5, perMinute: 240, clock, safetyMarginMs: 0 });
+  const tenant = (available: string) => ({
+    'x-keap-tenant-throttle-limit': '10000|250000',
+    'x-keap-tenant-throttle-available': available,
+    'x-keap-tenant-throttle-used': '10000|12000',
+    'x-keap-tenant-throttle-time-unit': 'minute|day',
+    'x-keap-tenant-throttle-interval': '1',
+  });
+  assert.equal(limiter.observe(tenant('25|238000'), 200), 0);
+  assert.deepEqual(limiter.lastReported!.tenantThrottle, [
+    { limit: 10_000, available: 25, used: 10_000, timeUnit: 'minute', interval: 1, expiryTime: null },
+    { limit: 250_000, available: 238_000, used: 12_000, timeUnit: 'day', interval: 1, expiryTime: null },
+  ]);
+
+  // The tenant's minute is used up (someone else on the account): every call waits the minute.
+  assert.equal(limiter.observe(tenant('0|238000'), 200), 60_000);
+  assert.equal(limiter.pauseReason, 'Keap tenant throttle used up (10000 per minute)');
+
+  // The tenant's day is used up: calls wait until Keap's daily reset at 00:00 UTC, not a day from now.
+  await clock.advance(60_000);
+  const midnight = START - (START % 86_400_000) + 86_400_000;
+  assert.equal(limiter.observe(tenant('9000|0'), 200), midnight - clock.now());
+  assert.equal(limiter.pausedUntil, midnight);
+  assert.equal(limiter.pauseReason, 'Keap tenant throttle used up (250000 per day)');
 });
 
 test('a caller that gives up leaves the line and the next one takes its place', async () => {

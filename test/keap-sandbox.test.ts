@@ -216,6 +216,28 @@ test('an API key or a bearer token gets in; anything else gets a 401 in Keap\'s 
   }
 });
 
+test('with gatewayErrors: fault, the gateway\'s 401s and 429s carry {fault: {faultstring, detail: {errorcode}}}', async (t) => {
+  const clock = manualClock();
+  const sb = await sandbox(t, { gatewayErrors: 'fault', limits: { perSecond: 1 }, clock });
+  const wrongKey = await keap(sb, 'GET', `/rest/v2/contacts/${C.ada}`, { auth: 'none', headers: { 'X-Keap-API-Key': 'KeapAK-not-a-key' }, spec: false });
+  assert.equal(wrongKey.status, 401);
+  assert.deepEqual(wrongKey.body, { fault: { faultstring: 'Invalid API key', detail: { errorcode: 'sandbox.gateway.unauthorized' } } });
+  const noCredential = await keap(sb, 'GET', `/rest/v1/contacts/${C.ada}`, { auth: 'none', spec: false });
+  assert.equal(typeof noCredential.body.fault.faultstring, 'string', 'v1 too: the gateway stands in front of both');
+
+  assert.equal((await keap(sb, 'GET', `/rest/v2/contacts/${C.ada}`)).status, 200);
+  const throttled = await keap(sb, 'GET', `/rest/v2/contacts/${C.ada}`, { spec: false });
+  assert.equal(throttled.status, 429);
+  assert.deepEqual(throttled.body, { fault: { faultstring: 'Quota Exceeded', detail: { errorcode: 'sandbox.gateway.throttled' } } });
+  assert.equal(throttled.headers.get('x-keap-tenant-throttle-available'), '0', 'with the throttle headers');
+
+  // The service behind the gateway keeps the spec's error shapes.
+  clock.advance(1_000);
+  const missing = await keap(sb, 'GET', '/rest/v2/contacts/999999');
+  assert.equal(missing.status, 404);
+  assert.equal(missing.body.code, 404);
+});
+
 test('an unknown contact is a 404 in each version\'s error shape', async (t) => {
   const sb = await sandbox(t);
   for (const path of ['/rest/v2/contacts/999999', '/rest/v2/contacts/999999/tags', '/rest/v1/contacts/999999', '/rest/v1/contacts/999999/tags']) {

@@ -21,7 +21,7 @@ import type { SandboxState } from './state.js';
 
 export { createKeapSandboxApp, SANDBOX_DEFAULTS, type KeapSandboxApp, type KeapSandboxOptions } from './app.js';
 export { SEED } from './seed.js';
-export { THROTTLED_BODY } from './error-bodies.js';
+export { THROTTLED_BODY, type GatewayErrorShape } from './error-bodies.js';
 export { seededRandom, type ChaosKind, type ChaosOptions, type SandboxFault } from './faults.js';
 export { KEAP_KEY_LIMITS, type RateLimits } from './limits.js';
 export {

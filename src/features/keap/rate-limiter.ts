@@ -161,7 +161,7 @@ export class KeapRateLimiter {
       productQuota: readFigures(headers, 'x-keap-product-quota'),
       tenantThrottle: readFigures(headers, 'x-keap-tenant-throttle'),
     };
-    const reported = report.productThrottle || report.productQuota || report.tenantThrottle;
+    const reported = report.productThrottle.length + report.productQuota.length + report.tenantThrottle.length > 0;
     if (reported) this.report = report;
     const throttled = status === 429;
     if (!throttled) {
@@ -171,21 +171,27 @@ export class KeapRateLimiter {
     }
     let exhausted = false;
 
-    for (const [name, figures] of [['product throttle', report.productThrottle], ['tenant throttle', report.tenantThrottle]] as const) {
-      if (figures?.available !== 0) continue;
+    const windows = [
+      ...report.productThrottle.map((figures) => ['product throttle', figures] as const),
+      ...report.tenantThrottle.map((figures) => ['tenant throttle', figures] as const),
+    ];
+    for (const [name, figures] of windows) {
+      if (figures.available !== 0) continue;
       exhausted = true;
       const windowMs = windowLength(figures) ?? SECOND;
       // Our own log already waits out a window we filled ourselves; pausing on top would only lose throughput.
       if (!throttled && this.ownLogFull(windowMs, now)) continue;
       const reason = `Keap ${name} used up (${figures.limit ?? '?'} per ${describeWindow(windowMs)})`;
-      if (throttled && windowMs > SECOND) this.pauseForThrottledWindow(now, windowMs, reason);
-      else this.pauseUntil(now + windowMs, reason);
+      const until = windowEnd(now, windowMs);
+      if (throttled && windowMs > SECOND) this.pauseForThrottledWindow(now, windowMs, until, reason);
+      else this.pauseUntil(until, reason);
     }
-    const quota = report.productQuota;
-    if (quota?.available === 0) {
+    for (const quota of report.productQuota) {
+      if (quota.available !== 0) continue;
       exhausted = true;
-      const expiry = quota.expiryTime !== null && quota.expiryTime > now ? Math.min(quota.expiryTime, now + MAX_QUOTA_PAUSE_MS) : now + (windowLength(quota) ?? DAY);
-      this.pauseUntil(expiry, `Keap quota used up (${quota.limit ?? '?'} per ${describeWindow(windowLength(quota) ?? DAY)})`);
+      const windowMs = windowLength(quota) ?? DAY;
+      const expiry = quota.expiryTime !== null && quota.expiryTime > now ? Math.min(quota.expiryTime, now + MAX_QUOTA_PAUSE_MS) : windowEnd(now, windowMs);
+      this.pauseUntil(expiry, `Keap quota used up (${quota.limit ?? '?'} per ${describeWindow(windowMs)})`);
     }
     // Keap documents no Retry-After, but a gateway or proxy in front of it may send one with a 429 or 503: it is the
     // one hint that names the wait outright, so it is honoured (on top of, never instead of, what the windows say).
@@ -201,7 +207,7 @@ export class KeapRateLimiter {
    * over): it backs off a second, doubling with each further 429 up to the window, instead of holding every Keap
    * call for another full window. A 429 that arrives during the full pause (a call sent before it) just extends it.
    */
-  private pauseForThrottledWindow(now: number, windowMs: number, reason: string): void {
+  private pauseForThrottledWindow(now: number, windowMs: number, until: number, reason: string): void {
     const previous = this.windowPause;
     if (previous && previous.windowMs >= windowMs && now >= previous.until) {
       // Calls let through together when a pause ends answer together: one back-off step for all of them.
@@ -211,7 +217,7 @@ export class KeapRateLimiter {
       this.pauseUntil(now + backoffMs, `${reason}, again after the window was waited out: backing off ${backoffMs / SECOND} s`);
       return;
     }
-    this.pauseUntil(now + windowMs, reason);
+    this.pauseUntil(until, reason);
     this.windowPause = { windowMs: Math.max(windowMs, previous?.windowMs ?? 0), until: this.pausedUntilMs };
   }
 
@@ -280,16 +286,36 @@ function numberOrNull(value: string | null): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
-function readFigures(headers: HeaderSource, prefix: string): KeapLimitFigures | null {
-  const figures: KeapLimitFigures = {
-    limit: numberOrNull(header(headers, `${prefix}-limit`)),
-    available: numberOrNull(header(headers, `${prefix}-available`)),
-    used: numberOrNull(header(headers, `${prefix}-used`)),
-    timeUnit: header(headers, `${prefix}-time-unit`),
-    interval: numberOrNull(header(headers, `${prefix}-interval`)),
-    expiryTime: numberOrNull(header(headers, `${prefix}-expiry-time`)),
+/**
+ * One header group's figures, one entry per window. Keap may report several windows in one group, the values
+ * pipe-separated in the same order in every header (`limit: 10000|250000`, `time-unit: minute|day`); a header with a
+ * single value applies to every window (an `interval: 1` beside two units). [] when the group is absent.
+ */
+function readFigures(headers: HeaderSource, prefix: string): KeapLimitFigures[] {
+  const names = ['limit', 'available', 'used', 'time-unit', 'interval', 'expiry-time'] as const;
+  const parts = Object.fromEntries(names.map((name) => [name, header(headers, `${prefix}-${name}`)?.split('|').map((v) => v.trim()) ?? []])) as Record<
+    (typeof names)[number],
+    string[]
+  >;
+  const count = Math.max(...names.map((name) => parts[name].length));
+  const at = (name: (typeof names)[number], i: number): string | null => {
+    const values = parts[name];
+    return (values.length === 1 ? values[0] : values[i]) ?? null;
   };
-  return Object.values(figures).some((v) => v !== null) ? figures : null;
+  const windows: KeapLimitFigures[] = [];
+  for (let i = 0; i < count; i++) {
+    const timeUnit = at('time-unit', i);
+    const figures: KeapLimitFigures = {
+      limit: numberOrNull(at('limit', i)),
+      available: numberOrNull(at('available', i)),
+      used: numberOrNull(at('used', i)),
+      timeUnit: timeUnit === null || timeUnit === '' ? null : timeUnit,
+      interval: numberOrNull(at('interval', i)),
+      expiryTime: numberOrNull(at('expiry-time', i)),
+    };
+    if (Object.values(figures).some((v) => v !== null)) windows.push(figures);
+  }
+  return windows;
 }
 
 /** Retry-After as seconds or an HTTP date, in ms from `now`, capped; null when absent or unreadable. */
@@ -310,6 +336,14 @@ function windowLength(figures: KeapLimitFigures): number | null {
   if (ms === undefined) return null;
   const interval = figures.interval !== null && figures.interval > 0 ? figures.interval : 1;
   return ms * interval;
+}
+
+/**
+ * When a used-up window of `windowMs` is over: a day ends at 00:00 UTC (Keap resets its daily figures then; a full
+ * day from now would hold calls for hours after the reset); shorter windows last their length from now.
+ */
+function windowEnd(now: number, windowMs: number): number {
+  return windowMs === DAY ? now - (now % DAY) + DAY : now + windowMs;
 }
 
 function describeWindow(ms: number): string {
