@@ -71,7 +71,8 @@ const envSchema = z
     KEAP_AUTHORIZE_URL: httpUrl.default('https://accounts.infusionsoft.com/app/oauth/authorize'),
     KEAP_PASSWORD_FIELD: z.string().trim().min(1).max(255).optional(),
     KEAP_USERNAME_FIELD: z.string().trim().min(1).max(255).optional(),
-    KEAP_RATE_PER_SECOND: positiveInt('a positive whole number of requests').default(10),
+    // Keap publishes 10/s for keys but spike-arrests service account keys at 5/s (KEAP.md): 5 is what it enforces.
+    KEAP_RATE_PER_SECOND: positiveInt('a positive whole number of requests').default(5),
     KEAP_RATE_PER_MINUTE: positiveInt('a positive whole number of requests').default(240),
     KEAP_TIMEOUT_MS: positiveInt('a positive whole number of milliseconds').default(10_000),
     DEFAULT_ROLE: roleSlug.default('subscriber'),

@@ -7,9 +7,9 @@ import type { ReceivedMessage } from './support/smtp.js';
 import { launchBrowser, newProfile, screenshot } from './support/browser.js';
 
 /**
- * The admin and member pages in a real browser (Debian's Chromium through playwright-core), against the whole
- * thing on loopback: the Keap sandbox, an SMTP server and memberhook with its worker. The steps run in order and
- * share one site, the way one administrator would set it up and use it.
+ * The admin and member pages in a real browser (Chromium through playwright-core; support/browser.ts says which
+ * one), against the whole thing on loopback: the Keap sandbox, an SMTP server and memberhook with its worker. The
+ * steps run in order and share one site, the way one administrator would set it up and use it.
  */
 
 const ADMIN = { email: 'owner@example.com', password: 'a long admin password 42' };
@@ -32,10 +32,12 @@ function local(link: string): string {
 }
 
 before(async () => {
+  // The browser first: without one the file fails at once, with the fix in the message, and nothing was started
+  // that could keep the process alive (a harness whose data folder is removed before it closes never closes).
+  browser = await launchBrowser();
   // No ACCESS_KEY in the environment: the key is generated and stored, so the settings page may rotate it.
   // The example plugins run too, as an operator would try them: their pages are admin pages like the others.
   harness = await startHarness({ env: { ADMIN_EMAIL: '', ADMIN_PASSWORD: '', ACCESS_KEY: '', PLUGINS_DIR: EXAMPLE_PLUGINS } });
-  browser = await launchBrowser();
   admin = await (await newProfile(browser)).newPage();
   admin.setDefaultTimeout(10_000);
 });

@@ -20,7 +20,7 @@ test('with nothing set, the defaults from the design are used', () => {
   assert.equal(c.keap.apiUrl, 'https://api.infusionsoft.com/crm');
   assert.equal(c.keap.tokenUrl, 'https://api.infusionsoft.com/token');
   assert.equal(c.keap.authorizeUrl, 'https://accounts.infusionsoft.com/app/oauth/authorize');
-  assert.deepEqual(c.keap.rateLimit, { perSecond: 10, perMinute: 240 });
+  assert.deepEqual(c.keap.rateLimit, { perSecond: 5, perMinute: 240 }, "what Keap enforces for a key: its 5/s spike arrest and 240/min");
   assert.equal(c.defaultRole, 'subscriber');
   assert.equal(c.accessKey, undefined);
   assert.equal(c.admin, undefined);

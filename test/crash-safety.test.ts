@@ -403,12 +403,12 @@ async function runScenario(killPoint: KillPoint, index: number, round: number): 
         // One password: in Keap's field, in every PATCH ever sent for this contact, and it is the one that logs in.
         const password = sandbox.state.customFieldValue(contact.id, PASSWORD_FIELD);
         assert.equal(typeof password, 'string', `contact ${contact.id}: a password was written back to Keap`);
-        const patches = allPatches.filter((r) => r.path === `/crm/rest/v2/contacts/${contact.id}`);
+        const patches = allPatches.filter((r) => r.path === `/crm/rest/v1/contacts/${contact.id}`);
         const written = patches.filter((r) => r.status >= 200 && r.status < 300);
         assert.ok(written.length >= 1, `contact ${contact.id}: a successful write-back PATCH`);
         for (const patch of patches) {
           if (patch.body === undefined) continue; // cut off before its body arrived: never applied
-          const values = (patch.body as { custom_fields: Array<{ id: string; content: unknown }> }).custom_fields.filter((f) => f.id === String(PASSWORD_FIELD)).map((f) => f.content);
+          const values = (patch.body as { custom_fields: Array<{ id: number; content: unknown }> }).custom_fields.filter((f) => String(f.id) === String(PASSWORD_FIELD)).map((f) => f.content);
           assert.deepEqual(values, [password], `contact ${contact.id}: every PATCH carries the same password`);
         }
         if (written.length > 1) {

@@ -212,19 +212,28 @@ test('the contact model maps labels (any case) and ids to field ids, from one ca
   assertSpec();
 });
 
-test('a custom field written with PATCH is what the next read shows, and nothing else changes', async (t) => {
+test('a custom field written with PATCH is what the next read shows, and the contact\'s other custom fields stay', async (t) => {
   const { client, sb, assertSpec } = await setup(t);
-  await client.updateContactCustomFields(C.ada, [{ id: F.password, content: 'S3cret-Pass!' }]);
+  // Ada has two other custom fields set; a write that lists only the password must leave both.
+  assert.equal(sb.state.customFieldValue(C.ada, F.favoriteColor), 'Purple');
+  assert.equal(sb.state.customFieldValue(C.ada, F.memberSince), '2024-01-15');
+  await client.updateContactCustomFields(C.ada, [{ id: String(F.password), content: 'S3cret-Pass!' }]);
   const ada = await client.getContact(C.ada);
   assert.equal(ada.customFields.find((f) => f.id === String(F.password))?.content, 'S3cret-Pass!');
   assert.equal(ada.customFields.find((f) => f.id === String(F.favoriteColor))?.content, 'Purple');
+  assert.equal(ada.customFields.find((f) => f.id === String(F.memberSince))?.content, '2024-01-15');
   assert.equal(ada.givenName, 'Ada');
   assert.equal(sb.state.customFieldValue(C.ada, 'Password'), 'S3cret-Pass!');
 
-  const patch = sb.state.requestsTo('PATCH', `/crm/rest/v2/contacts/${C.ada}`)[0]!;
+  // v1's PATCH ("only the values provided"), with the field's integer id as v1 types it; never v2's, whose
+  // custom_fields list replaces the contact's.
+  assert.equal(sb.state.requestsTo('PATCH', `/crm/rest/v2/contacts/${C.ada}`).length, 0);
+  const patch = sb.state.requestsTo('PATCH', `/crm/rest/v1/contacts/${C.ada}`)[0]!;
   assert.equal(patch.query.update_mask, 'custom_fields');
-  assert.deepEqual(patch.body, { custom_fields: [{ id: String(F.password), content: 'S3cret-Pass!' }] });
+  assert.deepEqual(patch.body, { custom_fields: [{ id: F.password, content: 'S3cret-Pass!' }] });
   assertSpec();
+
+  await assert.rejects(client.updateContactCustomFields(C.ada, [{ id: 'Password', content: 'x' }]), (e: unknown) => e instanceof KeapPermanentError && /custom field id/.test(e.message));
 });
 
 test('contacts changed since a time come oldest change first, a page at a time', async (t) => {
@@ -268,6 +277,27 @@ test('a wrong API key is a permanent 401 carrying Keap\'s message, never the key
   assert.match(err.message, /401.*Invalid API key/);
   assert.doesNotMatch(`${err.message} ${err.stack}`, /wrong-key/);
   assert.doesNotMatch(logs.text(), /wrong-key/);
+});
+
+test('a gateway fault on 401 and 429 puts its faultstring in the error message, never the credential', async (t) => {
+  const key = 'KeapAK-wrong-key-987654';
+  const wrong = await setup(t, { sandbox: { gatewayErrors: 'fault' }, client: { apiKey: key } });
+  const unauthorized = await wrong.client.getContact(C.ada).catch((e: unknown) => e);
+  assert.ok(unauthorized instanceof KeapPermanentError);
+  assert.equal(unauthorized.status, 401);
+  assert.equal(unauthorized.keapMessage, 'Invalid API key (sandbox.gateway.unauthorized)');
+  assert.equal(unauthorized.message, `Keap GET /rest/v2/contacts/${C.ada} failed with 401: Invalid API key (sandbox.gateway.unauthorized)`);
+  assert.doesNotMatch(`${unauthorized.message} ${wrong.logs.text()}`, /wrong-key/);
+
+  const { client, sb, logs } = await setup(t, { sandbox: { gatewayErrors: 'fault' }, client: { maxRetries: 0 } });
+  // A gateway that quotes the key it was given in its faultstring: the key is scrubbed.
+  sb.troubleNext(1, { kind: 'status', status: 429, message: 'Spike arrest violation', echoCredential: true });
+  const throttled = await client.getContact(C.ada).catch((e: unknown) => e);
+  assert.ok(throttled instanceof KeapRetryableError);
+  assert.equal(throttled.throttled, true);
+  assert.equal(throttled.keapMessage, 'Spike arrest violation (credential presented: [redacted]) (sandbox.gateway.throttled)');
+  assert.match(throttled.message, /failed with 429: Spike arrest violation/);
+  assert.doesNotMatch(`${throttled.message} ${logs.text()}`, new RegExp(API_KEY));
 });
 
 test('a contact Keap does not have is a permanent notFound error, asked for once', async (t) => {
@@ -510,7 +540,7 @@ test('a burst of 100 calls stays within the configured rate: never more per seco
   assert.ok(busiest <= limits.perSecond, `at most ${limits.perSecond} in any second (saw ${busiest})`);
   assert.ok(elapsed >= 4_000, `100 calls at 20/s take over 4 s (took ${elapsed} ms)`);
   const report = client.lastReported!;
-  assert.equal(report.productThrottle?.limit, 600);
-  assert.equal(report.tenantThrottle?.limit, 20);
+  assert.equal(report.productThrottle[0]?.limit, 600);
+  assert.equal(report.tenantThrottle[0]?.limit, 20);
   assertSpec();
 });

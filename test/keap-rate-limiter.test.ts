@@ -175,6 +175,57 @@ test('a 429 pauses the whole limiter for the throttle window, not just the call 
   assert.equal(limiter.observe({ 'x-keap-product-throttle-available': '0', 'x-keap-product-throttle-time-unit': 'minute', 'x-keap-product-throttle-interval': '1' }, 429), 60_000);
 });
 
+const MINUTE_USED_UP = { 'x-keap-product-throttle-available': '0', 'x-keap-product-throttle-time-unit': 'minute', 'x-keap-product-throttle-interval': '1' };
+const MINUTE_LEFT = { 'x-keap-product-throttle-available': '200', 'x-keap-product-throttle-time-unit': 'minute', 'x-keap-product-throttle-interval': '1' };
+
+test('a 429 again after a used-up minute was waited out backs off briefly, doubling, not another full minute', async () => {
+  const clock = manualClock();
+  const limiter = new KeapRateLimiter({ perSecond: 5, perMinute: 240, clock, safetyMarginMs: 0 });
+  // t: a new member's job is throttled, Keap saying the minute is used up. Everyone waits the minute.
+  assert.equal(limiter.observe(MINUTE_USED_UP, 429), 60_000);
+  // A call that was already on its way when the 429 came answers 429 too: the same minute, no back-off step.
+  await clock.advance(100);
+  assert.equal(limiter.observe(MINUTE_USED_UP, 429), 60_000);
+  const first = burst(limiter, clock, 3);
+  await clock.advance(59_999);
+  assert.equal(first.granted.length, 0, 'nobody goes during the minute');
+  await clock.advance(1);
+  await first.all;
+  assert.deepEqual(first.granted.map((g) => g.at), [60_100, 60_100, 60_100]);
+
+  // t+60 s: the window has rolled over, yet Keap throttles again (its per-second spike arrest, or the headers'
+  // stale figures): a second, not another minute. All three calls let through together answer 429: one step.
+  for (let i = 0; i < 3; i++) assert.equal(limiter.observe(MINUTE_USED_UP, 429), 1_000);
+  assert.match(limiter.pauseReason ?? '', /again after the window was waited out/);
+  const second = burst(limiter, clock, 2);
+  await clock.advance(1_000);
+  await second.all;
+  assert.deepEqual(second.granted.map((g) => g.at), [61_100, 61_100], 'the calls went on a second later, not a minute');
+  // Keap asks for exponential back-off: each further 429 doubles the pause.
+  assert.equal(limiter.observe(MINUTE_USED_UP, 429), 2_000);
+  await clock.advance(2_000);
+  assert.equal(limiter.observe(MINUTE_USED_UP, 429), 4_000);
+  await clock.advance(4_000);
+
+  // A call gets through: the trouble is over. The next used-up minute is waited out in full again.
+  assert.equal(limiter.observe(MINUTE_LEFT, 200), 0);
+  assert.equal(limiter.observe(MINUTE_USED_UP, 429), 60_000);
+});
+
+test('the doubling back-off after a waited-out window stops at the window itself', async () => {
+  const clock = manualClock();
+  const limiter = new KeapRateLimiter({ perSecond: 5, perMinute: 240, clock, safetyMarginMs: 0 });
+  limiter.observe(MINUTE_USED_UP, 429);
+  await clock.advance(60_000);
+  const pauses: number[] = [];
+  for (let i = 0; i < 8; i++) {
+    const held = limiter.observe(MINUTE_USED_UP, 429);
+    pauses.push(held);
+    await clock.advance(held);
+  }
+  assert.deepEqual(pauses, [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
+});
+
 test('lastReported keeps the latest throttle and quota figures for the dashboard', () => {
   const clock = manualClock();
   const limiter = new KeapRateLimiter({ perSecond: 10, perMinute: 240, clock });
@@ -191,12 +242,40 @@ test('lastReported keeps the latest throttle and quota figures for the dashboard
   limiter.observe(headers, 200);
   const report = limiter.lastReported!;
   assert.equal(report.at, START);
-  assert.deepEqual(report.productThrottle, { limit: 240, available: 239, used: 1, timeUnit: 'minute', interval: 1, expiryTime: null });
-  assert.equal(report.productQuota?.available, 29_999);
-  assert.equal(report.productQuota?.expiryTime, 1_736_985_600_000);
-  assert.equal(report.tenantThrottle, null);
+  assert.deepEqual(report.productThrottle, [{ limit: 240, available: 239, used: 1, timeUnit: 'minute', interval: 1, expiryTime: null }]);
+  assert.equal(report.productQuota[0]?.available, 29_999);
+  assert.equal(report.productQuota[0]?.expiryTime, 1_736_985_600_000);
+  assert.deepEqual(report.tenantThrottle, []);
   limiter.observe(new Headers({ 'content-type': 'application/json' }), 200);
   assert.equal(limiter.lastReported, report, 'a response without the headers keeps the last figures');
+});
+
+test('tenant throttle headers with pipe-separated windows (10000|250000, minute|day) are read window by window', async () => {
+  const clock = manualClock();
+  const limiter = new KeapRateLimiter({ perSecond: 5, perMinute: 240, clock, safetyMarginMs: 0 });
+  const tenant = (available: string) => ({
+    'x-keap-tenant-throttle-limit': '10000|250000',
+    'x-keap-tenant-throttle-available': available,
+    'x-keap-tenant-throttle-used': '10000|12000',
+    'x-keap-tenant-throttle-time-unit': 'minute|day',
+    'x-keap-tenant-throttle-interval': '1',
+  });
+  assert.equal(limiter.observe(tenant('25|238000'), 200), 0);
+  assert.deepEqual(limiter.lastReported!.tenantThrottle, [
+    { limit: 10_000, available: 25, used: 10_000, timeUnit: 'minute', interval: 1, expiryTime: null },
+    { limit: 250_000, available: 238_000, used: 12_000, timeUnit: 'day', interval: 1, expiryTime: null },
+  ]);
+
+  // The tenant's minute is used up (someone else on the account): every call waits the minute.
+  assert.equal(limiter.observe(tenant('0|238000'), 200), 60_000);
+  assert.equal(limiter.pauseReason, 'Keap tenant throttle used up (10000 per minute)');
+
+  // The tenant's day is used up: calls wait until Keap's daily reset at 00:00 UTC, not a day from now.
+  await clock.advance(60_000);
+  const midnight = START - (START % 86_400_000) + 86_400_000;
+  assert.equal(limiter.observe(tenant('9000|0'), 200), midnight - clock.now());
+  assert.equal(limiter.pausedUntil, midnight);
+  assert.equal(limiter.pauseReason, 'Keap tenant throttle used up (250000 per day)');
 });
 
 test('a caller that gives up leaves the line and the next one takes its place', async () => {

@@ -217,6 +217,28 @@ test('an API key or a bearer token gets in; anything else gets a 401 in Keap\'s 
   }
 });
 
+test('with gatewayErrors: fault, the gateway\'s 401s and 429s carry {fault: {faultstring, detail: {errorcode}}}', async (t) => {
+  const clock = manualClock();
+  const sb = await sandbox(t, { gatewayErrors: 'fault', limits: { perSecond: 1 }, clock });
+  const wrongKey = await keap(sb, 'GET', `/rest/v2/contacts/${C.ada}`, { auth: 'none', headers: { 'X-Keap-API-Key': 'KeapAK-not-a-key' }, spec: false });
+  assert.equal(wrongKey.status, 401);
+  assert.deepEqual(wrongKey.body, { fault: { faultstring: 'Invalid API key', detail: { errorcode: 'sandbox.gateway.unauthorized' } } });
+  const noCredential = await keap(sb, 'GET', `/rest/v1/contacts/${C.ada}`, { auth: 'none', spec: false });
+  assert.equal(typeof noCredential.body.fault.faultstring, 'string', 'v1 too: the gateway stands in front of both');
+
+  assert.equal((await keap(sb, 'GET', `/rest/v2/contacts/${C.ada}`)).status, 200);
+  const throttled = await keap(sb, 'GET', `/rest/v2/contacts/${C.ada}`, { spec: false });
+  assert.equal(throttled.status, 429);
+  assert.deepEqual(throttled.body, { fault: { faultstring: 'Quota Exceeded', detail: { errorcode: 'sandbox.gateway.throttled' } } });
+  assert.equal(throttled.headers.get('x-keap-tenant-throttle-available'), '0', 'with the throttle headers');
+
+  // The service behind the gateway keeps the spec's error shapes.
+  clock.advance(1_000);
+  const missing = await keap(sb, 'GET', '/rest/v2/contacts/999999');
+  assert.equal(missing.status, 404);
+  assert.equal(missing.body.code, 404);
+});
+
 test('an unknown contact is a 404 in each version\'s error shape', async (t) => {
   const sb = await sandbox(t);
   for (const path of ['/rest/v2/contacts/999999', '/rest/v2/contacts/999999/tags', '/rest/v1/contacts/999999', '/rest/v1/contacts/999999/tags']) {
@@ -451,13 +473,13 @@ test('latencyMs delays every API answer', async (t) => {
 // ---------------------------------------------------------------------------------------------------------------
 // Writes
 
-test('a password written with PATCH is on the next GET', async (t) => {
+test('a password written with a v1 PATCH is on the next GET, and the other custom fields stay', async (t) => {
   const sb = await sandbox(t);
   const before = sb.state.contacts.get(C.grace)?.last_updated ?? '';
-  const body = { custom_fields: [{ id: String(F.password), content: 'N3w-Passw0rd!' }] };
-  const patched = await keap(sb, 'PATCH', `/rest/v2/contacts/${C.grace}?update_mask=custom_fields`, { body });
+  const body = { custom_fields: [{ id: F.password, content: 'N3w-Passw0rd!' }] };
+  const patched = await keap(sb, 'PATCH', `/rest/v1/contacts/${C.grace}?update_mask=custom_fields`, { body });
   assert.equal(patched.status, 200);
-  assert.equal(patched.body.custom_fields.find((f: Json) => f.id === String(F.password)).content, 'N3w-Passw0rd!');
+  assert.equal(patched.body.custom_fields.find((f: Json) => f.id === F.password).content, 'N3w-Passw0rd!');
 
   const read = await keap(sb, 'GET', `/rest/v2/contacts/${C.grace}?fields=custom_fields`);
   const byId = new Map(read.body.custom_fields.map((f: Json) => [f.id, f.content]));
@@ -468,9 +490,33 @@ test('a password written with PATCH is on the next GET', async (t) => {
 
   assert.equal(sb.state.customFieldValue(C.grace, 'Password'), 'N3w-Passw0rd!');
   assert.ok((sb.state.contacts.get(C.grace)?.last_updated ?? '') > before, 'last_updated moves forward');
-  const recorded = sb.state.requestsTo('PATCH', `/crm/rest/v2/contacts/${C.grace}`)[0];
+  const recorded = sb.state.requestsTo('PATCH', `/crm/rest/v1/contacts/${C.grace}`)[0];
   assert.deepEqual(recorded?.body, body);
   assert.deepEqual(validateKeapRequest({ method: 'PATCH', path: recorded?.path ?? '', query: recorded?.query ?? {}, body: recorded?.body }), []);
+});
+
+test('a v2 PATCH with custom_fields replaces the contact\'s list, as its spec says: fields not listed are removed', async (t) => {
+  const sb = await sandbox(t);
+  // Ada has Favorite Color and Member Since set.
+  const body = { custom_fields: [{ id: String(F.password), content: 'Only-This-1' }] };
+  const patched = await keap(sb, 'PATCH', `/rest/v2/contacts/${C.ada}?update_mask=custom_fields`, { body });
+  assert.equal(patched.status, 200);
+  const byId = new Map(patched.body.custom_fields.map((f: Json) => [f.id, f.content]));
+  assert.equal(byId.get(String(F.password)), 'Only-This-1');
+  assert.equal(byId.get(String(F.favoriteColor)), null, '"Any item not listed here will be removed if it already exists"');
+  assert.equal(byId.get(String(F.memberSince)), null);
+  assert.equal(sb.state.customFieldValue(C.ada, F.favoriteColor), undefined);
+  assert.equal(sb.state.contacts.get(C.ada)?.given_name, 'Ada', 'the mask still keeps other properties');
+
+  // "If an empty array is specified, all existing values will be removed."
+  assert.equal((await keap(sb, 'PATCH', `/rest/v2/contacts/${C.ada}?update_mask=custom_fields`, { body: { custom_fields: [] } })).status, 200);
+  assert.equal(sb.state.contacts.get(C.ada)?.custom_fields.size, 0);
+
+  // v1 lists only the values to change: the others stay.
+  sb.state.setCustomField(C.grace, F.favoriteColor, 'Green');
+  await keap(sb, 'PATCH', `/rest/v1/contacts/${C.grace}?update_mask=custom_fields`, { body: { custom_fields: [{ id: F.password, content: 'x' }] } });
+  assert.equal(sb.state.customFieldValue(C.grace, F.favoriteColor), 'Green');
+  assert.equal(sb.state.customFieldValue(C.grace, F.username), 'ghopper');
 });
 
 test('a PATCH naming an unknown custom field or sending a wrong type changes nothing', async (t) => {

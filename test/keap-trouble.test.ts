@@ -30,6 +30,8 @@ const CHAOS_SEED = Number(process.env.KEAP_TROUBLE_SEED ?? '20251123') >>> 0;
 const OAUTH_CLIENT = { id: 'sandbox-client', secret: 'sandbox-secret' };
 const REDIRECT_URI = 'https://members.example.test/admin/keap/callback';
 const CONTACTS = '/crm/rest/v2/contacts';
+/** The password write-back's path (v1's PATCH, which changes only the fields it lists). */
+const WRITE_BACK = '/crm/rest/v1/contacts';
 /** Low, so slow answers cost little time; high enough that a busy CI machine does not time out healthy calls. */
 const TIMEOUT_MS = 800;
 const SLOW_MS = 2_000;
@@ -321,7 +323,7 @@ describe('Keap trouble during a burst of posts', { concurrency: true }, () => {
     h.sandbox.troubleNext(1, { kind: 'slow', delayMs: SLOW_MS }, { path: `${CONTACTS}/${ids[1]}` });
     h.sandbox.troubleNext(1, { kind: 'slow', delayMs: SLOW_MS, phase: 'mid-body' }, { path: `/crm/rest/v1/contacts/${ids[2]}/tags` });
     // The write-back PATCH is carried out, but its answer comes too late: the client cannot know it landed.
-    h.sandbox.troubleNext(1, { kind: 'slow', delayMs: SLOW_MS }, { method: 'PATCH', path: `${CONTACTS}/${ids[3]}` });
+    h.sandbox.troubleNext(1, { kind: 'slow', delayMs: SLOW_MS }, { method: 'PATCH', path: `${WRITE_BACK}/${ids[3]}` });
     await burst(h, ids);
     await h.settle(60_000);
     await assertTroubleProperties(t, h, LIMITS, { createdContacts: ids.slice(1) });
@@ -342,8 +344,8 @@ describe('Keap trouble during a burst of posts', { concurrency: true }, () => {
       h.sandbox.troubleNext(1, { kind: 'drop', phase }, { path: `/crm/rest/v1/contacts/${ids[i + 3]}/tags` });
     });
     // The write-back lands in Keap and the connection dies before the answer; then a second PATCH is dropped unheard.
-    h.sandbox.troubleNext(1, { kind: 'drop', phase: 'after-processing' }, { method: 'PATCH', path: `${CONTACTS}/${ids[4]}` });
-    h.sandbox.troubleNext(2, { kind: 'drop', phase: 'before-processing' }, { method: 'PATCH', path: `${CONTACTS}/${ids[5]}` });
+    h.sandbox.troubleNext(1, { kind: 'drop', phase: 'after-processing' }, { method: 'PATCH', path: `${WRITE_BACK}/${ids[4]}` });
+    h.sandbox.troubleNext(2, { kind: 'drop', phase: 'before-processing' }, { method: 'PATCH', path: `${WRITE_BACK}/${ids[5]}` });
     await burst(h, ids);
     await h.settle(60_000);
     await assertTroubleProperties(t, h, LIMITS, { createdContacts: ids });

@@ -58,6 +58,27 @@ describe('SMTP mailer', () => {
     assert.ok(!logText().includes('Sekret-Body-123'), 'the body is never logged');
   });
 
+  test('a recipient string nodemailer would read as a list is refused and reaches nobody; an address object goes to one', async () => {
+    const server = await startSmtpServer();
+    const { logger, lines } = captureLogs();
+    const mailer = createMailer({ smtpUrl: server.url, from: FROM, outboxDir: tempDataDir(), logger, timeoutMs: 5000 });
+    closeLater(mailer, server);
+    for (const to of ['victim@example.com, attacker@evil.test', 'victim@example.com;attacker@evil.test', 'Victim <victim@example.com>', '', { address: 'victim@example.com, attacker@evil.test' }]) {
+      await assert.rejects(
+        mailer.send({ to, subject: 'Welcome', text: 'Your password is Secret-1' }),
+        (err: unknown) => err instanceof MailError && !err.transient && /Not one valid email address/.test(err.message),
+        JSON.stringify(to),
+      );
+    }
+    assert.equal(server.messages.length, 0, 'nothing reached either address');
+    assert.ok(lines().some((line) => line.msg === 'mail not sent'), 'each refusal is logged');
+
+    await mailer.send({ to: { name: 'Lovelace, Ada', address: 'ada@example.test' }, subject: 'Hi', text: 'Hello' });
+    await mailer.send({ to: ' grace@example.test ', subject: 'Hi', text: 'Hello' });
+    assert.deepEqual(server.messages.map((m) => m.to), [['ada@example.test'], ['grace@example.test']], 'one recipient each, the comma in a name splitting nothing');
+    assert.equal(server.messages[0]!.headers.get('to'), '"Lovelace, Ada" <ada@example.test>');
+  });
+
   test('a 451 answer rejects the send, and a later send goes through', async () => {
     const server = await startSmtpServer({ failNext: 1 });
     const { logger } = captureLogs();
@@ -188,6 +209,14 @@ describe('outbox mailer', () => {
     assert.equal(logged[0]!.to, 'ada@example.test');
     assert.equal(logged[0]!.messageId, '<welcome-7@members.example.test>');
     assert.ok(!logText().includes('Outbox-Secret-1'), 'the body is never logged');
+  });
+
+  test('a recipient list is refused and no file is written', async () => {
+    const outboxDir = join(tempDataDir(), 'outbox');
+    const mailer = createMailer({ from: FROM, outboxDir, logger: captureLogs().logger });
+    closeLater(mailer);
+    await assert.rejects(mailer.send({ to: 'victim@example.com, attacker@evil.test', subject: 'Welcome', text: 'x' }), (err: unknown) => err instanceof MailError && !err.transient);
+    assert.throws(() => readdirSync(outboxDir), /ENOENT/, 'no outbox file');
   });
 
   test('parallel sends to the outbox each leave exactly one whole file', async () => {

@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SEED } from '../tools/keap-sandbox/seed.js';
 import { verifyPassword } from '../src/features/members/passwords.js';
+import { welcomeEmail } from '../src/features/welcome-email/jobs.js';
 import { startHarness, TEST_ACCESS_KEY, type Harness } from './support/harness.js';
 import { tempDataDir } from './support/temp.js';
 
@@ -26,7 +27,10 @@ async function addAndSettle(h: Harness, params: Record<string, string>) {
   return h.server.ctx.events.get(res.body.event_id as number)!;
 }
 
-const patchesTo = (h: Harness, contactId: number) => h.sandbox.state.requests.filter((r) => r.method === 'PATCH' && r.path === `${CONTACTS}/${contactId}`);
+/** The password write-back is v1's PATCH, which changes only the fields it lists. */
+const V1_CONTACTS = '/crm/rest/v1/contacts';
+const patchesTo = (h: Harness, contactId: number) =>
+  h.sandbox.state.requests.filter((r) => r.method === 'PATCH' && (r.path === `${V1_CONTACTS}/${contactId}` || r.path === `${CONTACTS}/${contactId}`));
 
 test('add creates a member from the contact, writes the generated password back to Keap and emails it', () =>
   withHarness(async (h) => {
@@ -54,6 +58,23 @@ test('add creates a member from the contact, writes the generated password back 
     assert.ok(mail.text.includes(written as string), 'the email carries the generated password');
     assert.match(mail.text, /http:\/\/members\.example\.test\/login/);
     assert.equal(ctx.db.prepare('SELECT count(*) FROM pending_passwords').pluck().get(), 0, 'the plain password is gone once delivered');
+  }));
+
+test("the password write-back leaves the contact's other custom fields in Keap as they were", () =>
+  withHarness(async (h) => {
+    const id = SEED.contacts.ada;
+    const { favoriteColor, memberSince, password } = SEED.fields;
+    assert.equal(h.sandbox.state.customFieldValue(id, favoriteColor), 'Purple');
+    assert.equal(h.sandbox.state.customFieldValue(id, memberSince), '2024-01-15');
+    const event = await addAndSettle(h, { contactId: String(id) });
+    assert.equal(event.status, 'done', event.error ?? '');
+    assert.equal(typeof h.sandbox.state.customFieldValue(id, password), 'string', 'the generated password was written back');
+    assert.equal(h.sandbox.state.customFieldValue(id, favoriteColor), 'Purple', 'the other fields are still set');
+    assert.equal(h.sandbox.state.customFieldValue(id, memberSince), '2024-01-15');
+    const patches = patchesTo(h, id);
+    assert.equal(patches.length, 1);
+    assert.equal(patches[0]!.path, `${V1_CONTACTS}/${id}`);
+    assert.deepEqual(patches[0]!.query, { update_mask: 'custom_fields' });
   }));
 
 test('twenty parallel add posts give one member, one email and one write-back', () =>
@@ -113,6 +134,60 @@ test('a contact without an email fails with a readable reason; a missing contact
     assert.equal(missing.attempts, 1);
     assert.match(missing.error ?? '', /404|not found/i);
     assert.equal(h.sandbox.state.requests.filter((r) => r.path === `${CONTACTS}/999999`).length, 1);
+  }));
+
+test('a Keap email holding two addresses fails the add for good, creates no member and mails neither address', () =>
+  withHarness(async (h) => {
+    const contact = h.sandbox.state.addContact({ given_name: 'Vic', email: 'victim@example.com, attacker@evil.test' });
+    const event = await addAndSettle(h, { contactId: String(contact.id), send_notification: 'true' });
+    assert.equal(event.status, 'failed');
+    assert.equal(event.attempts, 1, 'failed for good: trying again cannot help');
+    assert.equal(event.error, `contact ${contact.id}'s email "victim@example.com, attacker@evil.test" is not one valid email address; fix it in Keap, then replay this event`);
+    const { ctx } = h.server;
+    assert.equal(ctx.members.findByContactId(contact.id), undefined);
+    assert.equal(ctx.db.prepare('SELECT count(*) FROM members').pluck().get(), 0);
+    assert.equal(h.smtp.messages.length, 0, 'no welcome email to anyone');
+    assert.equal(patchesTo(h, contact.id).length, 0, 'no password written back');
+
+    // Semicolons and display names are no better; one address with spaces around it is fine.
+    for (const email of ['victim@example.com;attacker@evil.test', 'Victim <victim@example.com>', 'victim@example.com attacker@evil.test']) {
+      const other = h.sandbox.state.addContact({ email });
+      assert.equal((await addAndSettle(h, { contactId: String(other.id) })).status, 'failed', email);
+    }
+    const spaced = h.sandbox.state.addContact({ email: '  ok@example.com ' });
+    assert.equal((await addAndSettle(h, { contactId: String(spaced.id), send_notification: 'true' })).status, 'done');
+    assert.equal(ctx.members.findByContactId(spaced.id)!.email, 'ok@example.com');
+    assert.deepEqual(h.smtp.messages.map((m) => m.to), [['ok@example.com']]);
+  }));
+
+test('a linked member keeps its email when Keap\'s turns into two addresses; the update fails with the reason', () =>
+  withHarness(async (h) => {
+    const id = SEED.contacts.grace;
+    assert.equal((await addAndSettle(h, { contactId: String(id) })).status, 'done');
+    h.sandbox.state.updateContact(id, { email_addresses: [{ email: 'grace@example.com, attacker@evil.test', field: 'EMAIL1' }], given_name: 'Gracie' });
+    for (const action of ['update', 'add']) {
+      const res = await h.post({ wpf_action: action, contactId: String(id) });
+      await h.settle();
+      const event = h.server.ctx.events.get(res.body.event_id as number)!;
+      assert.equal(event.status, 'failed', action);
+      assert.match(event.error ?? '', /is not one valid email address/);
+    }
+    const member = h.server.ctx.members.findByContactId(id)!;
+    assert.equal(member.email, 'grace@example.com');
+    assert.equal(member.firstName, 'Grace', 'nothing about the member changed');
+  }));
+
+test('a welcome email to a stored email holding two addresses reaches neither: the job fails with the reason', () =>
+  withHarness(async (h) => {
+    const { ctx } = h.server;
+    // A member stored before Keap's emails were checked.
+    const member = await ctx.members.create({ email: 'victim@example.com, attacker@evil.test', username: 'vic', role: 'subscriber', password: 'a-password-123', keapContactId: null, firstName: '', lastName: '', fields: {}, tags: [] });
+    const { id } = ctx.jobs.enqueue(welcomeEmail, { member_id: member.id });
+    await h.settle();
+    const event = ctx.events.get(id)!;
+    assert.equal(event.status, 'failed');
+    assert.match(event.error ?? '', /Not one valid email address: "victim@example.com, attacker@evil.test"; nothing was sent/);
+    assert.equal(h.smtp.messages.length, 0);
   }));
 
 test('update pulls fields and tags, follows an email change and applies a role; without a member it is skipped', () =>

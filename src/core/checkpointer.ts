@@ -1,5 +1,4 @@
 import { Worker } from 'node:worker_threads';
-import { once } from 'node:events';
 import type { Db } from './db.js';
 import type { Logger } from './logger.js';
 
@@ -40,6 +39,8 @@ export function startCheckpointer(db: Db, logger: Logger, intervalMs = 500): Che
     workerData: { filename: db.name, intervalMs, driver: new URL(driver).pathname },
   });
   worker.unref();
+  // Known from the start: a thread that died before stop() (it could not open the file) has no 'exit' left to wait for.
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   db.pragma('wal_autocheckpoint = 0');
   let stopping = false;
   const fallBack = (reason: string) => {
@@ -58,7 +59,6 @@ export function startCheckpointer(db: Db, logger: Logger, intervalMs = 500): Che
       stopping = true;
       // Unref'd while idle so it never keeps the process alive; ref'd here so its exit can be awaited.
       worker.ref();
-      const exited = once(worker, 'exit');
       worker.postMessage('stop');
       await exited;
     },

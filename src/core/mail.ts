@@ -2,10 +2,22 @@ import type { Transporter } from 'nodemailer';
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
 import type { Logger } from './logger.js';
 
+/** One recipient, as nodemailer takes it: the address is never parsed, so it can never become a list. */
+export interface MailRecipient {
+  address: string;
+  /** The display name; '' or absent for none. */
+  name?: string;
+}
+
 export interface MailMessage {
-  to: string;
+  /**
+   * Exactly one recipient. A string must be one plain address (`ada@example.com`): a value nodemailer would read as a
+   * list (`victim@example.com, attacker@evil.test`) or with a display name is refused, never sent to anyone.
+   */
+  to: string | MailRecipient;
   subject: string;
   text: string;
   html?: string;
@@ -66,6 +78,29 @@ export class MailError extends Error {
   }
 }
 
+/** The same check as the admin forms' email fields: one address, nothing around it. */
+const emailAddressSchema = z.email().max(254);
+
+/**
+ * `value` as one email address (trimmed), or undefined when it is not exactly one valid address: empty, a list
+ * (`a@x.test, b@y.test`, `a@x.test; b@y.test`), a display name (`Ada <a@x.test>`), or anything else.
+ */
+export function singleEmailAddress(value: string): string | undefined {
+  const address = value.trim();
+  return emailAddressSchema.safeParse(address).success ? address : undefined;
+}
+
+/** The message's one recipient as an address object; a permanent MailError when it is not exactly one address. */
+function recipientOf(to: MailMessage['to']): { name: string; address: string } {
+  const given = typeof to === 'string' ? { address: to, name: '' } : { address: String(to.address ?? ''), name: typeof to.name === 'string' ? to.name : '' };
+  const address = singleEmailAddress(given.address);
+  if (address === undefined) {
+    throw new MailError(`Not one valid email address: ${JSON.stringify(given.address.slice(0, 320))}; nothing was sent`, { transient: false });
+  }
+  // A name is a header value: no line breaks into it.
+  return { name: given.name.replace(/[\r\n]+/g, ' ').trim(), address };
+}
+
 export function createMailer(options: MailerOptions): Mailer {
   return options.smtpUrl ? createSmtpMailer({ ...options, smtpUrl: options.smtpUrl }) : createOutboxMailer(options);
 }
@@ -106,14 +141,15 @@ function createSmtpMailer(options: MailerOptions & { smtpUrl: string }): Mailer 
     kind: 'smtp',
     async send(message) {
       const messageId = normaliseMessageId(message.messageId, options.from);
+      const to = recipientOrLog(options.logger, 'smtp', message, messageId);
       try {
-        const info = await (await transport.get()).sendMail(mailOptions(message, messageId));
+        const info = await (await transport.get()).sendMail(mailOptions(message, to, messageId));
         const sent: SentMail = { messageId: info.messageId || messageId, destination: 'smtp' };
-        logSent(options.logger, 'smtp', message, sent);
+        logSent(options.logger, 'smtp', to, message, sent);
         return sent;
       } catch (err) {
         const error = toMailError(err, secrets, host);
-        options.logger.warn({ kind: 'smtp', to: message.to, subject: message.subject, messageId, error: error.message, code: error.code, responseCode: error.responseCode }, 'mail not sent');
+        options.logger.warn({ kind: 'smtp', to: to.address, subject: message.subject, messageId, error: error.message, code: error.code, responseCode: error.responseCode }, 'mail not sent');
         throw error;
       }
     },
@@ -131,8 +167,9 @@ function createOutboxMailer(options: MailerOptions): Mailer {
     kind: 'outbox',
     async send(message) {
       const messageId = normaliseMessageId(message.messageId, options.from);
+      const to = recipientOrLog(options.logger, 'outbox', message, messageId);
       try {
-        const info = await (await transport.get()).sendMail(mailOptions(message, messageId));
+        const info = await (await transport.get()).sendMail(mailOptions(message, to, messageId));
         const raw = info.message as unknown;
         if (!Buffer.isBuffer(raw)) throw new Error('nodemailer did not return the message as a buffer');
         await mkdir(options.outboxDir, { recursive: true, mode: 0o700 });
@@ -140,11 +177,11 @@ function createOutboxMailer(options: MailerOptions): Mailer {
         const path = join(options.outboxDir, name);
         await writeAtomically(path, raw);
         const sent: SentMail = { messageId: info.messageId || messageId, destination: path };
-        logSent(options.logger, 'outbox', message, sent);
+        logSent(options.logger, 'outbox', to, message, sent);
         return sent;
       } catch (err) {
         const error = err instanceof Error ? err : new Error(String(err));
-        options.logger.warn({ kind: 'outbox', to: message.to, subject: message.subject, messageId, error: error.message }, 'mail not written');
+        options.logger.warn({ kind: 'outbox', to: to.address, subject: message.subject, messageId, error: error.message }, 'mail not written');
         throw new MailError(`Could not write the email to the outbox: ${error.message}`, { code: (error as NodeJS.ErrnoException).code, transient: true });
       }
     },
@@ -154,9 +191,19 @@ function createOutboxMailer(options: MailerOptions): Mailer {
   };
 }
 
-function mailOptions(message: MailMessage, messageId: string) {
+function recipientOrLog(logger: Logger, kind: Mailer['kind'], message: MailMessage, messageId: string): { name: string; address: string } {
+  try {
+    return recipientOf(message.to);
+  } catch (err) {
+    logger.warn({ kind, subject: message.subject, messageId, error: (err as Error).message }, 'mail not sent');
+    throw err;
+  }
+}
+
+function mailOptions(message: MailMessage, to: { name: string; address: string }, messageId: string) {
   return {
-    to: message.to,
+    // An object, never the string: nodemailer parses a string as an address list.
+    to,
     subject: message.subject,
     text: message.text,
     ...(message.html !== undefined ? { html: message.html } : {}),
@@ -165,8 +212,8 @@ function mailOptions(message: MailMessage, messageId: string) {
 }
 
 /** Logs who and what, never the body: a welcome email carries the member's password. */
-function logSent(logger: Logger, kind: Mailer['kind'], message: MailMessage, sent: SentMail): void {
-  logger.info({ kind, to: message.to, subject: message.subject, messageId: sent.messageId, destination: sent.destination }, 'mail sent');
+function logSent(logger: Logger, kind: Mailer['kind'], to: MailRecipient, message: MailMessage, sent: SentMail): void {
+  logger.info({ kind, to: to.address, subject: message.subject, messageId: sent.messageId, destination: sent.destination }, 'mail sent');
 }
 
 /**

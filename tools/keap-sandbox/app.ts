@@ -2,7 +2,7 @@ import express, { type ErrorRequestHandler, type Express, type RequestHandler } 
 import type { Logger } from 'pino';
 import type { Clock } from '../../src/core/clock.js';
 import { systemClock } from '../../src/core/clock.js';
-import { sendKeapError, SandboxHttpError } from './error-bodies.js';
+import { sendKeapError, SandboxHttpError, type GatewayErrorShape } from './error-bodies.js';
 import { KEAP_KEY_LIMITS, SandboxRateLimiter, type RateLimits } from './limits.js';
 import { FaultQueue, type ChaosOptions } from './faults.js';
 import { authenticate, delayAnswers, enforceRateLimits, expireTokensByChance, injectFaults, recordRequests } from './middleware.js';
@@ -35,6 +35,11 @@ export interface KeapSandboxOptions {
   clock?: Clock;
   /** Default true: start with the seed contacts, tags and custom fields (see SEED). */
   seed?: boolean;
+  /**
+   * How the gateway words its 401s and 429s (authentication, throttling, and injected 401/429 faults): 'keap' (the
+   * default) in the API's own error shapes, 'fault' as Keap's gateway may (`{"fault":{"faultstring",..}}`, KEAP.md).
+   */
+  gatewayErrors?: GatewayErrorShape;
 }
 
 export const SANDBOX_DEFAULTS = {
@@ -74,9 +79,10 @@ export function createKeapSandboxApp(options: KeapSandboxOptions = {}): KeapSand
   const api = express.Router();
   api.use(delayAnswers(options.latencyMs ?? 0));
   api.use(expireTokensByChance(faults, oauth));
-  api.use(authenticate(apiKeys, oauth));
-  api.use(enforceRateLimits(limiter));
-  api.use(injectFaults(faults));
+  const gateway = options.gatewayErrors ?? 'keap';
+  api.use(authenticate(apiKeys, oauth, gateway));
+  api.use(enforceRateLimits(limiter, gateway));
+  api.use(injectFaults(faults, gateway));
   api.use(express.json({ limit: '1mb' }));
   api.use('/rest/v2', v2Routes(state));
   api.use('/rest/v1', v1Routes(state));

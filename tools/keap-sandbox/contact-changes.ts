@@ -2,7 +2,7 @@ import type { Request } from 'express';
 import type { z } from 'zod';
 import { queryList } from './query.js';
 import { SandboxHttpError } from './error-bodies.js';
-import type { SandboxContactChanges, SandboxState } from './state.js';
+import type { SandboxContact, SandboxContactChanges, SandboxState } from './state.js';
 
 const TEXT_TYPES = new Set(['TEXT', 'TEXT_AREA', 'EMAIL', 'WEBSITE', 'DATE']);
 
@@ -46,16 +46,27 @@ export function requireJsonObject(body: unknown): Record<string, unknown> {
 type PatchBody = { given_name?: string; family_name?: string; custom_fields?: ReadonlyArray<{ id: string | number; content?: unknown }> };
 
 /**
+ * How a PATCH's `custom_fields` list meets the values a contact already has, as each version's spec documents it:
+ * - `merge` (v1 "updates a contact with only the values provided"): the listed fields change, the others stay;
+ * - `replace` (v2 CreateUpdateContactRequest.custom_fields: "Any item not listed here will be removed if it already
+ *   exists. If an empty array is specified, all existing values will be removed."): the list becomes the contact's.
+ */
+export type CustomFieldsPatchSemantics = 'merge' | 'replace';
+
+/**
  * What v1 and v2 share in a contact PATCH: the `update_mask` checked against the version's properties, the body
  * checked against its schema, and the changes to names and custom fields. With an update_mask only the listed
- * properties change; without one, every property in the body does. Email addresses differ between the versions
- * and are left to the caller, with `applies` to ask whether they change.
+ * properties change; without one, every property in the body does (the mask picks properties, never items within
+ * one). Email addresses differ between the versions and are left to the caller, with `applies` to ask whether they
+ * change.
  */
 export function readContactPatch<B extends PatchBody>(
   req: Request,
   state: SandboxState,
+  contact: SandboxContact,
   schema: z.ZodType<B>,
   knownProperties: ReadonlySet<string>,
+  customFields: CustomFieldsPatchSemantics,
 ): { body: B; applies: (name: string) => boolean; changes: SandboxContactChanges } {
   const mask = queryList(req.query.update_mask);
   for (const name of mask ?? []) {
@@ -68,7 +79,13 @@ export function readContactPatch<B extends PatchBody>(
   const changes: SandboxContactChanges = {};
   if (applies('given_name') && body.given_name !== undefined) changes.given_name = body.given_name;
   if (applies('family_name') && body.family_name !== undefined) changes.family_name = body.family_name;
-  // Custom fields merge: only the listed ids change (see the sandbox README notes in index.ts).
-  if (applies('custom_fields') && body.custom_fields !== undefined) changes.custom_fields = customFieldChanges(state, body.custom_fields);
+  if (applies('custom_fields') && body.custom_fields !== undefined) {
+    const listed = customFieldChanges(state, body.custom_fields);
+    if (customFields === 'replace') {
+      // Every value the list leaves out is removed (null clears a field in the state).
+      for (const fieldId of contact.custom_fields.keys()) if (!(String(fieldId) in listed)) listed[String(fieldId)] = null;
+    }
+    changes.custom_fields = listed;
+  }
   return { body, applies, changes };
 }

@@ -7,6 +7,9 @@ import type { Request, Response } from 'express';
  * - v1 `Error` (a serialized Java Throwable in the spec): `{ message }` is the part Keap fills in.
  * - 429 from Keap's gateway, for both versions: `{ code: "429", message: "Quota Exceeded", status: "Request Throttled" }`
  *   (the code is a string there, unlike v2's integer; no operation in either spec documents 429).
+ * - With the sandbox's `gatewayErrors: 'fault'`, what Keap's gateway itself answers (KEAP.md: its 401s and 429s "may
+ *   instead carry" this): `{ fault: { faultstring, detail: { errorcode } } }`. KEAP.md gives the shape, not the
+ *   values: the faultstring is the sandbox's message and the errorcode names the sandbox (`sandbox.gateway.*`).
  */
 
 /** Thrown by sandbox routes; the error middleware turns it into the right body for the API version. */
@@ -50,10 +53,26 @@ export function isV1Request(req: Request): boolean {
   return req.originalUrl.includes('/rest/v1/');
 }
 
+/** How the gateway in front of the API (authentication and throttling: the 401s and 429s) words its errors. */
+export type GatewayErrorShape = 'keap' | 'fault';
+
+export function gatewayFaultBody(status: number, message: string): { fault: { faultstring: string; detail: { errorcode: string } } } {
+  return { fault: { faultstring: message, detail: { errorcode: status === 429 ? 'sandbox.gateway.throttled' : 'sandbox.gateway.unauthorized' } } };
+}
+
 export function sendKeapError(req: Request, res: Response, status: number, message: string): void {
   if (status === 429) {
     res.status(429).json(THROTTLED_BODY);
     return;
   }
   res.status(status).json(isV1Request(req) ? v1ErrorBody(message) : v2ErrorBody(status, message));
+}
+
+/** A 401 or 429 from the gateway: in Keap's API shapes (sendKeapError), or as the gateway's fault. */
+export function sendGatewayError(req: Request, res: Response, status: 401 | 429, message: string, shape: GatewayErrorShape): void {
+  if (shape === 'fault') {
+    res.status(status).json(gatewayFaultBody(status, message));
+    return;
+  }
+  sendKeapError(req, res, status, message);
 }

@@ -5,9 +5,10 @@
  *
  * Choices where Keap's documents leave room (so a reader knows what is modelled and what is a guess):
  * - Shapes follow the two spec files; error bodies follow each version's `Error` schema (see error-bodies.ts).
- * - PATCH custom_fields merges: only the listed field ids change. The v2 spec's generated text says listed arrays
- *   replace existing items; for custom fields that would wipe every other field on a write-back, which is not how
- *   Keap behaves in practice. email_addresses do replace (v2) or replace per slot (v1).
+ * - A contact PATCH follows each spec's words: v1 "updates a contact with only the values provided" (custom_fields
+ *   merge by id, email_addresses replace per slot); v2 says of each array "Any item not listed here will be removed
+ *   if it already exists", so a v2 PATCH listing one custom field clears every other (and email_addresses replace).
+ *   A client that writes one field must use v1; the sandbox makes a v2 write wipe, so a test catches it.
  * - Throttle headers and what a 429 counts: see limits.ts. Injected failures and seeded chaos: see faults.ts.
  * - v1 `since` is inclusive; v1 lists always carry `next` (stop on an empty page); v2 omits `next_page_token` on
  *   the last page.
@@ -21,7 +22,7 @@ import type { SandboxState } from './state.js';
 
 export { createKeapSandboxApp, SANDBOX_DEFAULTS, type KeapSandboxApp, type KeapSandboxOptions } from './app.js';
 export { SEED } from './seed.js';
-export { THROTTLED_BODY } from './error-bodies.js';
+export { THROTTLED_BODY, type GatewayErrorShape } from './error-bodies.js';
 export { seededRandom, type ChaosKind, type ChaosOptions, type SandboxFault } from './faults.js';
 export { KEAP_KEY_LIMITS, type RateLimits } from './limits.js';
 export {

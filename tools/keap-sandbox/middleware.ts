@@ -1,6 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
-import { sendKeapError, THROTTLED_BODY } from './error-bodies.js';
+import { gatewayFaultBody, sendGatewayError, sendKeapError, THROTTLED_BODY, type GatewayErrorShape } from './error-bodies.js';
 import type { SandboxRateLimiter } from './limits.js';
 import { sameSecret, type SandboxOAuthServer } from './oauth-server.js';
 import { describeFault, type FaultQueue, type SandboxFault } from './faults.js';
@@ -69,35 +69,35 @@ export function delayAnswers(latencyMs: number): RequestHandler {
 }
 
 /** `X-Keap-API-Key: <key>` (PAT or SAK) or `Authorization: Bearer <access token>`; anything else is a 401. */
-export function authenticate(apiKeys: readonly string[], oauth: SandboxOAuthServer): RequestHandler {
+export function authenticate(apiKeys: readonly string[], oauth: SandboxOAuthServer, shape: GatewayErrorShape = 'keap'): RequestHandler {
   return (req, res, next) => {
     const key = req.get('x-keap-api-key');
     if (key !== undefined) {
       res.locals.keapCredential = { kind: 'key', bucket: `key:${key}` } satisfies ResolvedCredential;
       if (apiKeys.some((known) => sameSecret(key, known))) return next();
-      return sendKeapError(req, res, 401, 'Invalid API key');
+      return sendGatewayError(req, res, 401, 'Invalid API key', shape);
     }
     const bearer = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];
     if (bearer !== undefined) {
       const check = oauth.checkAccessToken(bearer);
       res.locals.keapCredential = { kind: 'bearer', ...(check.ok ? { bucket: `client:${check.clientId}` } : {}) } satisfies ResolvedCredential;
       if (check.ok) return next();
-      return sendKeapError(req, res, 401, check.reason === 'expired' ? 'Access token expired' : 'Invalid access token');
+      return sendGatewayError(req, res, 401, check.reason === 'expired' ? 'Access token expired' : 'Invalid access token', shape);
     }
     res.locals.keapCredential = { kind: 'none' } satisfies ResolvedCredential;
-    sendKeapError(req, res, 401, 'Missing credentials: send X-Keap-API-Key or Authorization: Bearer');
+    sendGatewayError(req, res, 401, 'Missing credentials: send X-Keap-API-Key or Authorization: Bearer', shape);
   };
 }
 
 /** Counts the request against its credential's windows and answers Keap's 429 when one is full. */
-export function enforceRateLimits(limiter: SandboxRateLimiter): RequestHandler {
-  return (_req, res, next) => {
+export function enforceRateLimits(limiter: SandboxRateLimiter, shape: GatewayErrorShape = 'keap'): RequestHandler {
+  return (req, res, next) => {
     const bucket = credentialOf(res)?.bucket;
     if (bucket === undefined) return next();
     const decision = limiter.take(bucket);
     res.set(decision.headers);
     if (decision.allowed) return next();
-    res.status(429).json(THROTTLED_BODY);
+    sendGatewayError(req, res, 429, 'Quota Exceeded', shape);
   };
 }
 
@@ -122,7 +122,7 @@ export function expireTokensByChance(faults: FaultQueue, oauth: SandboxOAuthServ
  * request has used quota and an error answer carries the throttle headers, and a request with bad credentials still
  * gets its 401.
  */
-export function injectFaults(faults: FaultQueue): RequestHandler {
+export function injectFaults(faults: FaultQueue, shape: GatewayErrorShape = 'keap'): RequestHandler {
   return (req, res, next) => {
     const fault = faults.take({ method: req.method, path: req.originalUrl.split('?')[0]! });
     if (fault === undefined) return next();
@@ -132,7 +132,7 @@ export function injectFaults(faults: FaultQueue): RequestHandler {
     res.on('error', () => {});
     switch (fault.kind) {
       case 'status':
-        return answerStatus(req, res, fault);
+        return answerStatus(req, res, fault, shape);
       case 'slow':
         if (fault.phase === 'mid-body') {
           interceptBody(res, (body, end) => {
@@ -165,7 +165,7 @@ export function injectFaults(faults: FaultQueue): RequestHandler {
   };
 }
 
-function answerStatus(req: Request, res: Response, fault: Extract<SandboxFault, { kind: 'status' }>): void {
+function answerStatus(req: Request, res: Response, fault: Extract<SandboxFault, { kind: 'status' }>, shape: GatewayErrorShape): void {
   const { status } = fault;
   if (fault.retryAfterSeconds !== undefined) res.set('Retry-After', String(fault.retryAfterSeconds));
   if (status === 429) {
@@ -173,10 +173,15 @@ function answerStatus(req: Request, res: Response, fault: Extract<SandboxFault, 
     const limit = res.getHeader('x-keap-tenant-throttle-limit');
     if (limit !== undefined) res.set({ 'x-keap-tenant-throttle-available': '0', 'x-keap-tenant-throttle-used': String(limit) });
   }
-  let message = fault.message ?? (status === 401 ? 'Invalid access token' : `Injected failure (sandbox failNext ${status})`);
+  let message = fault.message ?? (status === 401 ? 'Invalid access token' : status === 429 ? THROTTLED_BODY.message : `Injected failure (sandbox failNext ${status})`);
   if (fault.echoCredential) {
     const credential = req.get('x-keap-api-key') ?? /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];
     message += ` (credential presented: ${credential ?? 'none'})`;
+  }
+  // 401 and 429 stand for the gateway refusing the request; other statuses for the service behind it.
+  if (shape === 'fault' && (status === 401 || status === 429)) {
+    res.status(status).json(gatewayFaultBody(status, message));
+    return;
   }
   sendKeapError(req, res, status, message);
 }

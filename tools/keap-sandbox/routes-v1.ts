@@ -105,7 +105,8 @@ export function v1Routes(state: SandboxState): Router {
 
   router.patch('/contacts/:contactId', (req: Request, res: Response) => {
     const contact = findContact(state, req.params.contactId, 'contactId');
-    const { body, applies, changes } = readContactPatch(req, state, patchBodySchema, V1_UPDATE_MASK);
+    // v1 "updates a contact with only the values provided": listed custom fields change, the others stay.
+    const { body, applies, changes } = readContactPatch(req, state, contact, patchBodySchema, V1_UPDATE_MASK, 'merge');
     if (applies('email_addresses') && body.email_addresses !== undefined) {
       // v1 updates "only the values provided": each given slot (EMAIL1..3) is replaced, the others stay.
       const bySlot = new Map(contact.email_addresses.map((e) => [e.field, e] as const));

@@ -61,8 +61,9 @@ export function v2Routes(state: SandboxState): Router {
 
   router.patch('/contacts/:contact_id', (req: Request, res: Response) => {
     const contact = findContact(state, req.params.contact_id);
-    const { body, applies, changes } = readContactPatch(req, state, patchBodySchema, KNOWN_FIELDS);
-    // The spec says listed arrays replace what is there; for email addresses the sandbox does exactly that.
+    // The spec says of each array in the body: "Any item not listed here will be removed if it already exists".
+    // custom_fields and email_addresses both follow it: a PATCH listing one custom field clears the others.
+    const { body, applies, changes } = readContactPatch(req, state, contact, patchBodySchema, KNOWN_FIELDS, 'replace');
     if (applies('email_addresses') && body.email_addresses !== undefined) {
       changes.email_addresses = body.email_addresses.map(({ email, field }) => ({ email, field }));
     }

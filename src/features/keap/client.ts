@@ -205,12 +205,15 @@ export class KeapClient {
   }
 
   /**
-   * Sets custom field values on a contact (v2 PATCH with update_mask=custom_fields, so nothing else changes).
-   * Field ids are sent as the strings v2 types them as.
+   * Sets the given custom field values on a contact and leaves its other fields as they are: v1's PATCH, which Keap
+   * documents as updating "a contact with only the values provided", with update_mask=custom_fields so no other
+   * property changes. Not v2's: its spec says of `custom_fields` "Any item not listed here will be removed if it
+   * already exists", so writing one field there may clear every other. v1 types field ids as integers.
    */
   async updateContactCustomFields(id: number, fields: ReadonlyArray<{ id: number | string; content: unknown }>): Promise<void> {
-    const path = `/rest/v2/contacts/${contactIdSegment(id, 'PATCH', '/rest/v2/contacts/{contact_id}')}`;
-    const customFields: KeapCustomFieldValue[] = fields.map((f) => ({ id: String(f.id), content: f.content }));
+    const specPath = '/rest/v1/contacts/{contactId}';
+    const path = `/rest/v1/contacts/${contactIdSegment(id, 'PATCH', specPath)}`;
+    const customFields = fields.map((f) => ({ id: customFieldIdNumber(f.id, path), content: f.content }));
     await this.request({ method: 'PATCH', path, query: { update_mask: 'custom_fields' }, body: { custom_fields: customFields } });
   }
 
@@ -405,6 +408,15 @@ function contactIdSegment(id: number, method: string, path: string): string {
     throw new KeapPermanentError(`Not a Keap contact id: ${JSON.stringify(id)}`, { status: 400, method, path });
   }
   return String(id);
+}
+
+/** A custom field id as v1 types it (int64); the model gives ids as strings. */
+function customFieldIdNumber(id: number | string, path: string): number {
+  const value = typeof id === 'number' ? id : /^\d+$/.test(id.trim()) ? Number(id.trim()) : NaN;
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new KeapPermanentError(`Not a Keap custom field id: ${JSON.stringify(id)}`, { status: 400, method: 'PATCH', path });
+  }
+  return value;
 }
 
 export function findCustomField(fields: readonly KeapCustomFieldDefinition[], labelOrId: string | number): KeapCustomFieldDefinition | undefined {

@@ -35,10 +35,10 @@ export function describeKeapConnection(keap: KeapClient, apiUrl: string, keySour
     report: report && {
       at: formatTime(new Date(report.at).toISOString()),
       groups: [
-        { name: 'Product throttle', figures: report.productThrottle },
-        { name: 'Product quota', figures: report.productQuota },
-        { name: 'Tenant throttle', figures: report.tenantThrottle },
-      ].flatMap(({ name, figures }) => (figures ? [{ name, figures: describeFigures(figures) }] : [])),
+        { name: 'Product throttle', windows: report.productThrottle },
+        { name: 'Product quota', windows: report.productQuota },
+        { name: 'Tenant throttle', windows: report.tenantThrottle },
+      ].flatMap(({ name, windows }) => windows.map((figures) => ({ name, figures: describeFigures(figures) }))),
     },
   };
 }

@@ -100,12 +100,25 @@ export function keapFetchFailure(err: unknown, request: { method: string; path: 
   });
 }
 
-/** Keap's message from an error body: v2 `Error.message`, v1 `{message}`, the gateway's 429, or an OAuth error. */
+/**
+ * Keap's message from an error body: v2 `Error.message`, v1 `{message}`, the gateway's 429 `{code, message,
+ * status}`, the gateway's fault (`{"fault":{"faultstring":"..","detail":{"errorcode":".."}}}`, on 401 and 429), or
+ * an OAuth error. Secrets are scrubbed out of it: a gateway may quote what the request carried.
+ */
 export function keapMessageOf(body: unknown, secrets: readonly string[] = []): string | undefined {
   if (typeof body !== 'object' || body === null) return typeof body === 'string' && body.trim() ? scrub(body.trim().slice(0, 300), secrets) : undefined;
   const b = body as Record<string, unknown>;
-  const text = [b.message, b.error_description, b.error].find((v): v is string => typeof v === 'string' && v.trim() !== '');
-  return text === undefined ? undefined : scrub(text.slice(0, 500), secrets);
+  const text = [b.message, b.error_description, b.error, gatewayFaultText(b.fault)].find((v): v is string => typeof v === 'string' && v.trim() !== '');
+  return text === undefined ? undefined : scrub(text.trim().slice(0, 500), secrets);
+}
+
+/** `faultstring (errorcode)` from a gateway fault, or undefined when it has no faultstring. */
+function gatewayFaultText(fault: unknown): string | undefined {
+  if (typeof fault !== 'object' || fault === null) return undefined;
+  const { faultstring, detail } = fault as { faultstring?: unknown; detail?: unknown };
+  if (typeof faultstring !== 'string' || faultstring.trim() === '') return undefined;
+  const code = typeof detail === 'object' && detail !== null ? (detail as { errorcode?: unknown }).errorcode : undefined;
+  return typeof code === 'string' && code.trim() !== '' ? `${faultstring.trim()} (${code.trim()})` : faultstring.trim();
 }
 
 /** Removes secrets a server might echo back (a key in an error message) before the text goes anywhere. */

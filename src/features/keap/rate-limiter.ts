@@ -3,8 +3,8 @@ import type { Logger } from '../../core/logger.js';
 import type { KeapLimitFigures, KeapRateReport } from './types.js';
 
 /**
- * Keeps the app's Keap calls under Keap's limits (for a key: 10 per second and 240 per minute) so that a burst of
- * webhook jobs slows down instead of collecting 429s.
+ * Keeps the app's Keap calls under Keap's limits (for a key: 5 per second, its spike arrest, and 240 per minute) so
+ * a burst of webhook jobs slows down instead of collecting 429s.
  *
  * Algorithm: a sliding-window log. A call may start when fewer than `perSecond` calls started in the last second
  * and fewer than `perMinute` in the last minute (each window stretched by a small safety margin). Why not a token
@@ -31,6 +31,12 @@ const MAX_QUOTA_PAUSE_MS = DAY + 3_600_000;
 const DEFAULT_SAFETY_MARGIN_MS = 250;
 /** A Retry-After longer than this is not believed either (a proxy's mistake); the per-minute window is the cap. */
 const MAX_RETRY_AFTER_MS = MINUTE;
+/**
+ * The first pause after a 429 that comes once a full window has been waited out, doubled for each further one (Keap
+ * asks for exponential back-off on 429). Such a 429 is no longer the window: that has rolled over since. It is Keap's
+ * per-second spike arrest (reported at 5 requests/s for service account keys), which a second clears.
+ */
+const REPEAT_THROTTLE_BASE_MS = SECOND;
 
 export interface KeapRateLimiterOptions {
   perSecond: number;
@@ -69,6 +75,13 @@ export class KeapRateLimiter {
   private pausedUntilMs = 0;
   private pauseReasonText: string | null = null;
   private report: KeapRateReport | null = null;
+  /**
+   * The last full-window pause a 429 caused (a used-up minute), kept until a call gets through: a 429 after it ended
+   * is a spike arrest, not the window again, and costs a short back-off instead of another full window.
+   */
+  private windowPause: { windowMs: number; until: number } | null = null;
+  /** 429s since that window was waited out, for the doubling back-off; 0 once a call gets through. */
+  private repeatedThrottles = 0;
 
   constructor(options: KeapRateLimiterOptions) {
     for (const name of ['perSecond', 'perMinute'] as const) {
@@ -137,7 +150,8 @@ export class KeapRateLimiter {
    * Reads Keap's throttle and quota headers from a response. When a window's `available` is 0 the limiter pauses
    * until that window has passed (for the daily quota: until its expiry-time), unless our own log already holds
    * calls back for that window. A 429 always pauses everything for the window its headers point at, a second when
-   * they point at none. Returns how long, from now, calls are held (0 when they are not).
+   * they point at none; a repeated 429 after a full window was waited out backs off briefly instead (see
+   * pauseForThrottledWindow). Returns how long, from now, calls are held (0 when they are not).
    */
   observe(headers: HeaderSource, status: number): number {
     const now = this.clock.now();
@@ -147,24 +161,37 @@ export class KeapRateLimiter {
       productQuota: readFigures(headers, 'x-keap-product-quota'),
       tenantThrottle: readFigures(headers, 'x-keap-tenant-throttle'),
     };
-    const reported = report.productThrottle || report.productQuota || report.tenantThrottle;
+    const reported = report.productThrottle.length + report.productQuota.length + report.tenantThrottle.length > 0;
     if (reported) this.report = report;
     const throttled = status === 429;
+    if (!throttled) {
+      // Keap's gateway let a call through: whatever throttled us before is over.
+      this.windowPause = null;
+      this.repeatedThrottles = 0;
+    }
     let exhausted = false;
 
-    for (const [name, figures] of [['product throttle', report.productThrottle], ['tenant throttle', report.tenantThrottle]] as const) {
-      if (figures?.available !== 0) continue;
+    const windows = [
+      ...report.productThrottle.map((figures) => ['product throttle', figures] as const),
+      ...report.tenantThrottle.map((figures) => ['tenant throttle', figures] as const),
+    ];
+    for (const [name, figures] of windows) {
+      if (figures.available !== 0) continue;
       exhausted = true;
       const windowMs = windowLength(figures) ?? SECOND;
       // Our own log already waits out a window we filled ourselves; pausing on top would only lose throughput.
       if (!throttled && this.ownLogFull(windowMs, now)) continue;
-      this.pauseUntil(now + windowMs, `Keap ${name} used up (${figures.limit ?? '?'} per ${describeWindow(windowMs)})`);
+      const reason = `Keap ${name} used up (${figures.limit ?? '?'} per ${describeWindow(windowMs)})`;
+      const until = windowEnd(now, windowMs);
+      if (throttled && windowMs > SECOND) this.pauseForThrottledWindow(now, windowMs, until, reason);
+      else this.pauseUntil(until, reason);
     }
-    const quota = report.productQuota;
-    if (quota?.available === 0) {
+    for (const quota of report.productQuota) {
+      if (quota.available !== 0) continue;
       exhausted = true;
-      const expiry = quota.expiryTime !== null && quota.expiryTime > now ? Math.min(quota.expiryTime, now + MAX_QUOTA_PAUSE_MS) : now + (windowLength(quota) ?? DAY);
-      this.pauseUntil(expiry, `Keap quota used up (${quota.limit ?? '?'} per ${describeWindow(windowLength(quota) ?? DAY)})`);
+      const windowMs = windowLength(quota) ?? DAY;
+      const expiry = quota.expiryTime !== null && quota.expiryTime > now ? Math.min(quota.expiryTime, now + MAX_QUOTA_PAUSE_MS) : windowEnd(now, windowMs);
+      this.pauseUntil(expiry, `Keap quota used up (${quota.limit ?? '?'} per ${describeWindow(windowMs)})`);
     }
     // Keap documents no Retry-After, but a gateway or proxy in front of it may send one with a 429 or 503: it is the
     // one hint that names the wait outright, so it is honoured (on top of, never instead of, what the windows say).
@@ -172,6 +199,26 @@ export class KeapRateLimiter {
     if (retryAfter !== null && retryAfter > 0) this.pauseUntil(now + retryAfter, `Keap answered ${status} with Retry-After`);
     if (throttled && !exhausted) this.pauseUntil(now + DEFAULT_THROTTLE_PAUSE_MS, 'Keap answered 429');
     return Math.max(0, this.pausedUntilMs - now);
+  }
+
+  /**
+   * A 429 whose headers say a window longer than a second is used up. The first waits the whole window out. One that
+   * comes after that pause has ended, with no call let through since, cannot be that window any more (it has rolled
+   * over): it backs off a second, doubling with each further 429 up to the window, instead of holding every Keap
+   * call for another full window. A 429 that arrives during the full pause (a call sent before it) just extends it.
+   */
+  private pauseForThrottledWindow(now: number, windowMs: number, until: number, reason: string): void {
+    const previous = this.windowPause;
+    if (previous && previous.windowMs >= windowMs && now >= previous.until) {
+      // Calls let through together when a pause ends answer together: one back-off step for all of them.
+      if (this.pausedUntilMs > now) return;
+      this.repeatedThrottles += 1;
+      const backoffMs = Math.min(windowMs, REPEAT_THROTTLE_BASE_MS * 2 ** (this.repeatedThrottles - 1));
+      this.pauseUntil(now + backoffMs, `${reason}, again after the window was waited out: backing off ${backoffMs / SECOND} s`);
+      return;
+    }
+    this.pauseUntil(until, reason);
+    this.windowPause = { windowMs: Math.max(windowMs, previous?.windowMs ?? 0), until: this.pausedUntilMs };
   }
 
   /** How long, from `now`, until the next call may start. */
@@ -239,16 +286,36 @@ function numberOrNull(value: string | null): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
-function readFigures(headers: HeaderSource, prefix: string): KeapLimitFigures | null {
-  const figures: KeapLimitFigures = {
-    limit: numberOrNull(header(headers, `${prefix}-limit`)),
-    available: numberOrNull(header(headers, `${prefix}-available`)),
-    used: numberOrNull(header(headers, `${prefix}-used`)),
-    timeUnit: header(headers, `${prefix}-time-unit`),
-    interval: numberOrNull(header(headers, `${prefix}-interval`)),
-    expiryTime: numberOrNull(header(headers, `${prefix}-expiry-time`)),
+/**
+ * One header group's figures, one entry per window. Keap may report several windows in one group, the values
+ * pipe-separated in the same order in every header (`limit: 10000|250000`, `time-unit: minute|day`); a header with a
+ * single value applies to every window (an `interval: 1` beside two units). [] when the group is absent.
+ */
+function readFigures(headers: HeaderSource, prefix: string): KeapLimitFigures[] {
+  const names = ['limit', 'available', 'used', 'time-unit', 'interval', 'expiry-time'] as const;
+  const parts = Object.fromEntries(names.map((name) => [name, header(headers, `${prefix}-${name}`)?.split('|').map((v) => v.trim()) ?? []])) as Record<
+    (typeof names)[number],
+    string[]
+  >;
+  const count = Math.max(...names.map((name) => parts[name].length));
+  const at = (name: (typeof names)[number], i: number): string | null => {
+    const values = parts[name];
+    return (values.length === 1 ? values[0] : values[i]) ?? null;
   };
-  return Object.values(figures).some((v) => v !== null) ? figures : null;
+  const windows: KeapLimitFigures[] = [];
+  for (let i = 0; i < count; i++) {
+    const timeUnit = at('time-unit', i);
+    const figures: KeapLimitFigures = {
+      limit: numberOrNull(at('limit', i)),
+      available: numberOrNull(at('available', i)),
+      used: numberOrNull(at('used', i)),
+      timeUnit: timeUnit === null || timeUnit === '' ? null : timeUnit,
+      interval: numberOrNull(at('interval', i)),
+      expiryTime: numberOrNull(at('expiry-time', i)),
+    };
+    if (Object.values(figures).some((v) => v !== null)) windows.push(figures);
+  }
+  return windows;
 }
 
 /** Retry-After as seconds or an HTTP date, in ms from `now`, capped; null when absent or unreadable. */
@@ -269,6 +336,14 @@ function windowLength(figures: KeapLimitFigures): number | null {
   if (ms === undefined) return null;
   const interval = figures.interval !== null && figures.interval > 0 ? figures.interval : 1;
   return ms * interval;
+}
+
+/**
+ * When a used-up window of `windowMs` is over: a day ends at 00:00 UTC (Keap resets its daily figures then; a full
+ * day from now would hold calls for hours after the reset); shorter windows last their length from now.
+ */
+function windowEnd(now: number, windowMs: number): number {
+  return windowMs === DAY ? now - (now % DAY) + DAY : now + windowMs;
 }
 
 function describeWindow(ms: number): string {

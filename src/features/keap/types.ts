@@ -101,11 +101,15 @@ export interface KeapLimitFigures {
   expiryTime: number | null;
 }
 
-/** The latest figures Keap reported in its response headers (for a dashboard). */
+/**
+ * The latest figures Keap reported in its response headers (for a dashboard). Each group holds one entry per window:
+ * Keap may report several in one header group, pipe-separated (`x-keap-tenant-throttle-limit: 10000|250000` with
+ * `-time-unit: minute|day`); an empty list when the response carried none of the group's headers.
+ */
 export interface KeapRateReport {
   /** Epoch ms of the response that carried them. */
   at: number;
-  productThrottle: KeapLimitFigures | null;
-  productQuota: KeapLimitFigures | null;
-  tenantThrottle: KeapLimitFigures | null;
+  productThrottle: KeapLimitFigures[];
+  productQuota: KeapLimitFigures[];
+  tenantThrottle: KeapLimitFigures[];
 }

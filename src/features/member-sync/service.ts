@@ -3,6 +3,7 @@ import { PermanentJobError } from '../../core/jobs/failures.js';
 import type { Job, JobOutcome, JobQueue } from '../../core/jobs/queue.js';
 import type { WebhookJobParams } from '../http-post/jobs.js';
 import type { KeapContact, KeapCustomFieldDefinition } from '../keap/types.js';
+import { singleEmailAddress } from '../../core/mail.js';
 import { generatePassword } from '../members/passwords.js';
 import { isUniqueViolation, type MemberService } from '../members/service.js';
 import type { Member, MemberTag } from '../members/types.js';
@@ -55,7 +56,7 @@ export class KeapMemberSync {
 
   async add(job: SyncJob): Promise<JobOutcome> {
     const params = job.params;
-    const contact = await this.deps.keap.getContact(params.contact_id);
+    const contact = withCheckedEmail(await this.deps.keap.getContact(params.contact_id));
     const linked = this.deps.members.findByContactId(params.contact_id);
     if (linked) return this.updateMember(linked, contact, params, 'update');
     if (!contact.email) throw new PermanentJobError(`contact ${params.contact_id} has no email address`);
@@ -73,7 +74,7 @@ export class KeapMemberSync {
     const params = job.params;
     const member = this.deps.members.findByContactId(params.contact_id);
     if (!member) return notLinked(params.contact_id);
-    const contact = await this.deps.keap.getContact(params.contact_id);
+    const contact = withCheckedEmail(await this.deps.keap.getContact(params.contact_id));
     return this.updateMember(member, contact, params, 'update');
   }
 
@@ -215,6 +216,22 @@ export class KeapMemberSync {
     const match = definitions.find((d) => String(d.id) === wanted) ?? definitions.find((d) => d.label.toLowerCase() === wanted);
     return match === undefined ? undefined : String(match.id);
   }
+}
+
+/**
+ * The contact with its email checked: Keap stores whatever was typed into the field, and a value such as
+ * `victim@example.com, attacker@evil.test` is an address list to a mailer (the welcome email and its password to
+ * both). Exactly one valid address is taken, trimmed; anything else fails the job for good, before any member is
+ * created or changed, naming the value so an administrator can fix the contact in Keap and replay the event.
+ */
+function withCheckedEmail(contact: KeapContact): KeapContact {
+  if (contact.email === null) return contact;
+  const address = singleEmailAddress(contact.email);
+  if (address === undefined) {
+    const shown = contact.email.length > 120 ? `${contact.email.slice(0, 120)}…` : contact.email;
+    throw new PermanentJobError(`contact ${contact.id}'s email ${JSON.stringify(shown)} is not one valid email address; fix it in Keap, then replay this event`);
+  }
+  return address === contact.email ? contact : { ...contact, email: address };
 }
 
 function textContent(value: unknown): string | undefined {
