@@ -10,7 +10,7 @@ export const DEFAULT_API_SCOPE: ApiScope = 'read';
 
 /** What each scope allows, in words (the admin's token form, the OpenAPI document). */
 export const API_SCOPE_DESCRIPTIONS: Record<ApiScope, string> = {
-  read: 'Read-only: list and read users and events.',
+  read: 'List and read users and events; change nothing.',
   'members:write': 'Read, plus change and delete members who are not administrators (their details, role and password) and replay events. Cannot give admin rights or touch an administrator.',
   admin: 'Everything, administrators included: give or take admin rights, change or delete an administrator, set an administrator\'s password.',
 };

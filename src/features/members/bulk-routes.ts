@@ -175,7 +175,8 @@ function progressView(a: BulkAction, now: number) {
       percent: a.total === 0 ? 100 : Math.min(100, Math.floor((a.done / a.total) * 100)),
       doneText: a.done.toLocaleString('en'),
       totalText: a.total.toLocaleString('en'),
-      rateText: a.done > 0 ? `${rate < 10 ? rate.toFixed(1) : Math.round(rate).toLocaleString('en')} members/s` : undefined,
+      // Under a second there is no rate worth showing (it would only restate the count).
+      rateText: a.done > 0 && end - started >= 1000 ? `${rate < 10 ? rate.toFixed(1) : Math.round(rate).toLocaleString('en')} members/s` : undefined,
       timeLeft: a.status === 'running' && rate > 0 ? describeAge((left / rate) * 1000) : undefined,
       started: formatTime(a.createdAt),
       finished: a.finishedAt ? formatTime(a.finishedAt) : undefined,
