@@ -2,6 +2,7 @@ import { apiPlugin } from './features/api/plugin.js';
 import { dashboardPlugin } from './features/dashboard/plugin.js';
 import { eventsPlugin } from './features/events/plugin.js';
 import { httpPostPlugin } from './features/http-post/plugin.js';
+import { keapEventsPlugin } from './features/keap-events/plugin.js';
 import { keapPlugin } from './features/keap/plugin.js';
 import { memberSyncPlugin } from './features/member-sync/plugin.js';
 import { membersPlugin } from './features/members/plugin.js';
@@ -21,6 +22,7 @@ export const BUILT_IN_PLUGINS: readonly CorePlugin[] = [
   keapPlugin,
   httpPostPlugin,
   memberSyncPlugin,
+  keapEventsPlugin,
   welcomeEmailPlugin,
   rolesPlugin,
   eventsPlugin,

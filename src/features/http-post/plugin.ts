@@ -3,7 +3,7 @@ import { SealedSettings } from '../../core/settings.js';
 import type { CorePlugin } from '../../plugins/types.js';
 import { AccessKeyring } from './access-key.js';
 import { webhookJobType, type WebhookJobParams } from './jobs.js';
-import { RejectionLimiter } from './rejection-limiter.js';
+import { RejectionLimiter } from '../../core/rejection-limiter.js';
 import { webhookRoutes } from './routes.js';
 import { WebhookService } from './service.js';
 

@@ -6,7 +6,7 @@ import { errorJson, toAppError } from '../../core/error-handler.js';
 import { AppError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { FastRoute } from '../../web/fast-route.js';
-import { TOO_MANY_REJECTIONS, type RejectionLimiter } from './rejection-limiter.js';
+import { TOO_MANY_REJECTIONS, type RejectionLimiter } from '../../core/rejection-limiter.js';
 import type { WebhookAnswer, WebhookService } from './service.js';
 
 /** 1 MB, for both readers of a post. */

@@ -7,7 +7,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Role } from '../members/types.js';
 import { accessKeyMatches } from './access-key.js';
 import type { WebhookJobParams } from './jobs.js';
-import { TOO_MANY_REJECTIONS, type RejectionLimiter } from './rejection-limiter.js';
+import { TOO_MANY_REJECTIONS, type RejectionLimiter } from '../../core/rejection-limiter.js';
 import { describeRejectedParams, mergeParams, parseAction, parseWebhookRequest, singleValue, type WebhookRequest } from './params.js';
 
 declare module '../../core/hooks.js' {

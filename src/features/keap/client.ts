@@ -13,6 +13,7 @@ import type {
   KeapCustomFieldValue,
   KeapEmailAddress,
   KeapRateReport,
+  KeapRestHook,
   KeapTokenStore,
   StoredTokens,
 } from './types.js';
@@ -67,6 +68,8 @@ interface RequestSpec {
   body?: unknown;
   /** A key to try instead of the configured credential (the settings page tests a key before storing it). */
   apiKey?: string;
+  /** Extra request headers (delayedVerify's X-Hook-Secret). */
+  headers?: Record<string, string>;
 }
 
 const CONTACT_FIELDS = ['email_addresses', 'given_name', 'family_name', 'custom_fields', 'tag_ids'];
@@ -248,6 +251,39 @@ export class KeapClient {
   // ---------------------------------------------------------------------------------------------------------------
   // Plumbing
 
+  // ---------------------------------------------------------------------------------------------------------------
+  // REST hooks (v1 only: there is no v2 hooks API)
+
+  /** The event keys the account can subscribe to (`contact.add`, `contactGroup.applied`, ...). */
+  async listHookEventKeys(): Promise<string[]> {
+    const body = await this.request<unknown>({ method: 'GET', path: '/rest/v1/hooks/event_keys' });
+    return Array.isArray(body) ? body.filter((k): k is string => typeof k === 'string') : [];
+  }
+
+  /** The account's hook subscriptions, whoever made them (other integrations' too). */
+  async listHooks(): Promise<KeapRestHook[]> {
+    const body = await this.request<unknown>({ method: 'GET', path: '/rest/v1/hooks' });
+    return (Array.isArray(body) ? body : []).flatMap((h) => {
+      const hook = toRestHook(h);
+      return hook ? [hook] : [];
+    });
+  }
+
+  /** Subscribes `hookUrl` to `eventKey`; Keap then posts the X-Hook-Secret handshake to it before answering. */
+  async createHook(eventKey: string, hookUrl: string): Promise<KeapRestHook> {
+    return requireRestHook(await this.request<unknown>({ method: 'POST', path: '/rest/v1/hooks', body: { eventKey, hookUrl } }), 'POST', '/rest/v1/hooks');
+  }
+
+  async deleteHook(key: string): Promise<void> {
+    await this.request({ method: 'DELETE', path: `/rest/v1/hooks/${encodeURIComponent(key)}` });
+  }
+
+  /** Asks Keap to do the handshake again: an Inactive or Unverified hook becomes Verified when the receiver echoes it. */
+  async verifyHook(key: string): Promise<KeapRestHook> {
+    const path = `/rest/v1/hooks/${encodeURIComponent(key)}/verify`;
+    return requireRestHook(await this.request<unknown>({ method: 'POST', path }), 'POST', path);
+  }
+
   /**
    * Whether Keap accepts `apiKey`, without storing or using it for anything else: one read of the contact model with
    * that key, through the same limiter and retries as every call. Resolves with the account's custom field count;
@@ -306,6 +342,7 @@ export class KeapClient {
       if (apiKey) headers['x-keap-api-key'] = apiKey;
       else if (token !== undefined) headers.authorization = `Bearer ${token}`;
       if (spec.body !== undefined) headers['content-type'] = 'application/json';
+      if (spec.headers) Object.assign(headers, spec.headers);
 
       const started = performance.now();
       let res: Response;
@@ -479,4 +516,17 @@ function normalizeSummary(raw: unknown): KeapContactSummary | null {
     familyName: text(c.family_name),
     lastUpdated: typeof c.last_updated === 'string' ? c.last_updated : null,
   };
+}
+
+function toRestHook(value: unknown): KeapRestHook | undefined {
+  const h = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
+  if (typeof h.key !== 'string' || typeof h.eventKey !== 'string') return undefined;
+  const status = h.status === 'Verified' || h.status === 'Inactive' ? h.status : 'Unverified';
+  return { key: h.key, eventKey: h.eventKey, hookUrl: typeof h.hookUrl === 'string' ? h.hookUrl : '', status };
+}
+
+function requireRestHook(value: unknown, method: string, path: string): KeapRestHook {
+  const hook = toRestHook(value);
+  if (!hook) throw new KeapPermanentError(`Keap answered ${method} ${path} without a hook subscription (no key or eventKey)`, { status: 200, method, path });
+  return hook;
 }

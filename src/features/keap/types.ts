@@ -113,3 +113,11 @@ export interface KeapRateReport {
   productQuota: KeapLimitFigures[];
   tenantThrottle: KeapLimitFigures[];
 }
+
+/** A REST hook subscription (v1 `RestHook`): one per event key; only `Verified` ones get deliveries. */
+export interface KeapRestHook {
+  key: string;
+  eventKey: string;
+  hookUrl: string;
+  status: 'Unverified' | 'Verified' | 'Inactive';
+}

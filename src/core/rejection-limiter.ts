@@ -1,5 +1,5 @@
 import { MemoryStore } from 'express-rate-limit';
-import { addressKey } from '../../core/client-address.js';
+import { addressKey } from './client-address.js';
 
 export interface RejectionLimits {
   /** Refused requests allowed per client address in `rejectionWindowMs` before its keyless posts get 429s. */

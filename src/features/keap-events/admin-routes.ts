@@ -1,0 +1,139 @@
+import { Router, type Response } from 'express';
+import { formFields, formText } from '../../core/forms.js';
+import type { Kernel } from '../../core/kernel.js';
+import type { CorePluginAdmin } from '../../plugins/types.js';
+import type { AdminUser } from '../../web/admin-shell.js';
+import { formatTime } from '../../web/format.js';
+import type { KeapClient } from '../keap/client.js';
+import { isKeapError } from '../keap/errors.js';
+import type { KeapRestHook } from '../keap/types.js';
+import { HOOK_PATH_PREFIX, type HookTokens } from './hook-token.js';
+
+export const KEAP_EVENTS_PATH = '/admin/settings/keap-events';
+/** The event keys memberhook acts on, checked by default on a first registration. */
+export const MEMBER_EVENT_KEYS = ['contact.add', 'contact.edit', 'contactGroup.applied', 'contactGroup.removed'] as const;
+const ADD_MEMBERS_SETTING = 'keap_hooks.add_members';
+/** The longest an old hook URL may keep working after a rotation: a week. */
+const MAX_GRACE_MINUTES = 7 * 24 * 60;
+
+const NOTICES = {
+  registered: 'The subscriptions are registered: Keap asked this site to confirm each one, and the list shows what it answered.',
+  verified: 'Keap was asked to verify the subscription again; its status is below.',
+  rotated: 'The hook URL has a new token. Register the subscriptions again so Keap posts to the new URL.',
+  rules: 'Saved.',
+} as const;
+
+export interface KeapEventsContext extends Kernel {
+  admin: CorePluginAdmin;
+  keap: KeapClient;
+  tokens: HookTokens;
+}
+
+/** Whether `contact.add` creates members (off unless the admin turns it on). */
+export function addMembersSetting(ctx: Pick<Kernel, 'settings'>): boolean {
+  return ctx.settings.get(ADD_MEMBERS_SETTING) === '1';
+}
+
+/**
+ * Settings → Keap events: the REST hook URL (with its token, rotatable), Keap's event keys as checkboxes, the
+ * account's subscriptions with their status, "Register subscriptions" (creates what is checked and missing, removes
+ * ours that are unchecked or point at an old URL), Verify for a subscription that is not Verified, and what
+ * `contact.add` does.
+ */
+export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
+  const router = Router();
+  const hookUrl = () => `${ctx.config.publicUrl.replace(/\/+$/, '')}${HOOK_PATH_PREFIX}${ctx.tokens.current()}`;
+  const ours = (hook: KeapRestHook) => hook.hookUrl.startsWith(`${ctx.config.publicUrl.replace(/\/+$/, '')}${HOOK_PATH_PREFIX}`);
+
+  const render = async (res: Response, status: number, extra: Record<string, unknown> = {}) => {
+    const url = hookUrl();
+    let keys: string[] = [];
+    let hooks: KeapRestHook[] = [];
+    let keapError: string | undefined;
+    if (ctx.keap.authMode === 'none') keapError = 'Keap is not set up yet (Settings → Keap connection), so its event keys and subscriptions cannot be listed.';
+    else {
+      try {
+        [keys, hooks] = await Promise.all([ctx.keap.listHookEventKeys(), ctx.keap.listHooks()]);
+      } catch (err) {
+        keapError = `Keap could not list its hooks: ${isKeapError(err) ? err.message : 'an unexpected error (see the log)'}`;
+        if (!isKeapError(err)) ctx.logger.error({ err }, 'listing keap hooks failed');
+      }
+    }
+    const subscribed = new Set(hooks.filter((h) => h.hookUrl === url).map((h) => h.eventKey));
+    const firstTime = !hooks.some(ours);
+    const previousUntil = ctx.tokens.previousValidUntil();
+    ctx.admin.view(res, status, 'settings/keap-events', {
+      title: 'Keap events',
+      hookUrl: url,
+      previousUntil: previousUntil === null ? undefined : formatTime(new Date(previousUntil).toISOString()),
+      keapError,
+      keys: keys.map((key) => ({
+        key,
+        checked: subscribed.has(key) || (firstTime && (MEMBER_EVENT_KEYS as readonly string[]).includes(key)),
+        acts: (MEMBER_EVENT_KEYS as readonly string[]).includes(key),
+      })),
+      hooks: hooks.map((h) => ({ ...h, ours: h.hookUrl === url, oldUrl: ours(h) && h.hookUrl !== url, badge: h.status === 'Verified' ? 'ok' : h.status === 'Inactive' ? 'bad' : 'warn' })),
+      addMembers: addMembersSetting(ctx),
+      ...extra,
+    });
+  };
+
+  router.get('/', async (req, res) => {
+    const done = typeof req.query.done === 'string' && Object.hasOwn(NOTICES, req.query.done) ? NOTICES[req.query.done as keyof typeof NOTICES] : undefined;
+    await render(res, 200, done ? { notice: done } : {});
+  });
+
+  router.post('/register', async (req, res) => {
+    const wanted = new Set(([] as unknown[]).concat(formFields(req).key ?? []).filter((k): k is string => typeof k === 'string' && /^[A-Za-z]+(\.[A-Za-z]+)+$/.test(k)));
+    const url = hookUrl();
+    const problems: string[] = [];
+    try {
+      const known = new Set(await ctx.keap.listHookEventKeys());
+      for (const key of wanted) if (!known.has(key)) problems.push(`Keap has no event key “${key}”.`);
+      if (problems.length) return render(res, 400, { error: `Nothing was changed: ${problems.join(' ')}` });
+      const hooks = await ctx.keap.listHooks();
+      // Ours that are unchecked, or still point at an old token's URL, go; what is checked and missing is created.
+      for (const hook of hooks.filter(ours)) {
+        if (!wanted.has(hook.eventKey) || hook.hookUrl !== url) await ctx.keap.deleteHook(hook.key);
+      }
+      const kept = new Set(hooks.filter((h) => h.hookUrl === url && wanted.has(h.eventKey)).map((h) => h.eventKey));
+      for (const key of wanted) if (!kept.has(key)) await ctx.keap.createHook(key, url);
+    } catch (err) {
+      const message = isKeapError(err) ? err.message : 'an unexpected error (see the log)';
+      if (!isKeapError(err)) ctx.logger.error({ err }, 'registering keap hooks failed');
+      return render(res, 502, { error: `Keap did not take every change: ${message}. The list below shows where things stand; register again to finish.` });
+    }
+    ctx.logger.info({ adminId: (res.locals.admin as AdminUser).id, keys: [...wanted] }, 'keap hook subscriptions registered');
+    res.redirect(303, `${KEAP_EVENTS_PATH}?done=registered`);
+  });
+
+  router.post('/verify', async (req, res) => {
+    const key = formText(formFields(req).hook);
+    if (!/^[\w-]{1,100}$/.test(key)) return render(res, 400, { error: 'Which subscription? Nothing was changed.' });
+    try {
+      await ctx.keap.verifyHook(key);
+    } catch (err) {
+      return render(res, 502, { error: `Keap did not verify the subscription: ${isKeapError(err) ? err.message : 'an unexpected error (see the log)'}` });
+    }
+    res.redirect(303, `${KEAP_EVENTS_PATH}?done=verified`);
+  });
+
+  router.post('/rotate', (req, res) => {
+    const body = formFields(req);
+    const grace = formText(body.grace_minutes).trim();
+    if (!/^\d{1,6}$/.test(grace) || Number(grace) > MAX_GRACE_MINUTES) {
+      return render(res, 400, { rotateError: `Grace period: a whole number of minutes from 0 to ${MAX_GRACE_MINUTES}.` });
+    }
+    if (formText(body.confirm) !== 'yes') return render(res, 400, { rotateError: 'Tick the box to confirm: Keap must then be told the new URL.' });
+    ctx.tokens.rotate(Number(grace) * 60_000);
+    ctx.logger.warn({ adminId: (res.locals.admin as AdminUser).id, graceMinutes: Number(grace) }, 'keap hook url token rotated');
+    res.redirect(303, `${KEAP_EVENTS_PATH}?done=rotated`);
+  });
+
+  router.post('/rules', (req, res) => {
+    ctx.settings.set(ADD_MEMBERS_SETTING, formText(formFields(req).add_members) === 'yes' ? '1' : '0');
+    res.redirect(303, `${KEAP_EVENTS_PATH}?done=rules`);
+  });
+
+  return router;
+}

@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import type { JobQueue, JobOutcome, Job } from '../../core/jobs/queue.js';
+import { jobType } from '../../core/jobs/queue.js';
+import type { Db } from '../../core/db.js';
+import { webhookJobType } from '../http-post/jobs.js';
+
+/** Where the events these deliveries cause come from, in the event log and the API (`source`). */
+export const REST_HOOK_SOURCE = 'rest_hook';
+
+/** Keap sends at most 1,000 changed objects in one delivery. */
+const MAX_OBJECTS = 1_000;
+
+const objectId = z.union([z.number().int().positive(), z.string().regex(/^[1-9]\d{0,15}$/)]).transform(Number);
+
+/**
+ * A REST hook delivery as Keap documents it: `event_key`, `object_type` and up to 1,000 `object_keys`, each with an
+ * `id` (`apiUrl` and `timestamp` may be missing or empty: the objects are read again from the API, never trusted).
+ * A tag event names the contacts it touched in `contactDetails`. Unknown fields are kept (the raw payload is the
+ * event's record) but not relied on.
+ */
+export const hookDelivery = z.looseObject({
+  event_key: z.string().regex(/^[A-Za-z]+(\.[A-Za-z]+)+$/, 'expected an event key such as contact.edit'),
+  object_type: z.string().max(100),
+  object_keys: z
+    .array(
+      z.looseObject({
+        id: objectId,
+        apiUrl: z.string().max(2_000).nullish(),
+        timestamp: z.string().max(100).nullish(),
+        contactDetails: z.array(z.looseObject({ id: objectId })).max(MAX_OBJECTS).optional(),
+      }),
+    )
+    .max(MAX_OBJECTS),
+});
+
+export type HookDelivery = z.infer<typeof hookDelivery>;
+
+/**
+ * One delivery, written as it arrived (the durable write the answer waits for), then fanned out by its job into one
+ * normalized event per object. Keap retries a delivery it did not see answered: a repeated one fans out again,
+ * and its jobs fold into the identical ones still waiting, so duplicates cost nothing.
+ */
+export const keapHookDelivery = jobType({
+  type: 'keap_hook_delivery',
+  params: hookDelivery,
+  source: REST_HOOK_SOURCE,
+  eventType: (p) => p.event_key,
+});
+
+/** What the events of one key do to members; the admin chooses for `contact.add`. */
+export interface DeliveryRules {
+  /** `contact.add` creates a member (off by default: a new contact is not yet someone who bought access). */
+  addMembers(): boolean;
+}
+
+/**
+ * The `keap_hook_delivery` job: every object becomes the job the same change would get from an HTTP Post, queued in
+ * one transaction with the event type Keap named, so a campaign's post and a hook about the same contact fold
+ * into one Keap read:
+ * - `contact.edit`: `update` (fields and tags of a linked member; nobody linked: skipped without a Keap call);
+ * - `contactGroup.applied` / `contactGroup.removed`: `update_tags` for each contact the delivery names;
+ * - `contact.add`: `add`, when the admin turned that on;
+ * - anything else (orders, invoices, ...): recorded, for plugins and the event log, and nothing more.
+ */
+export async function fanOut(deps: { db: Db; jobs: JobQueue; rules: DeliveryRules }, job: Job<HookDelivery>): Promise<JobOutcome> {
+  const { event_key: key, object_keys: objects } = job.params;
+  const plan = planFor(key, objects, deps.rules);
+  if (plan === undefined) return { status: 'done', result: `${objects.length} ${key} object${objects.length === 1 ? '' : 's'} recorded; no member action for ${key}` };
+  deps.db.transaction(() => {
+    for (const contactId of plan.contacts) deps.jobs.enqueue(webhookJobType(plan.action), { contact_id: contactId }, { source: REST_HOOK_SOURCE, eventType: key });
+  })();
+  return { status: 'done', result: `${plan.contacts.length} ${plan.action} job${plan.contacts.length === 1 ? '' : 's'} queued for ${key}` };
+}
+
+function planFor(key: string, objects: HookDelivery['object_keys'], rules: DeliveryRules): { action: string; contacts: number[] } | undefined {
+  const unique = (ids: number[]) => [...new Set(ids)];
+  switch (key) {
+    case 'contact.edit':
+      return { action: 'update', contacts: unique(objects.map((o) => o.id)) };
+    case 'contact.add':
+      return rules.addMembers() ? { action: 'add', contacts: unique(objects.map((o) => o.id)) } : undefined;
+    case 'contactGroup.applied':
+    case 'contactGroup.removed':
+      return { action: 'update_tags', contacts: unique(objects.flatMap((o) => (o.contactDetails ?? []).map((c) => c.id))) };
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,28 @@
+import { RejectionLimiter } from '../../core/rejection-limiter.js';
+import { SealedSettings } from '../../core/settings.js';
+import type { CorePlugin } from '../../plugins/types.js';
+import { addMembersSetting, keapEventsAdminRoutes } from './admin-routes.js';
+import { fanOut, keapHookDelivery } from './delivery.js';
+import { HookTokens } from './hook-token.js';
+import { hookReceiver } from './receiver.js';
+
+/**
+ * Keap's REST hooks: the subscriptions (Settings → Keap events), the receiver Keap posts its deliveries to, and the
+ * job that turns each delivery into the member jobs an HTTP Post would queue for the same change.
+ */
+export const keapEventsPlugin: CorePlugin = {
+  name: 'keap-events',
+  description: "Keap's REST hooks: subscriptions from the admin, the receiver and its handshake, deliveries fanned out to member updates.",
+  setup(api) {
+    const { kernel } = api;
+    const tokens = new HookTokens(new SealedSettings(kernel.settings, kernel.secretBox), kernel.settings, kernel.clock);
+    api.jobs.define({ ...keapHookDelivery, run: (job) => fanOut({ db: kernel.db, jobs: kernel.jobs, rules: { addMembers: () => addMembersSetting(kernel) } }, job) });
+    api.receiver.use(hookReceiver({ tokens, jobs: kernel.jobs, refusals: new RejectionLimiter(kernel.config.webhooks), logger: kernel.logger }));
+    api.admin.addPage({
+      path: 'settings/keap-events',
+      title: 'Keap events',
+      menu: { label: 'Keap events', order: 25, parent: 'settings' },
+      handler: keapEventsAdminRoutes({ ...kernel, admin: api.admin, keap: api.keap, tokens }),
+    });
+  },
+};

@@ -1,0 +1,173 @@
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import request from 'supertest';
+import { SEED } from '../tools/keap-sandbox/index.js';
+import { startHarness, type Harness } from './support/harness.js';
+import { csrfFrom } from './support/pages.js';
+
+const { contacts: C, tags: T } = SEED;
+const ADMIN = { email: 'owner@example.com', password: 'owner password 2026!' };
+
+interface Site {
+  h: Harness;
+  admin: request.Agent;
+  /** The hook URL as Settings → Keap events shows it. */
+  url: string;
+}
+
+/** memberhook against the sandbox, with an administrator logged in; the worker idle so the tests run jobs one by one. */
+async function site(t: TestContext, env: Record<string, string> = {}): Promise<Site> {
+  const h = await startHarness({ env: { WEBHOOK_REJECTION_LIMIT: '5', ...env }, start: { worker: { start: false } } });
+  t.after(() => h.close());
+  await h.server.ctx.members.createAdministrator(ADMIN);
+  const admin = request.agent(h.server.url);
+  const form = await admin.get('/admin/login');
+  const login = await admin.post('/admin/login').type('form').send({ _csrf: csrfFrom(form.text), login: ADMIN.email, password: ADMIN.password });
+  assert.equal(login.status, 303);
+  return { h, admin, url: await shownHookUrl(admin) };
+}
+
+async function shownHookUrl(admin: request.Agent): Promise<string> {
+  const page = await admin.get('/admin/settings/keap-events');
+  assert.equal(page.status, 200);
+  const url = /<code id="hook-url" data-hook-url>([^<]+)<\/code>/.exec(page.text)?.[1];
+  assert.ok(url, 'the page shows the hook URL');
+  return new URL(url).pathname;
+}
+
+async function deliver(s: Site, body: unknown, options: { path?: string; headers?: Record<string, string>; raw?: string } = {}) {
+  const res = await fetch(`${s.h.server.url}${options.path ?? s.url}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...options.headers },
+    body: options.raw ?? JSON.stringify(body),
+  });
+  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> };
+}
+
+type Row = { id: number; source: string; action: string; contact_id: number | null; event_type: string | null; status: string; coalesced: number; result: string | null };
+const events = (s: Site) => s.h.server.ctx.db.prepare('SELECT id, source, action, contact_id, event_type, status, coalesced, result FROM events ORDER BY id').all() as Row[];
+
+test('the hook URL answers Keap\'s handshake by echoing X-Hook-Secret; a wrong token is a 404 that records nothing, limited per address', async (t) => {
+  const s = await site(t);
+  assert.match(s.url, /^\/webhooks\/keap\/hooks\/[\w-]{43}$/, 'an unguessable token in the path');
+  const handshake = await deliver(s, {}, { headers: { 'X-Hook-Secret': 'a1b2c3-secret' } });
+  assert.equal(handshake.status, 200);
+  assert.equal(handshake.headers.get('x-hook-secret'), 'a1b2c3-secret');
+  assert.deepEqual(events(s), [], 'a handshake is not an event');
+
+  const wrong = '/webhooks/keap/hooks/not-the-token';
+  for (let i = 0; i < 5; i++) assert.equal((await deliver(s, { event_key: 'contact.edit', object_type: 'contact', object_keys: [{ id: C.ada }] }, { path: wrong })).status, 404);
+  const held = await deliver(s, {}, { path: wrong });
+  assert.equal(held.status, 429, 'past the refusal limit the address is held back');
+  assert.ok(Number(held.headers.get('retry-after')) > 0);
+  assert.deepEqual(events(s), [], 'refusals record nothing');
+});
+
+/** Runs every runnable job through the site's worker, one at a time as its loop would, until none is left. */
+async function runJobs(s: Site): Promise<void> {
+  const { ctx } = s.h.server;
+  for (let job = ctx.events.claimNext('test', Date.now(), 60_000); job; job = ctx.events.claimNext('test', Date.now(), 60_000)) await ctx.worker.runClaimed(job);
+}
+
+test('a delivery is written once and answered at once, then fans out to one member job per object, which a campaign post for the same contact folds into', async (t) => {
+  const s = await site(t);
+  const delivered = await deliver(s, {
+    event_key: 'contact.edit',
+    object_type: 'contact',
+    object_keys: [{ id: C.ada, apiUrl: '', timestamp: '2026-11-30T00:00:00Z' }, { id: String(C.grace) }, { id: C.ada }],
+  });
+  assert.equal(delivered.status, 200);
+  const delivery = events(s).find((e) => e.id === delivered.body.event_id)!;
+  assert.deepEqual([delivery.source, delivery.action, delivery.event_type, delivery.status], ['rest_hook', 'keap_hook_delivery', 'contact.edit', 'queued']);
+
+  // The delivery's own job runs: one update per contact, from the hook.
+  const { ctx } = s.h.server;
+  await ctx.worker.runClaimed(ctx.events.claimNext('test', Date.now(), 60_000)!);
+  const updates = () => events(s).filter((e) => e.action === 'update');
+  assert.deepEqual(updates().map((e) => [e.contact_id, e.source, e.event_type]), [[C.ada, 'rest_hook', 'contact.edit'], [C.grace, 'rest_hook', 'contact.edit']]);
+  assert.match(events(s).find((e) => e.id === delivery.id)!.result ?? '', /^2 update jobs queued for contact.edit$/);
+
+  // A campaign's post about Ada's same change, while her update still waits: it folds in, one Keap read for both.
+  const posted = await s.h.post({ contactId: String(C.ada), wpf_action: 'update' });
+  assert.equal(posted.status, 200);
+  assert.equal(posted.body.event_id, updates()[0]!.id);
+  assert.equal(updates()[0]!.coalesced, 1);
+
+  // Keap delivering the same again (it did not see our 200) is harmless: the jobs fold or run again.
+  assert.equal((await deliver(s, { event_key: 'contact.edit', object_type: 'contact', object_keys: [{ id: C.grace }] })).status, 200);
+  await runJobs(s);
+  assert.ok(events(s).every((e) => e.status === 'done' || e.status === 'skipped'), JSON.stringify(events(s)));
+});
+
+test('tag events update the named contacts\' tags; contact.add adds members only when turned on; other events are recorded only', async (t) => {
+  const s = await site(t);
+  const { ctx } = s.h.server;
+  // Ada becomes a member through a campaign's post first.
+  await s.h.post({ contactId: String(C.ada), wpf_action: 'add' });
+  await runJobs(s);
+  assert.ok(ctx.members.findByContactId(C.ada));
+
+  s.h.sandbox.state.removeTag(C.ada, T.vip);
+  assert.equal((await deliver(s, { event_key: 'contactGroup.removed', object_type: 'contactGroup', object_keys: [{ id: T.vip, contactDetails: [{ id: C.ada }] }] })).status, 200);
+  await runJobs(s);
+  assert.deepEqual(ctx.members.findByContactId(C.ada)!.tags.map((tag) => tag.id).sort(), [T.member, T.newsletter].sort(), 'VIP is gone from the member');
+  assert.ok(events(s).some((e) => e.action === 'update_tags' && e.contact_id === C.ada && e.event_type === 'contactGroup.removed' && e.status === 'done'));
+
+  assert.equal((await deliver(s, { event_key: 'contact.add', object_type: 'contact', object_keys: [{ id: C.grace }] })).status, 200);
+  assert.equal((await deliver(s, { event_key: 'order.add', object_type: 'order', object_keys: [{ id: 77 }] })).status, 200);
+  await runJobs(s);
+  assert.equal(ctx.members.findByContactId(C.grace), undefined, 'contact.add does nothing until turned on');
+  assert.ok(events(s).some((e) => e.event_type === 'order.add' && /recorded; no member action/.test(e.result ?? '')));
+
+  const page = await s.admin.get('/admin/settings/keap-events');
+  const saved = await s.admin.post('/admin/settings/keap-events/rules').type('form').send({ _csrf: csrfFrom(page.text), add_members: 'yes' });
+  assert.equal(saved.status, 303);
+  assert.equal((await deliver(s, { event_key: 'contact.add', object_type: 'contact', object_keys: [{ id: C.grace }] })).status, 200);
+  await runJobs(s);
+  assert.equal(ctx.members.findByContactId(C.grace)?.email, 'grace@example.com', 'turned on: the new contact is a member');
+});
+
+test('a delivery that is not what Keap documents is a 400 naming what is wrong, and records nothing', async (t) => {
+  const s = await site(t);
+  const cases: Array<[unknown, RegExp, string?]> = [
+    [{ object_type: 'contact', object_keys: [{ id: 1 }] }, /event_key/],
+    [{ event_key: 'contact.edit', object_type: 'contact' }, /object_keys/],
+    [{ event_key: 'contact.edit', object_type: 'contact', object_keys: [{ id: 'abc' }] }, /object_keys\[0\]\.id|object_keys\.0\.id/],
+    [{ event_key: 'contact edit', object_type: 'contact', object_keys: [] }, /event key such as contact.edit/],
+    [{ event_key: 'contact.edit', object_type: 'contact', object_keys: Array.from({ length: 1001 }, (_, i) => ({ id: i + 1 })) }, /1000|1,000/],
+    [undefined, /not valid JSON/, '{"event_key": '],
+  ];
+  for (const [body, message, raw] of cases) {
+    const res = await deliver(s, body, raw === undefined ? {} : { raw });
+    assert.equal(res.status, 400, JSON.stringify(body)?.slice(0, 80));
+    assert.match(String(res.body.error), message);
+  }
+  assert.deepEqual(events(s), []);
+});
+
+test('a new token keeps the old hook URL working for the grace period chosen, then refuses it', async (t) => {
+  const s = await site(t);
+  const old = s.url;
+  const rotate = async (grace: string) => {
+    const page = await s.admin.get('/admin/settings/keap-events');
+    return s.admin.post('/admin/settings/keap-events/rotate').type('form').send({ _csrf: csrfFrom(page.text), grace_minutes: grace, confirm: 'yes' });
+  };
+  const page = await s.admin.get('/admin/settings/keap-events');
+  const refused = await s.admin.post('/admin/settings/keap-events/rotate').type('form').send({ _csrf: csrfFrom(page.text), grace_minutes: 'soon', confirm: 'yes' });
+  assert.equal(refused.status, 400);
+  assert.match(refused.text, /Grace period: a whole number of minutes/);
+  assert.equal(await shownHookUrl(s.admin), old, 'nothing changed');
+
+  assert.equal((await rotate('60')).status, 303);
+  const second = await shownHookUrl(s.admin);
+  assert.notEqual(second, old);
+  const delivery = { event_key: 'order.add', object_type: 'order', object_keys: [{ id: 1 }] };
+  assert.equal((await deliver(s, delivery, { path: old })).status, 200, 'the old URL works during the grace period');
+  assert.equal((await deliver(s, delivery, { path: second })).status, 200);
+  assert.match((await s.admin.get('/admin/settings/keap-events')).text, /data-previous-token>The previous URL keeps working until/);
+
+  assert.equal((await rotate('0')).status, 303);
+  assert.equal((await deliver(s, delivery, { path: second })).status, 404, 'no grace: the previous URL is refused at once');
+  assert.equal((await deliver(s, delivery, { path: old })).status, 404);
+  assert.equal((await deliver(s, delivery, { path: await shownHookUrl(s.admin) })).status, 200);
+});
