@@ -171,3 +171,40 @@ test('a new token keeps the old hook URL working for the grace period chosen, th
   assert.equal((await deliver(s, delivery, { path: old })).status, 404);
   assert.equal((await deliver(s, delivery, { path: await shownHookUrl(s.admin) })).status, 200);
 });
+
+test('the poller updates members whose contacts changed since its checkpoint, unless a hook or post got there first, and shows what it did', async (t) => {
+  const s = await site(t);
+  const { ctx } = s.h.server;
+  await s.h.post({ contactId: String(C.ada), wpf_action: 'add' });
+  await runJobs(s);
+  assert.equal(ctx.members.findByContactId(C.ada)!.lastName, 'Lovelace');
+  const page = await s.admin.get('/admin/settings/keap-events');
+  assert.match(page.text, /data-poll-minutes="0"/, 'off until asked for');
+
+  // Ada changes in Keap while no hook tells us (none registered, or the site was down).
+  s.h.sandbox.state.updateContact(C.ada, { family_name: 'King' });
+  const pollNow = async (minutes: string) => {
+    const form = await s.admin.get('/admin/settings/keap-events');
+    return s.admin.post('/admin/settings/keap-events/poll').type('form').send({ _csrf: csrfFrom(form.text), interval_minutes: minutes });
+  };
+  const bad = await pollNow('often');
+  assert.equal(bad.status, 400);
+  assert.match(bad.text, /Poll every: a whole number of minutes from 0 \(off\) to 1440/);
+  assert.equal((await pollNow('5')).status, 303);
+  await runJobs(s);
+  assert.equal(ctx.members.findByContactId(C.ada)!.lastName, 'King', 'the poll caught the change');
+  const polled = events(s).filter((e) => e.action === 'update' && e.source === 'poller');
+  assert.deepEqual(polled.map((e) => [e.contact_id, e.event_type, e.status]), [[C.ada, 'contact.edit', 'done']]);
+  const shown = (await s.admin.get('/admin/settings/keap-events')).text;
+  assert.match(shown, /data-poll-minutes="5"/);
+  assert.match(shown, /id="poll-last">[^<]*: \d+ changed since [^,]+, 1 updates queued, 0 already synced/);
+  assert.doesNotMatch(shown, /Checkpoint<\/dt><dd><span class="muted">none yet/, 'a checkpoint is kept');
+
+  // The next poll starts a little before the checkpoint and sees Ada again, but her change is already synced.
+  assert.equal((await pollNow('5')).status, 303);
+  await runJobs(s);
+  assert.equal(events(s).filter((e) => e.action === 'update' && e.source === 'poller').length, 1, 'no second update for the same change');
+  assert.match((await s.admin.get('/admin/settings/keap-events')).text, /id="poll-last">[^<]*: \d+ changed since [^,]+, 0 updates queued, 1 already synced/);
+  // One scheduled poll waits for its time, whatever was asked meanwhile.
+  assert.equal(ctx.db.prepare("SELECT count(*) FROM events WHERE action = 'keap_poll_contacts' AND status = 'queued'").pluck().get(), 1);
+});

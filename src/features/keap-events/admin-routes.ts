@@ -8,6 +8,7 @@ import type { KeapClient } from '../keap/client.js';
 import { isKeapError } from '../keap/errors.js';
 import type { KeapRestHook } from '../keap/types.js';
 import { HOOK_PATH_PREFIX, type HookTokens } from './hook-token.js';
+import { lastPoll, pollCheckpoint, pollIntervalChosen, pollIntervalMinutes, RECOMMENDED_POLL_MINUTES, setPollInterval } from './poller.js';
 
 export const KEAP_EVENTS_PATH = '/admin/settings/keap-events';
 /** The event keys memberhook acts on, checked by default on a first registration. */
@@ -21,13 +22,19 @@ const NOTICES = {
   verified: 'Keap was asked to verify the subscription again; its status is below.',
   rotated: 'The hook URL has a new token. Register the subscriptions again so Keap posts to the new URL.',
   rules: 'Saved.',
+  poll: 'Saved. A poll runs now, then at that interval.',
 } as const;
 
 export interface KeapEventsContext extends Kernel {
   admin: CorePluginAdmin;
   keap: KeapClient;
   tokens: HookTokens;
+  /** Queues a poll to run now (after the interval was changed). */
+  schedulePoll(): void;
 }
+
+/** The longest poll interval offered: a day. */
+const MAX_POLL_MINUTES = 24 * 60;
 
 /** Whether `contact.add` creates members (off unless the admin turns it on). */
 export function addMembersSetting(ctx: Pick<Kernel, 'settings'>): boolean {
@@ -74,6 +81,7 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
       })),
       hooks: hooks.map((h) => ({ ...h, ours: h.hookUrl === url, oldUrl: ours(h) && h.hookUrl !== url, badge: h.status === 'Verified' ? 'ok' : h.status === 'Inactive' ? 'bad' : 'warn' })),
       addMembers: addMembersSetting(ctx),
+      poll: pollView(ctx),
       ...extra,
     });
   };
@@ -104,6 +112,11 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
       return render(res, 502, { error: `Keap did not take every change: ${message}. The list below shows where things stand; register again to finish.` });
     }
     ctx.logger.info({ adminId: (res.locals.admin as AdminUser).id, keys: [...wanted] }, 'keap hook subscriptions registered');
+    // Hooks get a safety net: polling comes on with them, unless the admin chose an interval (or off) already.
+    if (wanted.size > 0 && !pollIntervalChosen(ctx.settings)) {
+      setPollInterval(ctx.settings, RECOMMENDED_POLL_MINUTES);
+      ctx.schedulePoll();
+    }
     res.redirect(303, `${KEAP_EVENTS_PATH}?done=registered`);
   });
 
@@ -130,10 +143,36 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
     res.redirect(303, `${KEAP_EVENTS_PATH}?done=rotated`);
   });
 
+  router.post('/poll', (req, res) => {
+    const minutes = formText(formFields(req).interval_minutes).trim();
+    if (!/^\d{1,4}$/.test(minutes) || Number(minutes) > MAX_POLL_MINUTES) {
+      return render(res, 400, { pollError: `Poll every: a whole number of minutes from 0 (off) to ${MAX_POLL_MINUTES}.`, pollValue: minutes });
+    }
+    setPollInterval(ctx.settings, Number(minutes));
+    if (Number(minutes) > 0) ctx.schedulePoll();
+    ctx.logger.info({ adminId: (res.locals.admin as AdminUser).id, minutes: Number(minutes) }, 'keap poll interval changed');
+    res.redirect(303, `${KEAP_EVENTS_PATH}?done=poll`);
+  });
+
   router.post('/rules', (req, res) => {
     ctx.settings.set(ADD_MEMBERS_SETTING, formText(formFields(req).add_members) === 'yes' ? '1' : '0');
     res.redirect(303, `${KEAP_EVENTS_PATH}?done=rules`);
   });
 
   return router;
+}
+
+/** The poller's part of the page: its interval, checkpoint, and what the last poll found. */
+function pollView(ctx: KeapEventsContext) {
+  const minutes = pollIntervalMinutes(ctx.settings);
+  const last = lastPoll(ctx.settings);
+  const checkpoint = pollCheckpoint(ctx.settings);
+  const next = last && minutes > 0 ? new Date(Date.parse(last.at) + minutes * 60_000).toISOString() : undefined;
+  return {
+    minutes,
+    on: minutes > 0,
+    checkpoint: checkpoint && formatTime(checkpoint),
+    last: last && { ...last, atText: formatTime(last.at), sinceText: last.since && formatTime(last.since), reactivatedText: last.reactivated.join(', ') },
+    next: next && formatTime(next),
+  };
 }

@@ -4,6 +4,7 @@ import type { CorePlugin } from '../../plugins/types.js';
 import { addMembersSetting, keapEventsAdminRoutes } from './admin-routes.js';
 import { fanOut, keapHookDelivery } from './delivery.js';
 import { HookTokens } from './hook-token.js';
+import { keapPollContacts, pollContacts, schedulePoll } from './poller.js';
 import { hookReceiver } from './receiver.js';
 
 /**
@@ -17,12 +18,25 @@ export const keapEventsPlugin: CorePlugin = {
     const { kernel } = api;
     const tokens = new HookTokens(new SealedSettings(kernel.settings, kernel.secretBox), kernel.settings, kernel.clock);
     api.jobs.define({ ...keapHookDelivery, run: (job) => fanOut({ db: kernel.db, jobs: kernel.jobs, rules: { addMembers: () => addMembersSetting(kernel) } }, job) });
+    const poller = {
+      keap: api.keap,
+      jobs: kernel.jobs,
+      events: kernel.events,
+      members: api.members,
+      settings: kernel.settings,
+      clock: kernel.clock,
+      logger: kernel.logger,
+      publicUrl: kernel.config.publicUrl,
+    };
+    api.jobs.define({ ...keapPollContacts, run: () => pollContacts(poller) });
+    // One poll waits at any time (its dedupe key folds the one each start queues into the one already waiting).
+    schedulePoll(poller);
     api.receiver.use(hookReceiver({ tokens, jobs: kernel.jobs, refusals: new RejectionLimiter(kernel.config.webhooks), logger: kernel.logger }));
     api.admin.addPage({
       path: 'settings/keap-events',
       title: 'Keap events',
       menu: { label: 'Keap events', order: 25, parent: 'settings' },
-      handler: keapEventsAdminRoutes({ ...kernel, admin: api.admin, keap: api.keap, tokens }),
+      handler: keapEventsAdminRoutes({ ...kernel, admin: api.admin, keap: api.keap, tokens, schedulePoll: () => schedulePoll(poller, 'now') }),
     });
   },
 };
