@@ -281,6 +281,46 @@ test('the field selects list Keap’s contact custom fields; the choice is saved
   assert.equal(site.ctx.site.passwordField(), undefined, '— none — clears it');
 });
 
+test('the password choices under the password field are on by default, say what they do, and are saved from the form', async () => {
+  const sb = await sharedSandbox();
+  const site = await testSiteWithAdmin({ KEAP_API_URL: sb.url, KEAP_API_KEY: RIGHT_KEY, KEAP_USERNAME_FIELD: '' });
+  const admin = await adminAgent(site.app);
+  const box = (page: string, name: string) => new RegExp(`<input type="checkbox" name="${name}" value="yes"[^>]*>`).exec(page)?.[0];
+  const hint = (page: string, name: string) => new RegExp(`data-choice-hint="${name}">([^<]*)<`).exec(page)?.[1];
+  let html = (await admin.get(PAGE)).text;
+  assert.match(box(html, 'push_passwords') ?? '', / checked>$/, 'on by default');
+  assert.match(box(html, 'take_keap_passwords') ?? '', / checked>$/);
+  assert.equal(hint(html, 'push_passwords'), 'On, but no password field is saved, so nothing is written to Keap or taken from it.');
+  assert.ok(html.indexOf('data-password-sync') > html.indexOf('id="password_field"') && html.indexOf('data-password-sync') < html.indexOf('id="username_field"'), 'right under the password field');
+
+  let res = await submitForm(admin, PAGE, `${PAGE}/fields`, { password_field: String(F.password), password_choices: 'shown', push_passwords: 'yes', take_keap_passwords: 'yes' });
+  assert.equal(res.status, 303);
+  html = (await admin.get(res.headers.location!)).text;
+  assert.match(hint(html, 'push_passwords') ?? '', /^On: a password a member sets \(account page, reset link\) or an administrator or the JSON API sets is written to the field/);
+  assert.match(hint(html, 'take_keap_passwords') ?? '', /^On: when an update post finds a new password in the field, it becomes the member’s password/);
+  assert.deepEqual([site.ctx.site.pushPasswordChanges(), site.ctx.site.takeKeapPasswords()], [true, true]);
+
+  // Unticked boxes send nothing: both off.
+  res = await submitForm(admin, PAGE, `${PAGE}/fields`, { password_field: String(F.password), password_choices: 'shown' });
+  assert.equal(res.status, 303);
+  assert.deepEqual([site.ctx.site.pushPasswordChanges(), site.ctx.site.takeKeapPasswords()], [false, false]);
+  html = (await admin.get(res.headers.location!)).text;
+  assert.doesNotMatch(box(html, 'push_passwords') ?? '', /checked/);
+  assert.match(hint(html, 'push_passwords') ?? '', /^Off: password changes stay in memberhook/);
+  assert.match(hint(html, 'take_keap_passwords') ?? '', /^Off: update posts leave members’ passwords alone/);
+  assert.match(site.logs.text(), /"pushPasswords":false,"takeKeapPasswords":false/);
+
+  // A form without the choices (an older page, a script) leaves them as they are; a bad value is refused, naming it.
+  res = await submitForm(admin, PAGE, `${PAGE}/fields`, { password_field: String(F.password) });
+  assert.equal(res.status, 303);
+  assert.deepEqual(site.ctx.site.passwordSyncChoices(), { push: false, take: false });
+  res = await submitForm(admin, PAGE, `${PAGE}/fields`, { password_field: '', password_choices: 'shown', push_passwords: 'on', take_keap_passwords: 'yes' });
+  assert.equal(res.status, 400);
+  assert.match(alertOf(res.text) ?? '', /Write password changes to Keap: expected the checkbox’s value “yes”/);
+  assert.deepEqual(site.ctx.site.passwordSyncChoices(), { push: false, take: false }, 'nothing saved');
+  assert.equal(site.ctx.site.passwordField(), '12', 'not the field either');
+});
+
 test('when Keap cannot be reached the page says so and offers text inputs, and a typed field is saved', async () => {
   const site = await testSiteWithAdmin({ KEAP_API_URL: 'http://127.0.0.1:9/crm', KEAP_API_KEY: RIGHT_KEY, KEAP_TIMEOUT_MS: '1000' });
   const admin = await adminAgent(site.app);

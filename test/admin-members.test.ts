@@ -615,7 +615,7 @@ test('adding a member by hand without a password generates one and queues the we
   assert.ok(pending, 'the generated password waits for the welcome email');
   assert.deepEqual([pending.awaiting_keap, pending.awaiting_email], [0, 1]);
   assert.match(pending.password, /^enc:v1:/, 'encrypted with the site key');
-  const password = ctx.members.pendingPassword(radia.id)!;
+  const password = ctx.members.pendingPassword(radia.id, 'email')!;
   assert.equal(password.length, 20);
   assert.ok(await verifyPassword(password, ctx.members.passwordHash(radia.id)), 'it is the member\'s password');
   const [job] = events(ctx);

@@ -138,10 +138,10 @@ test('a pending password is encrypted in the database, bound to its member', asy
   ctx.members.savePendingPassword(ada.id, PENDING, { keap: true, email: false });
   const [row] = raw(ctx).pending;
   assert.match(row!.password, /^enc:v1:/);
-  assert.equal(ctx.members.pendingPassword(ada.id), PENDING);
+  assert.equal(ctx.members.pendingPassword(ada.id, 'keap'), PENDING);
   // Copied to another member's row, the value does not open: the error names the row, never the password.
-  ctx.db.prepare('INSERT INTO pending_passwords (member_id, password) VALUES (?, ?)').run(grace.id, row!.password);
-  assert.throws(() => ctx.members.pendingPassword(grace.id), (err: Error) => /pending password of member \d+ cannot be decrypted/.test(err.message) && !err.message.includes(PENDING));
+  ctx.db.prepare('INSERT INTO pending_passwords (member_id, password, awaiting_keap) VALUES (?, ?, 1)').run(grace.id, row!.password);
+  assert.throws(() => ctx.members.pendingPassword(grace.id, 'keap'), (err: Error) => /pending password of member \d+ cannot be decrypted/.test(err.message) && !err.message.includes(PENDING));
 });
 
 test('plaintext secrets from an older version are encrypted at the next start, and later starts change nothing', async () => {
@@ -163,7 +163,7 @@ test('plaintext secrets from an older version are encrypted at the next start, a
     assert.equal(new SealedSettings(upgraded.ctx.settings, upgraded.ctx.secretBox).get('webhook.access_key'), STORED_ACCESS_KEY);
     assert.equal(new SealedSettings(upgraded.ctx.settings, upgraded.ctx.secretBox).get('csrf.secret'), SIGNING_SECRET, 'the same secret: forms and device cookies stay good');
     assert.deepEqual(new SqliteKeapTokenStore(upgraded.ctx.db, upgraded.ctx.secretBox).load(), { accessToken: ACCESS_TOKEN, refreshToken: REFRESH_TOKEN, expiresAt: 0, scope: null });
-    assert.equal(upgraded.ctx.members.pendingPassword(adaId), PENDING);
+    assert.equal(upgraded.ctx.members.pendingPassword(adaId, 'email'), PENDING);
     const logged = upgraded.logs.text();
     assert.match(logged, /encrypted the stored Keap API key/);
     assert.match(logged, /encrypted the stored Keap OAuth tokens/);

@@ -5,8 +5,8 @@ import { SealedSettings, type SettingsStore } from './settings.js';
 /** The stored name predates the device cookies: it was the CSRF secret alone, and keeping it keeps it. */
 const SECRET_SETTING = 'csrf.secret';
 
-/** What a key signs; each gets its own, so a value signed for one use is never valid for another. */
-export type SigningPurpose = 'csrf' | 'login-device';
+/** What a key signs (or fingerprints); each gets its own, so a value signed for one use is never valid for another. */
+export type SigningPurpose = 'csrf' | 'login-device' | 'keap-password';
 
 /**
  * The one place the server-side secret behind request signing (CSRF tokens, login device cookies) is read: 32

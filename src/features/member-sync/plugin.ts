@@ -1,16 +1,20 @@
+import { signingKey } from '../../core/signing-key.js';
 import type { CorePlugin } from '../../plugins/types.js';
 import { passwordWriteBack } from './jobs.js';
+import { KeapPasswordSeen } from './keap-password-seen.js';
 import { KeapMemberSync } from './service.js';
 
 /**
  * Keap contacts into members: the `add`, `update` and `update_tags` HTTP Post actions (registered like any plugin's)
- * and the password write-back to Keap's field.
+ * and the password's way both directions between members and Keap's password field.
  */
 export const memberSyncPlugin: CorePlugin = {
   name: 'member-sync',
-  description: 'Turns Keap contacts into members: the add, update and update_tags actions, and the password write-back.',
+  description: 'Turns Keap contacts into members: the add, update and update_tags actions, and passwords to and from Keap\'s password field.',
   setup(api) {
-    const sync = new KeapMemberSync({ keap: api.keap, members: api.members, jobs: api.kernel.jobs, hooks: api.kernel.hooks, site: api.siteSettings });
+    const { kernel } = api;
+    const seen = new KeapPasswordSeen(kernel.db, () => signingKey(kernel, 'keap-password'));
+    const sync = new KeapMemberSync({ keap: api.keap, members: api.members, jobs: kernel.jobs, hooks: kernel.hooks, site: api.siteSettings, seen });
     api.webhooks.addAction('add', (job) => sync.add(job));
     api.webhooks.addAction('update', (job) => sync.update(job));
     api.webhooks.addAction('update_tags', (job) => sync.updateTags(job));
@@ -18,7 +22,9 @@ export const memberSyncPlugin: CorePlugin = {
       ...passwordWriteBack,
       run: (job) => sync.writeBackPassword(job),
       // A write-back that failed for good will not send the password again: it must not wait in the database for it.
-      onGiveUp: (job) => api.members.releasePendingPassword(job.params.member_id, 'keap'),
+      onGiveUp: (job) => api.members.releasePendingPassword(job.params.member_id, 'keap', job.id),
     });
+    // In the transaction of every password change, wherever it was asked for: the write to Keap is queued with it.
+    api.onStop(api.members.onPasswordChange((change) => sync.queuePasswordWrite(change)));
   },
 };

@@ -4,12 +4,13 @@ import type { Job, JobOutcome, JobQueue } from '../../core/jobs/queue.js';
 import type { WebhookJobParams } from '../http-post/jobs.js';
 import type { KeapContact, KeapCustomFieldDefinition } from '../keap/types.js';
 import { singleEmailAddress } from '../../core/mail.js';
-import { generatePassword } from '../members/passwords.js';
-import { isUniqueViolation, type MemberService } from '../members/service.js';
+import { generatePassword, verifyPassword } from '../members/passwords.js';
+import { isUniqueViolation, type MemberService, type PasswordChangeSource } from '../members/service.js';
 import type { Member, MemberTag } from '../members/types.js';
 import type { SiteSettings } from '../settings/site-settings.js';
 import { welcomeEmail } from '../welcome-email/jobs.js';
 import { passwordWriteBack } from './jobs.js';
+import type { KeapPasswordSeen } from './keap-password-seen.js';
 
 declare module '../../core/hooks.js' {
   interface FilterMap {
@@ -41,8 +42,13 @@ export interface MemberSyncDeps {
   jobs: JobQueue;
   hooks: HookRegistry;
   /** Default role, Keap field names and the welcome setting, read on every job so admin edits apply at once. */
-  site: Pick<SiteSettings, 'defaultRole' | 'passwordField' | 'usernameField' | 'alwaysSendWelcome'>;
+  site: Pick<SiteSettings, 'defaultRole' | 'passwordField' | 'usernameField' | 'alwaysSendWelcome' | 'pushPasswordChanges' | 'takeKeapPasswords'>;
+  /** What each member's Keap password field was last known to hold. */
+  seen: KeapPasswordSeen;
 }
+
+/** What an `update` did with the password it found in Keap's field. */
+type PasswordFromKeap = { taken: true } | { taken: false; note: string } | undefined;
 
 type SyncJob = Job<WebhookJobParams>;
 
@@ -88,14 +94,19 @@ export class KeapMemberSync {
     return { status: 'done', result: describeUpdate(member, changed) };
   }
 
-  /** Writes a generated password to Keap's password field; a retry sends the same stored value. */
+  /**
+   * Writes a member's waiting password (generated, or changed) to Keap's password field; a retry sends the same
+   * stored value. Never an administrator's: one promoted since the password was queued is skipped.
+   */
   async writeBackPassword(job: Job<{ member_id: number }>): Promise<JobOutcome> {
     const memberId = job.params.member_id;
     const member = this.deps.members.findById(memberId);
-    const password = this.deps.members.pendingPassword(memberId);
+    const password = this.deps.members.pendingPassword(memberId, 'keap');
     if (!member || password === undefined) return { status: 'skipped', result: `member ${memberId} no longer waits for a password write-back` };
-    // Skipped for good: the password must not wait in the database for a write-back that will not come.
-    const release = () => this.deps.members.releasePendingPassword(memberId, 'keap');
+    // Skipped for good: the password must not wait in the database for a write-back that will not come. Only the
+    // password this job was queued for: a newer one waits for the job queued after it.
+    const release = () => this.deps.members.releasePendingPassword(memberId, 'keap', job.id);
+    if (member.roleIsAdmin) return { status: 'skipped', result: `member ${memberId} has admin rights: an administrator's password is never written to Keap`, onCommit: release };
     if (member.keapContactId === null) return { status: 'skipped', result: `member ${memberId} is not linked to a Keap contact`, onCommit: release };
     const fieldId = await this.passwordFieldId();
     if (fieldId === undefined) return { status: 'skipped', result: 'no Keap password field is configured', onCommit: release };
@@ -103,8 +114,24 @@ export class KeapMemberSync {
     return {
       status: 'done',
       result: `password written to contact ${member.keapContactId}`,
-      onCommit: release,
+      onCommit: () => {
+        // Keap's field now holds it: an `update` finding it there takes nothing.
+        this.deps.seen.record(memberId, password);
+        release();
+      },
     };
+  }
+
+  /**
+   * Runs in the transaction of every password change: queues the new password's write to Keap's field when it should
+   * go there. Never one that came from Keap (it would come back as a change), never an administrator's, and only
+   * with "Write password changes to Keap" on and a linked contact. A write already waiting takes the newer password.
+   */
+  queuePasswordWrite(change: { member: Member; password: string; how: PasswordChangeSource }): void {
+    const { member, password, how } = change;
+    if (how === 'keap' || member.roleIsAdmin || member.keapContactId === null || !this.deps.site.pushPasswordChanges()) return;
+    const { id } = this.deps.jobs.enqueue(passwordWriteBack, { member_id: member.id, contact_id: member.keapContactId });
+    this.deps.members.savePendingPassword(member.id, password, { keap: true, email: false }, id);
   }
 
   private findMember(contactId: number, email: string | null): Member | undefined {
@@ -128,10 +155,11 @@ export class KeapMemberSync {
         { email: contact.email!, username, role, password, keapContactId: contact.id, firstName: contact.givenName, lastName: contact.familyName, fields, tags },
         (created) => {
           // In the member's own transaction: the follow-ups exist exactly when the member does.
-          if (generated && (writeBack || notify)) this.deps.members.savePendingPassword(created.id, password, { keap: writeBack, email: notify });
           const followUp = { member_id: created.id, contact_id: contact.id, caused_by_event: job.id };
-          if (writeBack) this.deps.jobs.enqueue(passwordWriteBack, followUp);
+          const writeBackJob = writeBack ? this.deps.jobs.enqueue(passwordWriteBack, followUp).id : undefined;
+          if (generated && (writeBack || notify)) this.deps.members.savePendingPassword(created.id, password, { keap: writeBack, email: notify }, writeBackJob);
           if (notify) this.deps.jobs.enqueue(welcomeEmail, followUp);
+          if (keapPassword) this.deps.seen.record(created.id, keapPassword);
         },
       );
       return { status: 'done', result: `created member ${member.id}${generated ? ' with a generated password' : ''}${notify ? ', welcome email queued' : ''}` };
@@ -148,6 +176,7 @@ export class KeapMemberSync {
   private async updateMember(member: Member, contact: KeapContact, params: WebhookJobParams, _mode: 'update'): Promise<JobOutcome> {
     const [tags, fields] = await Promise.all([this.deps.keap.getContactTags(contact.id), this.fieldsFromContact(contact)]);
     const protectedMember = member.roleIsAdmin;
+    const newlyLinked = member.keapContactId !== contact.id;
     let email: string | undefined;
     if (!protectedMember && contact.email && contact.email.toLowerCase() !== member.email.toLowerCase()) {
       const holder = this.deps.members.findByEmail(contact.email);
@@ -164,12 +193,44 @@ export class KeapMemberSync {
     };
     try {
       const { changed } = await this.deps.members.update(member.id, update);
-      return { status: 'done', result: describeUpdate(member, changed) };
+      const password = await this.takePasswordFromKeap(member, contact, newlyLinked);
+      return { status: 'done', result: describeUpdate(member, changed, password) };
     } catch (err) {
       if (isUniqueViolation(err, 'members.email')) throw new PermanentJobError(`contact ${contact.id}'s email ${contact.email} already belongs to another member`);
       if (isUniqueViolation(err, 'members.keap_contact_id')) throw new PermanentJobError(`contact ${contact.id} is already linked to another member`);
       throw err;
     }
+  }
+
+  /**
+   * Makes a new password typed into Keap's field the member's password (with "Take a new password typed into Keap's
+   * field" on). New means: not empty, not what the field was last known to hold (so a field merely left stale by
+   * password changes not written to Keap turns nothing back), and not the member's password already. Never for a
+   * member with admin rights, nor while a newer password waits to be written to the field. A member whose field was
+   * never seen (linked before memberhook kept track) gets it noted, not taken; one `add` just linked gets it taken.
+   */
+  private async takePasswordFromKeap(member: Member, contact: KeapContact, newlyLinked: boolean): Promise<PasswordFromKeap> {
+    if (!this.deps.site.takeKeapPasswords()) return undefined;
+    const fieldId = await this.passwordFieldId();
+    const value = textContent(contact.customFields.find((f) => String(f.id) === fieldId)?.content);
+    if (!value) return undefined;
+    const seen = newlyLinked ? 'unknown' : this.deps.seen.compare(member.id, value);
+    if (seen === 'same') return undefined;
+    if (await verifyPassword(value, this.deps.members.passwordHash(member.id))) {
+      this.deps.seen.record(member.id, value);
+      return undefined;
+    }
+    if (member.roleIsAdmin) return { taken: false, note: `the password in Keap's field was not taken: member ${member.id} has admin rights` };
+    if (this.deps.members.awaitsPendingPassword(member.id, 'keap')) {
+      return { taken: false, note: `the password in Keap's field was not taken: a newer password of member ${member.id} waits to be written there` };
+    }
+    if (seen === 'unknown' && !newlyLinked) {
+      this.deps.seen.record(member.id, value);
+      return { taken: false, note: `Keap's password field noted (it was never seen before); a later change there becomes the member's password` };
+    }
+    await this.deps.members.changePassword(member.id, value, 'keap');
+    this.deps.seen.record(member.id, value);
+    return { taken: true };
   }
 
   private async chooseUsername(contact: KeapContact, fromField: string | undefined): Promise<string> {
@@ -240,8 +301,10 @@ function textContent(value: unknown): string | undefined {
   return undefined;
 }
 
-function describeUpdate(member: Member, changed: string[]): string {
-  return changed.length ? `updated member ${member.id}: ${changed.join(', ')}` : `member ${member.id} already up to date`;
+function describeUpdate(member: Member, changed: string[], password?: PasswordFromKeap): string {
+  const done = password?.taken ? [...changed, 'password taken from Keap'] : changed;
+  const text = done.length ? `updated member ${member.id}: ${done.join(', ')}` : `member ${member.id} already up to date`;
+  return password && !password.taken ? `${text}; ${password.note}` : text;
 }
 
 function notLinked(contactId: number): JobOutcome {

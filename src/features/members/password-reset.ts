@@ -105,7 +105,7 @@ export async function resetPasswordWithToken(ctx: MembersContext, token: string,
   return ctx.transactions.run((tx): Member | undefined => {
     const id = ctx.resets.consume(token, ctx.clock.now());
     if (id === undefined) return undefined;
-    return ctx.members.applyNewPassword(id, passwordHash, 'reset', tx);
+    return ctx.members.applyNewPassword(id, { password: newPassword, passwordHash }, 'reset', tx);
   });
 }
 

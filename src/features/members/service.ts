@@ -2,7 +2,7 @@ import { isoNow, type Db } from '../../core/db.js';
 import { badRequest, conflict, notFound } from '../../core/errors.js';
 import type { Transactions, TransactionScope } from '../../core/outbox.js';
 import type { SecretBox } from '../../core/secret-box.js';
-import { PendingPasswordStore } from './pending-password-store.js';
+import { PendingPasswordStore, type PendingPasswordUse } from './pending-password-store.js';
 import { MemberStore, type ListScope, type MemberChanges } from './store.js';
 import type { HeldTag, Member, MemberPage, MemberQuery, MemberTag, Role, RoleCount } from './types.js';
 import { hashPassword } from './passwords.js';
@@ -43,8 +43,9 @@ declare module '../../core/hooks.js' {
     'member.deleted': [member: Member];
     /**
      * A member's password was changed: on the account page (`account`), with a reset link (`reset`), through the JSON
-     * API (`api`), by `create-admin` (`command_line`) or from ADMIN_PASSWORD at start (`configured`). The member's
-     * sessions and reset links were ended with it.
+     * API (`api`), by `create-admin` (`command_line`), from ADMIN_PASSWORD at start (`configured`) or taken from
+     * Keap's password field by an `update` post (`keap`). The member's sessions and reset links were ended with it.
+     * The password itself is not passed.
      * @fires after the new password commits
      * @durable
      */
@@ -53,7 +54,14 @@ declare module '../../core/hooks.js' {
 }
 
 /** Where a new password came from (see `member.password_changed`). */
-export type PasswordChangeSource = 'account' | 'reset' | 'api' | 'command_line' | 'configured';
+export type PasswordChangeSource = 'account' | 'reset' | 'api' | 'command_line' | 'configured' | 'keap';
+
+/**
+ * Work that must happen in the transaction of every password change and needs the new password itself (member-sync
+ * queues its write to Keap's password field). Not a hook: the plaintext goes to the built-in features that register
+ * one, never to hooks' arguments, logs or events.
+ */
+export type PasswordChangeStep = (change: { member: Member; password: string; how: PasswordChangeSource }, tx: TransactionScope) => void;
 
 /** The member actions recorded in the outbox, so handlers may ask for durable delivery. */
 export const DURABLE_MEMBER_ACTIONS = ['member.created', 'member.updated', 'member.tags_changed', 'member.role_changed', 'member.deleted', 'member.password_changed'] as const;
@@ -99,6 +107,7 @@ export interface KeepAnAdministrator {
 export class MemberService {
   private readonly store: MemberStore;
   private readonly pending: PendingPasswordStore;
+  private readonly passwordChangeSteps: PasswordChangeStep[] = [];
 
   constructor(
     private readonly db: Db,
@@ -265,30 +274,42 @@ export class MemberService {
   }
 
   /**
-   * Gives a member a new password, however it was asked for (account page, API, create-admin, ADMIN_PASSWORD):
-   * in one transaction the hash is stored, every session of the member ends and every outstanding reset link stops
-   * working, and `member.password_changed` is recorded. A caller that wants its own browser to stay logged in
+   * Gives a member a new password, however it was asked for (account page, API, create-admin, ADMIN_PASSWORD, Keap's
+   * field): in one transaction the hash is stored, every session of the member ends and every outstanding reset link
+   * stops working, and `member.password_changed` is recorded. A caller that wants its own browser to stay logged in
    * starts a fresh session afterwards.
    */
   async changePassword(memberId: number, password: string, how: PasswordChangeSource): Promise<Member> {
     this.get(memberId); // an unknown member is a 404 before bcrypt's work, not after
     const passwordHash = await hashPassword(password);
-    return this.transactions.run((tx) => this.applyNewPassword(memberId, passwordHash, how, tx));
+    return this.transactions.run((tx) => this.applyNewPassword(memberId, { password, passwordHash }, how, tx));
   }
 
   /**
    * `changePassword`'s work inside a transaction of the caller's, for a change decided in that same transaction (a
    * reset link consumed). Hash first, with `hashPassword`, outside the transaction: bcrypt is slow. This is the one
-   * place a password is replaced; nothing else writes `password_hash` of an existing member.
+   * place a password is replaced; nothing else writes `password_hash` of an existing member. A password still waiting
+   * for its deliveries (a generated one for the welcome email or Keap) is dropped: it is no longer the password.
    */
-  applyNewPassword(memberId: number, passwordHash: string, how: PasswordChangeSource, tx: TransactionScope): Member {
-    this.store.update(memberId, { passwordHash });
+  applyNewPassword(memberId: number, next: { password: string; passwordHash: string }, how: PasswordChangeSource, tx: TransactionScope): Member {
+    this.store.update(memberId, { passwordHash: next.passwordHash });
     const member = this.store.findById(memberId);
     if (!member) throw notFound(`no member with id ${memberId}`);
     this.credentials.resets.deleteOutstandingFor(memberId);
     this.credentials.sessions.destroyAllFor(memberId);
+    this.pending.drop(memberId);
+    for (const step of this.passwordChangeSteps) step({ member, password: next.password, how }, tx);
     tx.emit('member.password_changed', member, how);
     return member;
+  }
+
+  /** Registers a step every password change runs in its transaction (see PasswordChangeStep); returns its removal. */
+  onPasswordChange(step: PasswordChangeStep): () => void {
+    this.passwordChangeSteps.push(step);
+    return () => {
+      const at = this.passwordChangeSteps.indexOf(step);
+      if (at >= 0) this.passwordChangeSteps.splice(at, 1);
+    };
   }
 
   async delete(memberId: number, options: KeepAnAdministrator = {}): Promise<void> {
@@ -306,23 +327,36 @@ export class MemberService {
   }
 
   /**
-   * A generated password waits here until Keap's field and the welcome email both have it (see migration 002).
-   * Save it in the member's own transaction (the `create` callback).
+   * A password waits here until Keap's field and the welcome email have it (see migrations 002 and 012): a generated
+   * one, or a changed one on its way to Keap. Save it in the transaction that gives the member this password (the
+   * `create` callback, a password change step); it replaces any password waiting before. `keapJobId`: the write-back
+   * job queued for it.
    */
-  savePendingPassword(memberId: number, password: string, awaiting: { keap: boolean; email: boolean }): void {
-    this.pending.save(memberId, password, awaiting);
+  savePendingPassword(memberId: number, password: string, awaiting: { keap: boolean; email: boolean }, keapJobId?: number): void {
+    this.pending.save(memberId, password, awaiting, keapJobId);
   }
 
-  pendingPassword(memberId: number): string | undefined {
-    return this.pending.get(memberId);
+  /** Records which write-back job is to deliver the waiting password (one queued after the password was saved). */
+  setPendingPasswordKeapJob(memberId: number, jobId: number): void {
+    this.pending.setKeapJob(memberId, jobId);
+  }
+
+  /** The password waiting for `use` (Keap's field or the welcome email), if one does. */
+  pendingPassword(memberId: number, use: PendingPasswordUse): string | undefined {
+    return this.pending.get(memberId, use);
+  }
+
+  /** Whether a password waits for `use`, without opening it. */
+  awaitsPendingPassword(memberId: number, use: PendingPasswordUse): boolean {
+    return this.pending.awaits(memberId, use);
   }
 
   /**
    * `keap` or `email` no longer needs the password (it was delivered, or its job ended for good); once neither does,
-   * it is deleted.
+   * it is deleted. A write-back job passes its id: it releases only the password it was queued for.
    */
-  releasePendingPassword(memberId: number, by: 'keap' | 'email'): void {
-    this.pending.release(memberId, by);
+  releasePendingPassword(memberId: number, by: PendingPasswordUse, keapJobId?: number): void {
+    this.pending.release(memberId, by, keapJobId);
   }
 
   /** Deletes the pending passwords older than `maxAgeMs` at `now`, whatever became of their jobs; returns how many. */

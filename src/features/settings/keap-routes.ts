@@ -26,7 +26,7 @@ const NOTICES = {
   key_cleared: 'The stored API key is cleared.',
   connected: 'Keap is connected. memberhook calls Keap through this connection from now on.',
   disconnected: 'Keap is disconnected: the stored OAuth tokens are deleted.',
-  fields_saved: 'The custom fields are saved. The next member sync uses them.',
+  fields_saved: 'The custom fields and password choices are saved. The next member sync uses them.',
 } as const;
 type Notice = keyof typeof NOTICES;
 
@@ -46,6 +46,25 @@ const FIELD_INPUTS: Record<FieldSetting, { name: string; label: string; none: st
     chosen: 'a new member’s username is taken from it (the email when it is empty)',
   },
 };
+
+/** The two password choices under the password field: their checkboxes, and what each does when on and when off. */
+const PASSWORD_SYNC_INPUTS = {
+  push: {
+    name: 'push_passwords',
+    label: 'Write password changes to Keap',
+    on: 'a password a member sets (account page, reset link) or an administrator or the JSON API sets is written to the field, so a ~Contact.Password~ email sends the right one. An administrator’s password never is',
+    off: 'password changes stay in memberhook and Keap’s field keeps the password it had (a generated password is still written there)',
+  },
+  take: {
+    name: 'take_keap_passwords',
+    label: 'Take a new password typed into Keap’s field',
+    on: 'when an update post finds a new password in the field, it becomes the member’s password and the member’s sessions end. Never for members with admin rights; a password taken from Keap is not written back',
+    off: 'update posts leave members’ passwords alone, whatever the field holds (a new member still gets the password it holds)',
+  },
+} as const;
+type PasswordSyncChoice = keyof typeof PASSWORD_SYNC_INPUTS;
+/** The hidden input that says the form carried the checkboxes (an unchecked box sends nothing). */
+const PASSWORD_SYNC_MARKER = 'password_choices';
 
 interface PageExtras {
   notice?: string;
@@ -239,9 +258,16 @@ export function keapSettingsRoutes(ctx: SettingsContext): Router {
         }
       }
     }
+    const passwordChoices = body[PASSWORD_SYNC_MARKER] === undefined ? undefined : readPasswordChoices(body);
+    if (typeof passwordChoices === 'string') return render(res, 400, { error: passwordChoices });
     if (Object.keys(fieldErrors).length > 0) return render(res, 400, { fieldErrors, fieldValues });
     ctx.site.setKeapFields(fieldValues);
-    ctx.logger.info({ adminId: res.locals.admin?.id, passwordField: ctx.site.passwordField() ?? null, usernameField: ctx.site.usernameField() ?? null }, 'keap custom fields saved');
+    if (passwordChoices) ctx.site.setPasswordSync(passwordChoices);
+    const saved = ctx.site.passwordSyncChoices();
+    ctx.logger.info(
+      { adminId: res.locals.admin?.id, passwordField: ctx.site.passwordField() ?? null, usernameField: ctx.site.usernameField() ?? null, pushPasswords: saved.push, takeKeapPasswords: saved.take },
+      'keap custom fields saved',
+    );
     res.redirect(303, `${KEAP_SETTINGS_PATH}?done=fields_saved`);
   });
 
@@ -357,6 +383,33 @@ interface FieldSelect {
   options: Array<{ value: string; label: string; selected: boolean }>;
 }
 
+/** The checkboxes' values, or what is wrong with them: a checked box sends `yes`, an unchecked one nothing. */
+function readPasswordChoices(body: Record<string, unknown>): { push: boolean; take: boolean } | string {
+  const choices = { push: false, take: false };
+  for (const choice of ['push', 'take'] as const) {
+    const { name, label } = PASSWORD_SYNC_INPUTS[choice];
+    const sent = body[name];
+    if (sent !== undefined && sent !== 'yes') return `${label}: expected the checkbox’s value “yes”, or nothing when it is not ticked.`;
+    choices[choice] = sent === 'yes';
+  }
+  return choices;
+}
+
+/** The two checkboxes with their saved state, and hints saying what the saved choice does (nothing without a field). */
+function passwordSyncView(ctx: SettingsContext) {
+  const saved = ctx.site.passwordSyncChoices();
+  const fieldSet = ctx.site.passwordField() !== undefined;
+  const boxes = (['push', 'take'] as const).map((choice: PasswordSyncChoice) => {
+    const input = PASSWORD_SYNC_INPUTS[choice];
+    const on = saved[choice];
+    const hint = fieldSet
+      ? `${on ? 'On' : 'Off'}: ${on ? input.on : input.off}.`
+      : `${on ? 'On' : 'Off'}, but no password field is saved, so nothing is written to Keap or taken from it.`;
+    return { name: input.name, label: input.label, checked: on, hint };
+  });
+  return { marker: PASSWORD_SYNC_MARKER, boxes };
+}
+
 async function fieldsView(ctx: SettingsContext, extras: PageExtras) {
   const listed = await listCustomFields(ctx);
   const selects: FieldSelect[] = (['passwordField', 'usernameField'] as const).map((setting) => {
@@ -376,11 +429,11 @@ async function fieldsView(ctx: SettingsContext, extras: PageExtras) {
   });
   return {
     selects,
+    passwordSync: passwordSyncView(ctx),
     listed: listed.fields !== undefined,
     loadError: listed.error ?? null,
     // Not set up yet is a hint; Keap failing to answer is an alert.
     loadFailed: listed.failed === true,
-    editable: selects.some((s) => !s.fixedBy),
   };
 }
 

@@ -6,6 +6,8 @@ import type { WelcomeEmailOverrides } from '../welcome-email/template.js';
 export const SITE_SETTING = {
   defaultRole: 'members.default_role',
   passwordField: 'keap.password_field',
+  pushPasswordChanges: 'keap.password_push',
+  takeKeapPasswords: 'keap.password_pull',
   usernameField: 'keap.username_field',
   alwaysSendWelcome: 'welcome.always_send',
   welcomeSubject: 'welcome.subject',
@@ -59,6 +61,32 @@ export class SiteSettings {
   /** The Keap custom field (label or id) holding the member's password; undefined when none is used. */
   passwordField(): string | undefined {
     return this.optionalField('passwordField', this.config.keap.passwordField);
+  }
+
+  /**
+   * Whether a password a member or an administrator sets is written to Keap's password field (never an
+   * administrator's own). On unless turned off; never without a password field.
+   */
+  pushPasswordChanges(): boolean {
+    return this.passwordField() !== undefined && this.store.get(SITE_SETTING.pushPasswordChanges) !== '0';
+  }
+
+  /**
+   * Whether an `update` post that finds a new password in Keap's field makes it the member's password (never an
+   * administrator's). On unless turned off; never without a password field.
+   */
+  takeKeapPasswords(): boolean {
+    return this.passwordField() !== undefined && this.store.get(SITE_SETTING.takeKeapPasswords) !== '0';
+  }
+
+  /** The two stored choices as saved, whether or not a password field is set now (the settings page shows them). */
+  passwordSyncChoices(): { push: boolean; take: boolean } {
+    return { push: this.store.get(SITE_SETTING.pushPasswordChanges) !== '0', take: this.store.get(SITE_SETTING.takeKeapPasswords) !== '0' };
+  }
+
+  setPasswordSync(choices: { push: boolean; take: boolean }): void {
+    this.store.set(SITE_SETTING.pushPasswordChanges, choices.push ? '1' : '0');
+    this.store.set(SITE_SETTING.takeKeapPasswords, choices.take ? '1' : '0');
   }
 
   /** The Keap custom field (label or id) holding the member's username; undefined means "use the email". */

@@ -37,7 +37,7 @@ export class WelcomeSender {
     const memberId = job.params.member_id;
     const member = members.findById(memberId);
     if (!member) return { status: 'skipped', result: `member ${memberId} no longer exists` };
-    const password = members.pendingPassword(memberId);
+    const password = members.pendingPassword(memberId, 'email');
     const rendered = renderWelcomeEmail(kernel.views, {
       siteName: kernel.siteName,
       username: member.username,
