@@ -158,6 +158,7 @@ export async function runKeapSandboxCli(env: Record<string, string | undefined> 
       `  OAuth client secret:      ${clientSecret}`,
       `  token URL:                ${sandbox.tokenUrl}`,
       `  authorize URL:            ${sandbox.authorizeUrl}`,
+      `  REST hooks:               ${sandbox.url}/rest/v1/hooks (changes are posted to Verified hooks about 1 s later)`,
       '',
       'Point memberhook at it (the README\'s trial, in another terminal):',
       ...trialCommand(sandbox.url).map((line) => `  ${line}`),
