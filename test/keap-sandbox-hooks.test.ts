@@ -252,6 +252,10 @@ test('contact and tag changes, through the API or the state, reach the hooks for
   sb.state.updateContact(C.grace, { tag_ids: [] });
   assert.equal((await keap(sb, 'DELETE', `/rest/v1/contacts/${C.noEmail}`)).status, 204);
   assert.equal(sb.state.contact(C.noEmail), undefined);
+  sb.state.addContact({ id: 900, email: 'brief@example.com' });
+  assert.equal((await keap(sb, 'DELETE', '/rest/v2/contacts/900')).status, 204);
+  assert.equal((await keap(sb, 'DELETE', '/rest/v2/contacts/900')).status, 404);
+  assert.equal((await keap(sb, 'DELETE', `/rest/v1/contacts/${C.noEmail}`)).status, 404);
 
   assert.deepEqual(await sb.hooks.deliverDue(), [], 'nothing before the batch window has passed');
   assert.equal(echo.deliveries().length, 0);
@@ -262,12 +266,12 @@ test('contact and tag changes, through the API or the state, reach the hooks for
   assert.deepEqual(first.map((d) => `${d.eventKey}:${d.outcome}`).sort(), ['contact.add:delivered', 'contact.delete:delivered', 'contact.edit:delivered', 'contactGroup.removed:delivered']);
   const byKey = new Map<string, Json>(echo.deliveries().map((d) => [d.event_key, d]));
   for (const body of byKey.values()) assertKeapHookDelivery(body);
-  assert.deepEqual(byKey.get('contact.add')!.object_keys.map((k: Json) => k.id), [katherine]);
+  assert.deepEqual(byKey.get('contact.add')!.object_keys.map((k: Json) => k.id), [katherine, 900], 'contact 900 joined the batch still open');
   const edit = byKey.get('contact.edit')!;
   assert.equal(edit.object_type, 'contact');
   assert.deepEqual(edit.object_keys.map((k: Json) => k.id), [C.grace, C.alan, C.margaret], 'one entry per contact, in order of first change');
   assert.deepEqual(edit.object_keys[0], { id: C.grace, apiUrl: '', timestamp: editedAt }, "Grace's entry carries her last change");
-  assert.deepEqual(byKey.get('contact.delete')!.object_keys.map((k: Json) => k.id), [C.noEmail]);
+  assert.deepEqual(byKey.get('contact.delete')!.object_keys.map((k: Json) => k.id), [C.noEmail, 900]);
   assert.deepEqual(byKey.get('contactGroup.removed')!, { event_key: 'contactGroup.removed', object_type: 'contact', object_keys: byKey.get('contactGroup.removed')!.object_keys });
   assert.deepEqual(byKey.get('contactGroup.removed')!.object_keys.map((k: Json) => k.id), [C.ada, C.grace]);
   assert.ok(echo.received.filter((r) => r.secret === undefined).every((r) => r.contentType === 'application/json'));
