@@ -60,7 +60,7 @@ interface Received {
 type Behaviour = 'echo' | 'echo-202' | 'no-echo' | number | 'hang';
 
 /** A hook receiver on loopback: answers handshakes and deliveries as `behaviour` says, and keeps what it got. */
-async function receiver(t: TestContext, initial: Behaviour = 'echo'): Promise<{ url: string; received: Received[]; deliveries: () => Json[]; set(b: Behaviour): void }> {
+async function receiver(t: TestContext, initial: Behaviour = 'echo'): Promise<{ url: string; received: Received[]; deliveries: () => Json[]; set(b: Behaviour): void; close(): Promise<void> }> {
   let behaviour = initial;
   const received: Received[] = [];
   const hanging: ServerResponse[] = [];
@@ -77,20 +77,21 @@ async function receiver(t: TestContext, initial: Behaviour = 'echo'): Promise<{ 
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const res of hanging) res.destroy();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  );
+  const close = () =>
+    new Promise<void>((resolve) => {
+      if (!server.listening) return resolve();
+      for (const res of hanging) res.destroy();
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  t.after(close);
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/webhooks/keap/hooks/some-token`,
     received,
     deliveries: () => received.filter((r) => r.secret === undefined).map((r) => r.body),
     set: (b) => void (behaviour = b),
+    close,
   };
 }
 
@@ -410,6 +411,18 @@ test('failNextDeliveries fails the next deliveries to a URL without sending them
     [3, 'delivered', 200, undefined],
   ]);
   assert.equal(echo.deliveries().length, 1, 'the failed attempts never reached the receiver');
+  assert.ok(events(sb).at(-1)!.durationMs > 0, 'how long the receiver took, in real time');
+
+  // An answer lost on the way back: the receiver got the batch, and gets it again on the retry.
+  sb.hooks.failNextDeliveries(echo.url, 1, { afterDelivery: true });
+  sb.state.updateContact(C.alan, { given_name: 'Alan M.' });
+  clock.advance(1_000);
+  await sb.hooks.deliverDue();
+  clock.advance(10);
+  await sb.hooks.deliverDue();
+  assert.deepEqual(events(sb).slice(-2).map((r) => [r.attempt, r.outcome, r.error]), [[1, 'failed', 'injected failure after delivery'], [2, 'delivered', undefined]]);
+  const [lost, again] = echo.deliveries().slice(-2);
+  assert.deepEqual(again, lost, 'the same delivery twice');
 
   echo.set('hang');
   sb.state.updateContact(C.grace, { given_name: 'Grace B.' });
@@ -419,6 +432,26 @@ test('failNextDeliveries fails the next deliveries to a URL without sending them
   assert.equal(timedOut!.error, 'no answer within 300 ms');
   assert.equal(timedOut!.nextAttemptAt, clock.now() + 10);
   assert.throws(() => sb.hooks.failNextDeliveries(echo.url, 0), /positive integer/);
+});
+
+test('a receiver that is down fails with the connection error and gets the batch on a retry once it is back', async (t) => {
+  const clock = manualClock();
+  const sb = await sandbox(t, { clock });
+  const first = await receiver(t);
+  const hook = await subscribe(sb, 'contact.edit', first.url);
+  await first.close();
+  sb.state.updateContact(C.ada, { given_name: 'Augusta' });
+  clock.advance(1_000);
+  const [down] = await sb.hooks.deliverDue();
+  assert.deepEqual([down!.outcome, down!.status], ['failed', 0]);
+  // Refused, or the kept-alive connection of the handshake found closed: either way the receiver is gone.
+  assert.match(down!.error ?? '', /^(ECONNREFUSED|UND_ERR_SOCKET): /);
+
+  const back = await receiver(t);
+  await keap(sb, 'PUT', `/rest/v1/hooks/${hook.key}`, { body: { hookUrl: back.url } });
+  clock.advance(60_000);
+  assert.deepEqual((await sb.hooks.deliverDue()).map((r) => [r.attempt, r.outcome, r.hookUrl]), [[2, 'delivered', back.url]]);
+  assert.deepEqual(back.deliveries().map((d) => d.object_keys.map((k: Json) => k.id)), [[C.ada]]);
 });
 
 test('with the system clock the running sandbox delivers by itself after the batch window; flush sends at once', async (t) => {

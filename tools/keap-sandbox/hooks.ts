@@ -65,6 +65,11 @@ const TICK_MS = 50;
 export interface InjectedDeliveryFailure {
   /** Answer as if the receiver said this status (410 makes the hook Inactive); default: as if no answer came. */
   status?: number;
+  /**
+   * Send the delivery anyway, then count it failed whatever the receiver answered, as when its answer is lost on
+   * the way back: the receiver gets the same batch again on the retry (duplicates). Default false: not sent.
+   */
+  afterDelivery?: boolean;
 }
 
 /** A batch waiting for its first attempt or a retry, as `pending()` shows it. */
@@ -237,8 +242,9 @@ export class SandboxHooks {
   }
 
   /**
-   * The next `count` event deliveries to `hookUrl` fail without being sent: as if no answer came, or as if the
-   * receiver answered `failure.status`. Handshakes are not affected.
+   * The next `count` event deliveries to `hookUrl` fail: not sent (as if the receiver were down), or with
+   * `afterDelivery` sent and then counted failed; as if no answer came, or as if the receiver answered
+   * `failure.status`. Handshakes are not affected.
    */
   failNextDeliveries(hookUrl: string, count: number, failure: InjectedDeliveryFailure = {}): void {
     if (!Number.isInteger(count) || count < 1) throw new Error(`failNextDeliveries: count must be a positive integer (got ${count})`);
@@ -300,15 +306,17 @@ export class SandboxHooks {
     };
     this.state.hookDeliveries.push(record);
     const injected = this.injected.get(hook.hookUrl)?.shift();
-    if (injected) {
-      record.status = injected.status ?? 0;
-      record.error = 'injected failure';
-    } else {
+    if (!injected || injected.afterDelivery) {
+      const started = performance.now();
       const answer = await this.post(hook.hookUrl, { 'content-type': 'application/json' }, JSON.stringify(body));
+      record.durationMs = performance.now() - started;
       record.status = answer.status;
       if (answer.error !== undefined) record.error = answer.error;
     }
-    record.durationMs = this.now() - record.time;
+    if (injected) {
+      record.status = injected.status ?? 0;
+      record.error = injected.afterDelivery ? 'injected failure after delivery' : 'injected failure';
+    }
     const records = [record];
     if (record.status >= 200 && record.status < 400) {
       record.outcome = 'delivered';
@@ -378,9 +386,10 @@ export class SandboxHooks {
     this.secrets.set(hook.key, secret);
     const record: HookDeliveryRecord = { kind: 'handshake', hookKey: hook.key, eventKey: hook.eventKey, hookUrl: hook.hookUrl, time: this.now(), status: 0, outcome: 'pending', durationMs: 0 };
     this.state.hookDeliveries.push(record);
+    const started = performance.now();
     const answer = await this.post(hook.hookUrl, { 'X-Hook-Secret': secret });
     record.status = answer.status;
-    record.durationMs = this.now() - record.time;
+    record.durationMs = performance.now() - started;
     if (answer.error !== undefined) record.error = answer.error;
     const echoed = answer.status === 200 && answer.echoedSecret !== undefined && sameSecret(answer.echoedSecret, secret);
     record.outcome = echoed ? 'verified' : 'unverified';
@@ -420,5 +429,6 @@ function checkHookUrl(hookUrl: string): void {
 
 function describeFetchError(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  if (cause?.code && cause.message) return `${cause.code}: ${cause.message}`;
   return cause?.code ?? cause?.message ?? (err as Error).message ?? String(err);
 }

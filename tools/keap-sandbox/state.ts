@@ -146,12 +146,16 @@ export interface HookDeliveryRecord {
   /** The receiver's status; 0 while waiting, and when it never answered. */
   status: number;
   outcome: 'pending' | 'verified' | 'unverified' | 'delivered' | 'failed' | 'gone' | 'dropped';
-  /** Why it failed when there was no status: `no answer within 30000 ms`, a connection error, `injected failure`. */
+  /**
+   * Why it failed: `no answer within 30000 ms`, a connection error (`ECONNREFUSED`), `injected failure` (not sent),
+   * `injected failure after delivery` (sent, then counted as failed).
+   */
   error?: string;
   /** A failed batch: when it is tried again. */
   nextAttemptAt?: number;
   /** The hook's status after this attempt, when the attempt changed it. */
   hookStatus?: SandboxHookStatus;
+  /** How long the receiver took to answer, in real milliseconds whatever the sandbox clock (0 when not sent). */
   durationMs: number;
 }
 
