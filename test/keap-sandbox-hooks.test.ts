@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import type { Clock } from '../src/core/clock.js';
-import { HOOK_EVENT_KEYS, SEED, startKeapSandbox, type HookDeliveryRecord, type KeapSandbox, type KeapSandboxOptions } from '../tools/keap-sandbox/index.js';
+import { createKeapSandboxApp, HOOK_EVENT_KEYS, SEED, startKeapSandbox, type HookDeliveryRecord, type KeapSandbox, type KeapSandboxOptions } from '../tools/keap-sandbox/index.js';
 import { assertKeapHookDelivery } from './support/keap-hook-delivery.js';
 import { assertKeapRequestMatchesSpec, assertMatchesKeapSpec } from './support/keap-openapi.js';
 
@@ -432,6 +432,8 @@ test('failNextDeliveries fails the next deliveries to a URL without sending them
   assert.equal(timedOut!.error, 'no answer within 300 ms');
   assert.equal(timedOut!.nextAttemptAt, clock.now() + 10);
   assert.throws(() => sb.hooks.failNextDeliveries(echo.url, 0), /positive integer/);
+  assert.throws(() => createKeapSandboxApp({ hookRetryDelaysMs: [60_000, -1] }), /hook option retryDelaysMs must be a number of milliseconds >= 0 \(got -1\)/);
+  assert.throws(() => createKeapSandboxApp({ hookBatchWindowMs: Number.NaN }), /batchWindowMs/);
 });
 
 test('a receiver that is down fails with the connection error and gets the batch on a retry once it is back', async (t) => {

@@ -123,7 +123,13 @@ export class SandboxHooks {
     this.retryDelaysMs = [...(options.retryDelaysMs ?? HOOK_DEFAULTS.retryDelaysMs)];
     this.timeoutMs = options.timeoutMs ?? HOOK_DEFAULTS.timeoutMs;
     this.logger = options.logger;
-    for (const [name, value] of [['batchWindowMs', this.batchWindowMs], ['lateEventDelayMs', this.lateEventDelayMs], ['timeoutMs', this.timeoutMs], ...this.retryDelaysMs.map((d) => ['retryDelaysMs', d] as const)] as const) {
+    const given: Array<[string, number]> = [
+      ['batchWindowMs', this.batchWindowMs],
+      ['lateEventDelayMs', this.lateEventDelayMs],
+      ['timeoutMs', this.timeoutMs],
+      ...this.retryDelaysMs.map((d): [string, number] => ['retryDelaysMs', d]),
+    ];
+    for (const [name, value] of given) {
       if (!Number.isFinite(value) || value < 0) throw new Error(`Keap sandbox: hook option ${name} must be a number of milliseconds >= 0 (got ${value})`);
     }
     state.onChange((change) => this.enqueue(change));
