@@ -683,6 +683,7 @@ test('npm run keap-sandbox prints how to point memberhook at it and stops on SIG
   for (const c of SEEDED_CONTACTS) assert.match(text, new RegExp(`  ${c.id}  `), `it lists contact ${c.id}`);
   assert.match(text, /sandbox-client/);
   assert.match(text, /sandbox-secret/);
+  assert.ok(text.includes(`REST hooks:               ${url}/rest/v1/hooks`), 'it names the REST hooks endpoint');
   const res = await fetch(`${url}/rest/v2/contacts/${C.ada}`, { headers: { 'X-Keap-API-Key': API_KEY } });
   assert.equal(res.status, 200);
 

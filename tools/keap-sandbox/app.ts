@@ -5,8 +5,10 @@ import { systemClock } from '../../src/core/clock.js';
 import { sendKeapError, SandboxHttpError, type GatewayErrorShape } from './error-bodies.js';
 import { KEAP_KEY_LIMITS, SandboxRateLimiter, type RateLimits } from './limits.js';
 import { FaultQueue, type ChaosOptions } from './faults.js';
+import { SandboxHooks } from './hooks.js';
 import { authenticate, delayAnswers, enforceRateLimits, expireTokensByChance, injectFaults, recordRequests } from './middleware.js';
 import { SandboxOAuthServer, type SandboxOAuthClient } from './oauth-server.js';
+import { hookRoutes } from './routes-hooks.js';
 import { v1Routes } from './routes-v1.js';
 import { v2Routes } from './routes-v2.js';
 import { seedSandboxState } from './seed.js';
@@ -40,6 +42,20 @@ export interface KeapSandboxOptions {
    * default) in the API's own error shapes, 'fault' as Keap's gateway may (`{"fault":{"faultstring",..}}`, KEAP.md).
    */
   gatewayErrors?: GatewayErrorShape;
+  /**
+   * REST hooks: how long after a change its delivery goes out, changes in the meantime joining it (Keap: 30-60 s).
+   * Default 1000.
+   */
+  hookBatchWindowMs?: number;
+  /** The same for `contactGroup.applied` and `contactGroup.delete` (Keap: 5-10 min). Default: `hookBatchWindowMs`. */
+  hookLateEventDelayMs?: number;
+  /**
+   * Waits before the retries of a failed delivery, on the sandbox clock; after the last retry fails the hook goes
+   * Inactive. Default Keap's schedule [60000, 300000, 1800000] (four attempts in all).
+   */
+  hookRetryDelaysMs?: number[];
+  /** How long a hook receiver may take to answer a delivery or handshake (real time). Default Keap's 30000. */
+  hookTimeoutMs?: number;
 }
 
 export const SANDBOX_DEFAULTS = {
@@ -54,6 +70,7 @@ export interface KeapSandboxApp {
   state: SandboxState;
   oauth: SandboxOAuthServer;
   faults: FaultQueue;
+  hooks: SandboxHooks;
 }
 
 export function createKeapSandboxApp(options: KeapSandboxOptions = {}): KeapSandboxApp {
@@ -67,6 +84,16 @@ export function createKeapSandboxApp(options: KeapSandboxOptions = {}): KeapSand
   const faults = new FaultQueue();
   if (options.chaos) faults.chaos(options.chaos);
   const apiKeys = options.apiKeys ?? [SANDBOX_DEFAULTS.apiKey];
+  // After seeding: the seed's changes happen before any hook exists.
+  const hooks = new SandboxHooks(state, now, {
+    ...definedOnly({
+      batchWindowMs: options.hookBatchWindowMs,
+      lateEventDelayMs: options.hookLateEventDelayMs,
+      retryDelaysMs: options.hookRetryDelaysMs,
+      timeoutMs: options.hookTimeoutMs,
+    }),
+    ...(options.logger ? { logger: options.logger } : {}),
+  });
 
   const app = express();
   app.disable('x-powered-by');
@@ -85,6 +112,7 @@ export function createKeapSandboxApp(options: KeapSandboxOptions = {}): KeapSand
   api.use(injectFaults(faults, gateway));
   api.use(express.json({ limit: '1mb' }));
   api.use('/rest/v2', v2Routes(state));
+  api.use('/rest/v1/hooks', hookRoutes(hooks));
   api.use('/rest/v1', v1Routes(state));
   api.use(((req, res) => sendKeapError(req, res, 404, `The sandbox has no endpoint ${req.method} ${req.baseUrl}${req.path}`)) satisfies RequestHandler);
   api.use(apiErrors(options.logger));
@@ -93,7 +121,7 @@ export function createKeapSandboxApp(options: KeapSandboxOptions = {}): KeapSand
   app.use(((req, res) => {
     res.status(404).json({ message: `Not found: ${req.method} ${req.path}` });
   }) satisfies RequestHandler);
-  return { app, state, oauth, faults };
+  return { app, state, oauth, faults, hooks };
 }
 
 function apiErrors(logger: Logger | undefined): ErrorRequestHandler {

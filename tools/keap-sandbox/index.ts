@@ -12,12 +12,28 @@
  * - Throttle headers and what a 429 counts: see limits.ts. Injected failures and seeded chaos: see faults.ts.
  * - v1 `since` is inclusive; v1 lists always carry `next` (stop on an empty page); v2 omits `next_page_token` on
  *   the last page.
+ * - REST hooks (hooks.ts, routes-hooks.ts): keys are "1", "2", ...; one subscription per event key (a second is a
+ *   400 naming the first). The handshake is a POST with `X-Hook-Secret` and no body, made before the create,
+ *   update (new hookUrl) or verify call answers; only a 200 echoing the secret verifies, and a failed handshake
+ *   leaves the status as it was. delayedVerify takes the last secret sent to that hook, once: 400 without the
+ *   header, 403 for another value, 404 for no such hook (the spec documents neither 400 nor 404 there).
+ * - Deliveries: `{event_key, object_type, object_keys: [{id, apiUrl: "", timestamp}]}` with `apiUrl` empty (KEAP.md:
+ *   it "may be missing or empty"); one entry per object per batch (a contact edited twice in the window is one entry
+ *   with the later timestamp). A tag put on or taken off a contact is `contactGroup.applied` / `contactGroup.removed`
+ *   with `object_type: "contact"` and the contact's id: Keap documents no other shape for these, the documented
+ *   entry has one id, and the contact is the object a receiver must re-read (its tags); a receiver should check
+ *   `object_type` before taking an id for a contact. Tags changed through a contact's `tag_ids` are no contact.edit.
+ *   A new tag is `contactGroup.add` (object_type contactGroup, the tag's id).
+ * - Retries wait the longest Keap would (60 s, then 5 and 30 min; `hookRetryDelaysMs`); 2xx and 3xx are success; a
+ *   batch waiting when its hook goes Inactive, is deleted or changes event key is dropped (recorded as `dropped`),
+ *   and changes made while a hook is not Verified are never sent: the poller's job.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createKeapSandboxApp, SANDBOX_DEFAULTS, type KeapSandboxOptions } from './app.js';
 import { SEED } from './seed.js';
 import type { ChaosOptions, SandboxFault } from './faults.js';
+import type { SandboxHooks } from './hooks.js';
 import type { SandboxState } from './state.js';
 
 export { createKeapSandboxApp, SANDBOX_DEFAULTS, type KeapSandboxApp, type KeapSandboxOptions } from './app.js';
@@ -25,18 +41,24 @@ export { SEED } from './seed.js';
 export { THROTTLED_BODY, type GatewayErrorShape } from './error-bodies.js';
 export { seededRandom, type ChaosKind, type ChaosOptions, type SandboxFault } from './faults.js';
 export { KEAP_KEY_LIMITS, type RateLimits } from './limits.js';
+export { HOOK_DEFAULTS, HOOK_EVENT_KEYS, MAX_OBJECT_KEYS, SandboxHooks, type InjectedDeliveryFailure, type PendingHookBatch } from './hooks.js';
 export {
   SandboxState,
   SandboxStateError,
   type CredentialKind,
   type EmailField,
+  type HookDeliveryBody,
+  type HookDeliveryRecord,
   type NewSandboxContact,
   type RecordedRequest,
   type SandboxContact,
+  type SandboxChange,
   type SandboxContactChanges,
   type SandboxCustomField,
   type SandboxEmailAddress,
   type SandboxFieldType,
+  type SandboxHook,
+  type SandboxHookStatus,
   type SandboxTag,
   type SandboxTagCategory,
 } from './state.js';
@@ -48,8 +70,13 @@ export interface KeapSandbox {
   tokenUrl: string;
   /** The authorize page stand-in, e.g. http://127.0.0.1:45678/app/oauth/authorize (approves at once). */
   authorizeUrl: string;
-  /** In-memory data, inspectable and changeable by tests. */
+  /** In-memory data, inspectable and changeable by tests (hook subscriptions: `state.hooks`, `state.hookDeliveries`). */
   state: SandboxState;
+  /**
+   * REST hook deliveries: `deliverDue()` (what is due by the sandbox clock; the running sandbox also does this every
+   * 50 ms), `flush()` (everything pending, now), `failNextDeliveries(url, n, { status? })`, `pending()`.
+   */
+  hooks: SandboxHooks;
   /** Make an OAuth2 authorization code, as Keap's authorize page would after a user approves. */
   issueAuthorizationCode(redirectUri?: string): string;
   /**
@@ -70,23 +97,28 @@ export interface KeapSandbox {
 }
 
 export async function startKeapSandbox(options: KeapSandboxOptions = {}): Promise<KeapSandbox> {
-  const { app, state, oauth, faults } = createKeapSandboxApp(options);
+  const { app, state, oauth, faults, hooks } = createKeapSandboxApp(options);
   const host = options.host ?? '127.0.0.1';
   const server = createServer(app);
   await listen(server, options.port ?? 0, host);
   const { port } = server.address() as AddressInfo;
+  hooks.start();
   const origin = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   return {
     url: `${origin}/crm`,
     tokenUrl: `${origin}/token`,
     authorizeUrl: `${origin}/app/oauth/authorize`,
     state,
+    hooks,
     issueAuthorizationCode: (redirectUri) => oauth.issueAuthorizationCode(redirectUri),
     failNext: (count, status, failOptions) => faults.failNext(count, status, failOptions),
     troubleNext: (count, fault, troubleOptions) => faults.troubleNext(count, fault, troubleOptions),
     chaos: (chaosOptions) => faults.chaos(chaosOptions),
     expireAccessTokens: () => oauth.expireAccessTokens(),
-    close: () => closeServer(server),
+    close: async () => {
+      await hooks.stop();
+      await closeServer(server);
+    },
   };
 }
 
@@ -126,6 +158,7 @@ export async function runKeapSandboxCli(env: Record<string, string | undefined> 
       `  OAuth client secret:      ${clientSecret}`,
       `  token URL:                ${sandbox.tokenUrl}`,
       `  authorize URL:            ${sandbox.authorizeUrl}`,
+      `  REST hooks:               ${sandbox.url}/rest/v1/hooks (changes are posted to Verified hooks about 1 s later)`,
       '',
       'Point memberhook at it (the README\'s trial, in another terminal):',
       ...trialCommand(sandbox.url).map((line) => `  ${line}`),

@@ -117,6 +117,13 @@ export function v1Routes(state: SandboxState): Router {
     res.json(v1Contact(state, updated, { customFields: true, tagIds: true }));
   });
 
+  // Delete a Contact: 204; its hooks get contact.delete.
+  router.delete('/contacts/:contactId', (req: Request, res: Response) => {
+    const contact = findContact(state, req.params.contactId, 'contactId');
+    state.deleteContact(contact.id);
+    res.status(204).end();
+  });
+
   router.get('/contacts/:contactId/tags', (req: Request, res: Response) => {
     const contact = findContact(state, req.params.contactId, 'contactId');
     const limit = Math.min(queryInteger(req.query.limit, 'limit', { min: 0 }) || MAX_LIMIT, MAX_LIMIT);

@@ -59,6 +59,12 @@ export function v2Routes(state: SandboxState): Router {
     res.json(v2Contact(state, contact, requestedFields(req.query.fields) ?? new Set(V2_DEFAULT_FIELDS)));
   });
 
+  // Delete a Contact: 204; its hooks get contact.delete.
+  router.delete('/contacts/:contact_id', (req: Request, res: Response) => {
+    state.deleteContact(findContact(state, req.params.contact_id).id);
+    res.status(204).end();
+  });
+
   router.patch('/contacts/:contact_id', (req: Request, res: Response) => {
     const contact = findContact(state, req.params.contact_id);
     // The spec says of each array in the body: "Any item not listed here will be removed if it already exists".

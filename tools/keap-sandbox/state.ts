@@ -97,6 +97,75 @@ export interface SandboxContactChanges {
   tag_ids?: number[];
 }
 
+/**
+ * A change to the account, as Keap's REST hooks name it: `contact.add`, `contact.edit`, `contact.delete`,
+ * `contactGroup.add` (a tag created), `contactGroup.applied` and `contactGroup.removed` (a tag put on or taken off a
+ * contact). The hook dispatcher (hooks.ts) listens for these; for the two tag events `id` is the contact's (see the
+ * choices in index.ts).
+ */
+export interface SandboxChange {
+  eventKey: string;
+  objectType: 'contact' | 'contactGroup';
+  id: number;
+  /** When the change happened (ISO 8601, sandbox clock). */
+  timestamp: string;
+}
+
+export type SandboxHookStatus = 'Unverified' | 'Verified' | 'Inactive';
+
+/** A REST hook subscription, as `GET /v1/hooks/{key}` answers it. */
+export interface SandboxHook {
+  key: string;
+  eventKey: string;
+  hookUrl: string;
+  status: SandboxHookStatus;
+}
+
+/**
+ * One POST the sandbox made to a hook URL (or, for `dropped`, one batch it gave up without sending):
+ * - `verified` / `unverified`: a handshake (`X-Hook-Secret`) the receiver echoed with a 200, or did not;
+ * - `delivered`: an event batch answered 2xx or 3xx;
+ * - `failed`: no answer within the timeout, a refused connection, or a status < 200 or >= 400 other than 410
+ *   (retried at `nextAttemptAt` unless this was the last attempt, which made the hook Inactive);
+ * - `gone`: the receiver answered 410, which made the hook Inactive at once;
+ * - `dropped`: a batch not sent because its hook went Inactive, was deleted or lost its verification first.
+ */
+export interface HookDeliveryRecord {
+  kind: 'handshake' | 'event';
+  hookKey: string;
+  eventKey: string;
+  hookUrl: string;
+  /** Event batches: the batch's number, the same across its attempts. */
+  batch?: number;
+  /** Event batches: 1 for the first attempt, up to 1 + the number of retry delays. */
+  attempt?: number;
+  /** Event batches: the JSON body sent (the handshake's secret is never recorded). */
+  body?: HookDeliveryBody;
+  /** When the POST went out (sandbox clock, ms since the epoch). */
+  time: number;
+  /** The receiver's status; 0 while waiting, and when it never answered. */
+  status: number;
+  outcome: 'pending' | 'verified' | 'unverified' | 'delivered' | 'failed' | 'gone' | 'dropped';
+  /**
+   * Why it failed: `no answer within 30000 ms`, a connection error (`ECONNREFUSED`), `injected failure` (not sent),
+   * `injected failure after delivery` (sent, then counted as failed).
+   */
+  error?: string;
+  /** A failed batch: when it is tried again. */
+  nextAttemptAt?: number;
+  /** The hook's status after this attempt, when the attempt changed it. */
+  hookStatus?: SandboxHookStatus;
+  /** How long the receiver took to answer, in real milliseconds whatever the sandbox clock (0 when not sent). */
+  durationMs: number;
+}
+
+/** What Keap POSTs to a hook URL (KEAP.md "REST hook deliveries"). */
+export interface HookDeliveryBody {
+  event_key: string;
+  object_type: string;
+  object_keys: Array<{ id: number; apiUrl: string; timestamp: string }>;
+}
+
 export class SandboxStateError extends Error {
   override name = 'SandboxStateError';
 }
@@ -109,6 +178,11 @@ export class SandboxState {
   readonly requests: RecordedRequest[] = [];
   /** How many answers went out with each status. */
   readonly statusCounts = new Map<number, number>();
+  /** REST hook subscriptions by key (the API in routes-hooks.ts, deliveries in hooks.ts). */
+  readonly hooks = new Map<string, SandboxHook>();
+  /** Every handshake and delivery the sandbox made to a hook URL, oldest first. */
+  readonly hookDeliveries: HookDeliveryRecord[] = [];
+  private readonly changeListeners = new Set<(change: SandboxChange) => void>();
 
   private nextContactId = 101;
   private nextTagId = 91;
@@ -121,6 +195,16 @@ export class SandboxState {
   stamp(): string {
     this.lastStamp = Math.max(this.now(), this.lastStamp + 1);
     return new Date(this.lastStamp).toISOString();
+  }
+
+  /** Calls `listener` after every change to contacts and tags; returns a function that stops it. */
+  onChange(listener: (change: SandboxChange) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  private emit(eventKey: string, objectType: SandboxChange['objectType'], id: number, timestamp: string): void {
+    for (const listener of this.changeListeners) listener({ eventKey, objectType, id, timestamp });
   }
 
   contact(id: number): SandboxContact | undefined {
@@ -149,6 +233,8 @@ export class SandboxState {
     }
     for (const tagId of input.tag_ids ?? []) this.attachTag(contact, tagId, stamp);
     this.contacts.set(id, contact);
+    this.emit('contact.add', 'contact', id, stamp);
+    if (contact.tag_ids.length > 0) this.emit('contactGroup.applied', 'contact', id, stamp);
     return contact;
   }
 
@@ -166,12 +252,19 @@ export class SandboxState {
       if (value === null) contact.custom_fields.delete(fieldId);
       else contact.custom_fields.set(fieldId, value);
     }
+    let removed = false;
+    let applied = false;
     if (changes.tag_ids !== undefined) {
       const wanted = new Set(changes.tag_ids);
-      for (const tagId of contact.tag_ids.filter((t) => !wanted.has(t))) this.detachTag(contact, tagId);
-      for (const tagId of changes.tag_ids) this.attachTag(contact, tagId, stamp);
+      for (const tagId of contact.tag_ids.filter((t) => !wanted.has(t))) removed = this.detachTag(contact, tagId) || removed;
+      for (const tagId of changes.tag_ids) applied = this.attachTag(contact, tagId, stamp) || applied;
     }
     contact.last_updated = stamp;
+    // Tags are their own events at Keap (contactGroup.*); a change of tags alone is no contact.edit.
+    const { tag_ids: _tags, ...fieldChanges } = changes;
+    if (Object.values(fieldChanges).some((v) => v !== undefined)) this.emit('contact.edit', 'contact', id, stamp);
+    if (applied) this.emit('contactGroup.applied', 'contact', id, stamp);
+    if (removed) this.emit('contactGroup.removed', 'contact', id, stamp);
     return contact;
   }
 
@@ -188,16 +281,26 @@ export class SandboxState {
     const contact = this.requireContact(contactId);
     this.requireTag(tagId);
     const stamp = this.stamp();
-    this.attachTag(contact, tagId, stamp);
+    const attached = this.attachTag(contact, tagId, stamp);
     contact.last_updated = stamp;
+    if (attached) this.emit('contactGroup.applied', 'contact', contactId, stamp);
     return contact;
   }
 
   removeTag(contactId: number, tagId: number): SandboxContact {
     const contact = this.requireContact(contactId);
-    this.detachTag(contact, tagId);
-    contact.last_updated = this.stamp();
+    const detached = this.detachTag(contact, tagId);
+    const stamp = this.stamp();
+    contact.last_updated = stamp;
+    if (detached) this.emit('contactGroup.removed', 'contact', contactId, stamp);
     return contact;
+  }
+
+  /** Deletes a contact, as `DELETE /v1/contacts/{id}` or a Keap user would. */
+  deleteContact(id: number): void {
+    this.requireContact(id);
+    this.contacts.delete(id);
+    this.emit('contact.delete', 'contact', id, this.stamp());
   }
 
   addTag(input: { id?: number; name: string; description?: string; category?: SandboxTagCategory; create_time?: string }): SandboxTag {
@@ -208,6 +311,7 @@ export class SandboxState {
     if (input.description !== undefined) tag.description = input.description;
     if (input.category !== undefined) tag.category = { ...input.category };
     this.tags.set(id, tag);
+    this.emit('contactGroup.add', 'contactGroup', id, tag.create_time);
     return tag;
   }
 
@@ -262,15 +366,20 @@ export class SandboxState {
     this.statusCounts.set(status, (this.statusCounts.get(status) ?? 0) + 1);
   }
 
-  private attachTag(contact: SandboxContact, tagId: number, stamp: string): void {
+  /** True when the tag was not on the contact before. */
+  private attachTag(contact: SandboxContact, tagId: number, stamp: string): boolean {
     this.requireTag(tagId);
-    if (contact.tag_ids.includes(tagId)) return;
+    if (contact.tag_ids.includes(tagId)) return false;
     contact.tag_ids.push(tagId);
     contact.tag_applied_at.set(tagId, stamp);
+    return true;
   }
 
-  private detachTag(contact: SandboxContact, tagId: number): void {
+  /** True when the tag was on the contact. */
+  private detachTag(contact: SandboxContact, tagId: number): boolean {
+    const had = contact.tag_ids.includes(tagId);
     contact.tag_ids = contact.tag_ids.filter((t) => t !== tagId);
     contact.tag_applied_at.delete(tagId);
+    return had;
   }
 }
