@@ -1,7 +1,9 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import request from 'supertest';
-import { SEED } from '../tools/keap-sandbox/index.js';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
+import { SEED, type KeapSandboxOptions } from '../tools/keap-sandbox/index.js';
 import { startHarness, type Harness } from './support/harness.js';
 import { csrfFrom } from './support/pages.js';
 
@@ -16,8 +18,8 @@ interface Site {
 }
 
 /** memberhook against the sandbox, with an administrator logged in; the worker idle so the tests run jobs one by one. */
-async function site(t: TestContext, env: Record<string, string> = {}): Promise<Site> {
-  const h = await startHarness({ env: { WEBHOOK_REJECTION_LIMIT: '5', ...env }, start: { worker: { start: false } } });
+async function site(t: TestContext, env: Record<string, string> = {}, sandbox: KeapSandboxOptions = {}): Promise<Site> {
+  const h = await startHarness({ env: { WEBHOOK_REJECTION_LIMIT: '5', ...env }, sandbox, start: { worker: { start: false } } });
   t.after(() => h.close());
   await h.server.ctx.members.createAdministrator(ADMIN);
   const admin = request.agent(h.server.url);
@@ -207,4 +209,68 @@ test('the poller updates members whose contacts changed since its checkpoint, un
   assert.match((await s.admin.get('/admin/settings/keap-events')).text, /id="poll-last">[^<]*: \d+ changed since [^,]+, 0 updates queued, 1 already synced/);
   // One scheduled poll waits for its time, whatever was asked meanwhile.
   assert.equal(ctx.db.prepare("SELECT count(*) FROM events WHERE action = 'keap_poll_contacts' AND status = 'queued'").pluck().get(), 1);
+});
+
+/** A port nothing listens on now, so PUBLIC_URL can name the address memberhook will listen on (Keap posts to it). */
+async function freePort(): Promise<number> {
+  const probe = createServer().listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as AddressInfo;
+  probe.close();
+  await once(probe, 'close');
+  return port;
+}
+
+test('end to end with the sandbox: registering subscribes and verifies the hooks; Keap\'s deliveries update members; while the site refused them, the poller catches up and brings the hook back', async (t) => {
+  const port = await freePort();
+  const s = await site(t, { PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}` }, { hookBatchWindowMs: 20 });
+  const { ctx } = s.h.server;
+  const { sandbox } = s.h;
+  await s.h.post({ contactId: String(C.ada), wpf_action: 'add' });
+  await runJobs(s);
+
+  const page = await s.admin.get('/admin/settings/keap-events');
+  const checked = [...page.text.matchAll(/<input type="checkbox" name="key" value="([^"]+)" checked>/g)].map((m) => m[1]).sort();
+  assert.deepEqual(checked, ['contact.add', 'contact.edit', 'contactGroup.applied', 'contactGroup.removed'], 'the member events are ticked on a first registration');
+  const keys = ['contact.edit', 'contactGroup.applied', 'contactGroup.removed'];
+  const body = new URLSearchParams({ _csrf: csrfFrom(page.text) });
+  for (const key of keys) body.append('key', key);
+  const registered = await s.admin.post('/admin/settings/keap-events/register').type('form').send(body.toString());
+  assert.equal(registered.status, 303, registered.text.slice(0, 300));
+  const hooks = [...sandbox.state.hooks.values()];
+  assert.deepEqual(hooks.map((h) => [h.eventKey, h.status, h.hookUrl]).sort(), keys.map((k) => [k, 'Verified', `http://127.0.0.1:${port}${s.url}`]));
+  const listed = (await s.admin.get('/admin/settings/keap-events')).text;
+  assert.equal([...listed.matchAll(/<tr data-hook="[^"]+" data-status="Verified">/g)].length, 3);
+  assert.match(listed, /data-poll-minutes="15"/, 'polling came on with the hooks');
+
+  // Ada changes in Keap: the deliveries reach memberhook and her member follows.
+  sandbox.state.updateContact(C.ada, { family_name: 'King' });
+  sandbox.state.removeTag(C.ada, T.vip);
+  await sandbox.hooks.flush();
+  await runJobs(s);
+  const ada = ctx.members.findByContactId(C.ada)!;
+  assert.equal(ada.lastName, 'King');
+  assert.equal(ada.tags.some((tag) => tag.id === T.vip), false);
+  assert.ok(events(s).some((e) => e.source === 'rest_hook' && e.action === 'update_tags' && e.event_type === 'contactGroup.removed'));
+
+  // The site turns deliveries away (as a site that is down, or answers 410, looks to Keap): the hook goes Inactive,
+  // and what changed meanwhile is never delivered.
+  const editHook = hooks.find((h) => h.eventKey === 'contact.edit')!;
+  sandbox.hooks.failNextDeliveries(editHook.hookUrl, 1, { status: 410 });
+  sandbox.state.updateContact(C.ada, { family_name: 'Lovelace-King' });
+  await sandbox.hooks.flush();
+  assert.equal(sandbox.state.hooks.get(editHook.key)!.status, 'Inactive');
+  sandbox.state.updateContact(C.ada, { given_name: 'Augusta Ada' });
+  await sandbox.hooks.flush();
+  await runJobs(s);
+  assert.equal(ctx.members.findByContactId(C.ada)!.firstName, 'Ada', 'nothing was delivered');
+
+  // The poll (asked for now) catches both changes, and asks Keap to verify the Inactive hook, which comes back.
+  const form = await s.admin.get('/admin/settings/keap-events');
+  assert.equal((await s.admin.post('/admin/settings/keap-events/poll').type('form').send({ _csrf: csrfFrom(form.text), interval_minutes: '15' })).status, 303);
+  await runJobs(s);
+  const caught = ctx.members.findByContactId(C.ada)!;
+  assert.deepEqual([caught.firstName, caught.lastName], ['Augusta Ada', 'Lovelace-King'], 'nothing lost');
+  assert.equal(sandbox.state.hooks.get(editHook.key)!.status, 'Verified', 'the poll brought the hook back');
+  assert.match((await s.admin.get('/admin/settings/keap-events')).text, /asked Keap to verify contact\.edit/);
 });

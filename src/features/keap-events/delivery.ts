@@ -58,13 +58,14 @@ export interface DeliveryRules {
  * one transaction with the event type Keap named, so a campaign's post and a hook about the same contact fold
  * into one Keap read:
  * - `contact.edit`: `update` (fields and tags of a linked member; nobody linked: skipped without a Keap call);
- * - `contactGroup.applied` / `contactGroup.removed`: `update_tags` for each contact the delivery names;
+ * - `contactGroup.applied` / `contactGroup.removed`: `update_tags` for each contact the delivery names (its ids
+ *   with object type `contact`, or a tag's `contactDetails`);
  * - `contact.add`: `add`, when the admin turned that on;
  * - anything else (orders, invoices, ...): recorded, for plugins and the event log, and nothing more.
  */
 export async function fanOut(deps: { db: Db; jobs: JobQueue; rules: DeliveryRules }, job: Job<HookDelivery>): Promise<JobOutcome> {
   const { event_key: key, object_keys: objects } = job.params;
-  const plan = planFor(key, objects, deps.rules);
+  const plan = planFor(job.params, deps.rules);
   if (plan === undefined) return { status: 'done', result: `${objects.length} ${key} object${objects.length === 1 ? '' : 's'} recorded; no member action for ${key}` };
   deps.db.transaction(() => {
     for (const contactId of plan.contacts) deps.jobs.enqueue(webhookJobType(plan.action), { contact_id: contactId }, { source: REST_HOOK_SOURCE, eventType: key });
@@ -72,7 +73,8 @@ export async function fanOut(deps: { db: Db; jobs: JobQueue; rules: DeliveryRule
   return { status: 'done', result: `${plan.contacts.length} ${plan.action} job${plan.contacts.length === 1 ? '' : 's'} queued for ${key}` };
 }
 
-function planFor(key: string, objects: HookDelivery['object_keys'], rules: DeliveryRules): { action: string; contacts: number[] } | undefined {
+function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: string; contacts: number[] } | undefined {
+  const { event_key: key, object_type: type, object_keys: objects } = delivery;
   const unique = (ids: number[]) => [...new Set(ids)];
   switch (key) {
     case 'contact.edit':
@@ -81,7 +83,12 @@ function planFor(key: string, objects: HookDelivery['object_keys'], rules: Deliv
       return rules.addMembers() ? { action: 'add', contacts: unique(objects.map((o) => o.id)) } : undefined;
     case 'contactGroup.applied':
     case 'contactGroup.removed':
-      return { action: 'update_tags', contacts: unique(objects.flatMap((o) => (o.contactDetails ?? []).map((c) => c.id))) };
+      // Keap does not document this body. Its ids are contacts only when the object type says so; a tag's id with
+      // the contacts in `contactDetails` is read too. Anything else names no contact: the poller catches it up.
+      return {
+        action: 'update_tags',
+        contacts: unique(type === 'contact' ? objects.map((o) => o.id) : objects.flatMap((o) => (o.contactDetails ?? []).map((c) => c.id))),
+      };
     default:
       return undefined;
   }
