@@ -104,6 +104,8 @@ test('a delivery is written once and answered at once, then fans out to one memb
 test('tag events update the named contacts\' tags; contact.add adds members only when turned on; other events are recorded only', async (t) => {
   const s = await site(t);
   const { ctx } = s.h.server;
+  const heard: unknown[] = [];
+  ctx.hooks.addAction('keap.event', (event) => void heard.push(event));
   // Ada becomes a member through a campaign's post first.
   await s.h.post({ contactId: String(C.ada), wpf_action: 'add' });
   await runJobs(s);
@@ -120,6 +122,12 @@ test('tag events update the named contacts\' tags; contact.add adds members only
   await runJobs(s);
   assert.equal(ctx.members.findByContactId(C.grace), undefined, 'contact.add does nothing until turned on');
   assert.ok(events(s).some((e) => e.event_type === 'order.add' && /recorded; no member action/.test(e.result ?? '')));
+  // Every object of every delivery reaches plugins as one normalized event.
+  assert.deepEqual(heard, [
+    { objectType: 'contactGroup', objectId: String(T.vip), eventType: 'contactGroup.removed', source: 'rest_hook', raw: { id: T.vip, contactDetails: [{ id: C.ada }] } },
+    { objectType: 'contact', objectId: String(C.grace), eventType: 'contact.add', source: 'rest_hook', raw: { id: C.grace } },
+    { objectType: 'order', objectId: '77', eventType: 'order.add', source: 'rest_hook', raw: { id: 77 } },
+  ]);
 
   const page = await s.admin.get('/admin/settings/keap-events');
   const saved = await s.admin.post('/admin/settings/keap-events/rules').type('form').send({ _csrf: csrfFrom(page.text), add_members: 'yes' });

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { JobQueue, JobOutcome, Job } from '../../core/jobs/queue.js';
 import { jobType } from '../../core/jobs/queue.js';
-import type { Db } from '../../core/db.js';
+import type { Transactions } from '../../core/outbox.js';
 import { webhookJobType } from '../http-post/jobs.js';
 
 /** Where the events these deliveries cause come from, in the event log and the API (`source`). */
@@ -47,6 +47,30 @@ export const keapHookDelivery = jobType({
   eventType: (p) => p.event_key,
 });
 
+/**
+ * One change Keap told us about, whichever way it came: the normalized event every source hands on (object type
+ * and id, the event type as Keap names it, where it came from, and the object's part of what Keap sent).
+ */
+export interface KeapEvent {
+  objectType: string;
+  objectId: string;
+  eventType: string;
+  source: 'rest_hook' | 'poller';
+  raw: Record<string, unknown>;
+}
+
+declare module '../../core/hooks.js' {
+  interface ActionMap {
+    /**
+     * A change Keap reported, one per object: from a REST hook delivery (any event key, orders and invoices too) or
+     * the poller (contacts). For plugins and the outbound webhooks; members are updated by the jobs it queues.
+     * @fires after the jobs the change causes are queued (in the same transaction)
+     * @durable
+     */
+    'keap.event': [event: KeapEvent];
+  }
+}
+
 /** What the events of one key do to members; the admin chooses for `contact.add`. */
 export interface DeliveryRules {
   /** `contact.add` creates a member (off by default: a new contact is not yet someone who bought access). */
@@ -63,13 +87,14 @@ export interface DeliveryRules {
  * - `contact.add`: `add`, when the admin turned that on;
  * - anything else (orders, invoices, ...): recorded, for plugins and the event log, and nothing more.
  */
-export async function fanOut(deps: { db: Db; jobs: JobQueue; rules: DeliveryRules }, job: Job<HookDelivery>): Promise<JobOutcome> {
-  const { event_key: key, object_keys: objects } = job.params;
+export async function fanOut(deps: { transactions: Transactions; jobs: JobQueue; rules: DeliveryRules }, job: Job<HookDelivery>): Promise<JobOutcome> {
+  const { event_key: key, object_type: objectType, object_keys: objects } = job.params;
   const plan = planFor(job.params, deps.rules);
+  await deps.transactions.run((tx) => {
+    for (const contactId of plan?.contacts ?? []) deps.jobs.enqueue(webhookJobType(plan!.action), { contact_id: contactId }, { source: REST_HOOK_SOURCE, eventType: key });
+    for (const object of objects) tx.emit('keap.event', { objectType, objectId: String(object.id), eventType: key, source: REST_HOOK_SOURCE, raw: object });
+  });
   if (plan === undefined) return { status: 'done', result: `${objects.length} ${key} object${objects.length === 1 ? '' : 's'} recorded; no member action for ${key}` };
-  deps.db.transaction(() => {
-    for (const contactId of plan.contacts) deps.jobs.enqueue(webhookJobType(plan.action), { contact_id: contactId }, { source: REST_HOOK_SOURCE, eventType: key });
-  })();
   return { status: 'done', result: `${plan.contacts.length} ${plan.action} job${plan.contacts.length === 1 ? '' : 's'} queued for ${key}` };
 }
 

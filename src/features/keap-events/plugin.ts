@@ -16,10 +16,12 @@ export const keapEventsPlugin: CorePlugin = {
   description: "Keap's REST hooks: subscriptions from the admin, the receiver and its handshake, deliveries fanned out to member updates.",
   setup(api) {
     const { kernel } = api;
+    kernel.hooks.declareDurable('keap.event');
     const tokens = new HookTokens(new SealedSettings(kernel.settings, kernel.secretBox), kernel.settings, kernel.clock);
-    api.jobs.define({ ...keapHookDelivery, run: (job) => fanOut({ db: kernel.db, jobs: kernel.jobs, rules: { addMembers: () => addMembersSetting(kernel) } }, job) });
+    api.jobs.define({ ...keapHookDelivery, run: (job) => fanOut({ transactions: kernel.transactions, jobs: kernel.jobs, rules: { addMembers: () => addMembersSetting(kernel) } }, job) });
     const poller = {
       keap: api.keap,
+      transactions: kernel.transactions,
       jobs: kernel.jobs,
       events: kernel.events,
       members: api.members,

@@ -4,6 +4,7 @@ import type { JobOutcome, JobQueue } from '../../core/jobs/queue.js';
 import { jobType } from '../../core/jobs/queue.js';
 import type { EventStore } from '../../core/jobs/store.js';
 import type { Logger } from '../../core/logger.js';
+import type { Transactions } from '../../core/outbox.js';
 import type { SettingsStore } from '../../core/settings.js';
 import { webhookJobType } from '../http-post/jobs.js';
 import type { KeapClient } from '../keap/client.js';
@@ -60,6 +61,7 @@ export interface PollReport {
 
 export interface PollerDeps {
   keap: KeapClient;
+  transactions: Transactions;
   jobs: JobQueue;
   events: EventStore;
   members: MemberService;
@@ -122,17 +124,21 @@ export async function pollContacts(deps: PollerDeps): Promise<JobOutcome> {
     let offset: number | null = 0;
     for (let page = 0; offset !== null && page < MAX_PAGES; page++) {
       const result = await deps.keap.listContactsChangedSince(since, { offset });
-      for (const contact of result.contacts) {
-        report.changed++;
-        if (contact.lastUpdated && (newest === null || contact.lastUpdated > newest)) newest = contact.lastUpdated;
-        if (!deps.members.findByContactId(contact.id)) continue;
-        if (syncedSince(deps.events, contact.id, contact.lastUpdated)) {
-          report.alreadySynced++;
-          continue;
+      // A page's jobs and events commit together: a poll that stops half-way has queued whole pages only.
+      await deps.transactions.run((tx) => {
+        for (const contact of result.contacts) {
+          report.changed++;
+          if (contact.lastUpdated && (newest === null || contact.lastUpdated > newest)) newest = contact.lastUpdated;
+          tx.emit('keap.event', { objectType: 'contact', objectId: String(contact.id), eventType: 'contact.edit', source: POLLER_SOURCE, raw: { ...contact } });
+          if (!deps.members.findByContactId(contact.id)) continue;
+          if (syncedSince(deps.events, contact.id, contact.lastUpdated)) {
+            report.alreadySynced++;
+            continue;
+          }
+          deps.jobs.enqueue(webhookJobType('update'), { contact_id: contact.id }, { source: POLLER_SOURCE, eventType: 'contact.edit' });
+          report.queued++;
         }
-        deps.jobs.enqueue(webhookJobType('update'), { contact_id: contact.id }, { source: POLLER_SOURCE, eventType: 'contact.edit' });
-        report.queued++;
-      }
+      });
       offset = result.nextOffset;
     }
     if (newest !== null) deps.settings.set(CHECKPOINT_SETTING, newest);
