@@ -130,7 +130,7 @@ test('tag events update the named contacts\' tags; contact.add adds members only
   ]);
 
   const page = await s.admin.get('/admin/settings/keap-events');
-  const saved = await s.admin.post('/admin/settings/keap-events/rules').type('form').send({ _csrf: csrfFrom(page.text), add_members: 'yes' });
+  const saved = await s.admin.post('/admin/settings/keap-events/rules').type('form').send({ _csrf: csrfFrom(page.text), add_members: 'yes', on_delete: 'block' });
   assert.equal(saved.status, 303);
   assert.equal((await deliver(s, { event_key: 'contact.add', object_type: 'contact', object_keys: [{ id: C.grace }] })).status, 200);
   await runJobs(s);
@@ -239,7 +239,7 @@ test('end to end with the sandbox: registering subscribes and verifies the hooks
 
   const page = await s.admin.get('/admin/settings/keap-events');
   const checked = [...page.text.matchAll(/<input type="checkbox" name="key" value="([^"]+)" checked>/g)].map((m) => m[1]).sort();
-  assert.deepEqual(checked, ['contact.add', 'contact.edit', 'contactGroup.applied', 'contactGroup.removed'], 'the member events are ticked on a first registration');
+  assert.deepEqual(checked, ['contact.add', 'contact.delete', 'contact.edit', 'contactGroup.applied', 'contactGroup.removed'], 'the member events are ticked on a first registration');
   const keys = ['contact.edit', 'contactGroup.applied', 'contactGroup.removed'];
   const body = new URLSearchParams({ _csrf: csrfFrom(page.text) });
   for (const key of keys) body.append('key', key);
@@ -281,4 +281,63 @@ test('end to end with the sandbox: registering subscribes and verifies the hooks
   assert.deepEqual([caught.firstName, caught.lastName], ['Augusta Ada', 'Lovelace-King'], 'nothing lost');
   assert.equal(sandbox.state.hooks.get(editHook.key)!.status, 'Verified', 'the poll brought the hook back');
   assert.match((await s.admin.get('/admin/settings/keap-events')).text, /asked Keap to verify contact\.edit/);
+});
+
+test('a contact deleted in Keap blocks its member by default (no login, sessions ended) until an admin unblocks it; delete and nothing are choices; administrators are never touched', async (t) => {
+  const s = await site(t);
+  const { ctx } = s.h.server;
+  for (const id of [C.ada, C.grace, C.margaret]) await s.h.post({ contactId: String(id), wpf_action: 'add' });
+  await runJobs(s);
+  const ada = ctx.members.findByContactId(C.ada)!;
+  // Ada logs in with the password Keap holds for her.
+  const password = s.h.sandbox.state.customFieldValue(C.ada, 'Password') as string;
+  const browser = request.agent(s.h.server.url);
+  const logIn = async () => {
+    const form = await browser.get('/login');
+    return browser.post('/login').type('form').send({ _csrf: csrfFrom(form.text), login: ada.email, password });
+  };
+  assert.equal((await logIn()).status, 303);
+  assert.equal((await browser.get('/account')).status, 200);
+
+  assert.equal((await deliver(s, { event_key: 'contact.delete', object_type: 'contact', object_keys: [{ id: C.ada }] })).status, 200);
+  await runJobs(s);
+  assert.match(ctx.members.findByContactId(C.ada)!.blocked?.reason ?? '', /its Keap contact 101 was deleted/);
+  assert.equal((await browser.get('/account')).status, 303, 'her session ended');
+  const refused = await logIn();
+  assert.equal(refused.status, 403);
+  assert.match(refused.text, /This account is blocked/);
+  const memberPage = await s.admin.get(`/admin/members/${ada.id}`);
+  assert.match(memberPage.text, /data-blocked>blocked</);
+  assert.match(memberPage.text, /id="unblock-form"/);
+  const unblocked = await s.admin.post(`/admin/members/${ada.id}/unblock`).type('form').send({ _csrf: csrfFrom(memberPage.text) });
+  assert.equal(unblocked.status, 303);
+  assert.equal((await logIn()).status, 303, 'unblocked: she logs in again');
+
+  const setOnDelete = async (choice: string) => {
+    const page = await s.admin.get('/admin/settings/keap-events');
+    return s.admin.post('/admin/settings/keap-events/rules').type('form').send({ _csrf: csrfFrom(page.text), on_delete: choice });
+  };
+  assert.equal((await setOnDelete('explode')).status, 400);
+  assert.equal((await setOnDelete('delete')).status, 303);
+  assert.equal((await deliver(s, { event_key: 'contact.delete', object_type: 'contact', object_keys: [{ id: C.grace }] })).status, 200);
+  assert.equal((await setOnDelete('nothing')).status, 303);
+  assert.equal((await deliver(s, { event_key: 'contact.delete', object_type: 'contact', object_keys: [{ id: C.margaret }] })).status, 200);
+  await runJobs(s);
+  // The choice is read when the job runs: both ran under "nothing", so ask again for Grace under "delete".
+  assert.ok(ctx.members.findByContactId(C.margaret) && !ctx.members.findByContactId(C.margaret)!.blocked, 'nothing: left as it is');
+  assert.equal((await setOnDelete('delete')).status, 303);
+  assert.equal((await deliver(s, { event_key: 'contact.delete', object_type: 'contact', object_keys: [{ id: C.grace }] })).status, 200);
+  await runJobs(s);
+  assert.equal(ctx.members.findByContactId(C.grace), undefined, 'delete: the member is gone');
+
+  // An administrator linked to a contact is never blocked or deleted by Keap, nor blocked from its page.
+  await ctx.members.update(ada.id, { profile: {}, role: 'administrator' });
+  assert.equal((await deliver(s, { event_key: 'contact.delete', object_type: 'contact', object_keys: [{ id: C.ada }] })).status, 200);
+  await runJobs(s);
+  assert.ok(ctx.members.findById(ada.id) && !ctx.members.findById(ada.id)!.blocked);
+  const adminPage = await s.admin.get(`/admin/members/${ada.id}`);
+  assert.doesNotMatch(adminPage.text, /id="block-form"/);
+  const blockAdmin = await s.admin.post(`/admin/members/${ada.id}/block`).type('form').send({ _csrf: csrfFrom(adminPage.text) });
+  assert.equal(blockAdmin.status, 409);
+  assert.match(blockAdmin.text, /An administrator cannot be blocked/);
 });

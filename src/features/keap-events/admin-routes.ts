@@ -7,13 +7,15 @@ import { formatTime } from '../../web/format.js';
 import type { KeapClient } from '../keap/client.js';
 import { isKeapError } from '../keap/errors.js';
 import type { KeapRestHook } from '../keap/types.js';
+import { ON_DELETE_CHOICES, type OnDelete } from './delivery.js';
 import { HOOK_PATH_PREFIX, type HookTokens } from './hook-token.js';
 import { lastPoll, pollCheckpoint, pollIntervalChosen, pollIntervalMinutes, RECOMMENDED_POLL_MINUTES, setPollInterval } from './poller.js';
 
 export const KEAP_EVENTS_PATH = '/admin/settings/keap-events';
 /** The event keys memberhook acts on, checked by default on a first registration. */
-export const MEMBER_EVENT_KEYS = ['contact.add', 'contact.edit', 'contactGroup.applied', 'contactGroup.removed'] as const;
+export const MEMBER_EVENT_KEYS = ['contact.add', 'contact.edit', 'contact.delete', 'contactGroup.applied', 'contactGroup.removed'] as const;
 const ADD_MEMBERS_SETTING = 'keap_hooks.add_members';
+const ON_DELETE_SETTING = 'keap_hooks.on_delete';
 /** The longest an old hook URL may keep working after a rotation: a week. */
 const MAX_GRACE_MINUTES = 7 * 24 * 60;
 
@@ -33,8 +35,20 @@ export interface KeapEventsContext extends Kernel {
   schedulePoll(): void;
 }
 
+const ON_DELETE_LABELS: Record<OnDelete, string> = {
+  block: 'block the member (it cannot log in; unblock it on its page)',
+  delete: 'delete the member',
+  nothing: 'leave the member as it is',
+};
+
 /** The longest poll interval offered: a day. */
 const MAX_POLL_MINUTES = 24 * 60;
+
+/** What `contact.delete` does to the contact's member (blocks it unless the admin chose otherwise). */
+export function onDeleteSetting(ctx: Pick<Kernel, 'settings'>): OnDelete {
+  const saved = ctx.settings.get(ON_DELETE_SETTING);
+  return (ON_DELETE_CHOICES as readonly string[]).includes(saved ?? '') ? (saved as OnDelete) : 'block';
+}
 
 /** Whether `contact.add` creates members (off unless the admin turns it on). */
 export function addMembersSetting(ctx: Pick<Kernel, 'settings'>): boolean {
@@ -81,6 +95,7 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
       })),
       hooks: hooks.map((h) => ({ ...h, ours: h.hookUrl === url, oldUrl: ours(h) && h.hookUrl !== url, badge: h.status === 'Verified' ? 'ok' : h.status === 'Inactive' ? 'bad' : 'warn' })),
       addMembers: addMembersSetting(ctx),
+      onDelete: ON_DELETE_CHOICES.map((value) => ({ value, label: ON_DELETE_LABELS[value], checked: value === onDeleteSetting(ctx) })),
       poll: pollView(ctx),
       ...extra,
     });
@@ -155,7 +170,11 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
   });
 
   router.post('/rules', (req, res) => {
-    ctx.settings.set(ADD_MEMBERS_SETTING, formText(formFields(req).add_members) === 'yes' ? '1' : '0');
+    const body = formFields(req);
+    const onDelete = formText(body.on_delete);
+    if (!(ON_DELETE_CHOICES as readonly string[]).includes(onDelete)) return render(res, 400, { error: `A deleted contact's member: choose one of ${ON_DELETE_CHOICES.join(', ')}. Nothing was changed.` });
+    ctx.settings.set(ADD_MEMBERS_SETTING, formText(body.add_members) === 'yes' ? '1' : '0');
+    ctx.settings.set(ON_DELETE_SETTING, onDelete);
     res.redirect(303, `${KEAP_EVENTS_PATH}?done=rules`);
   });
 

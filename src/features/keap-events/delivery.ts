@@ -3,6 +3,7 @@ import type { JobQueue, JobOutcome, Job } from '../../core/jobs/queue.js';
 import { jobType } from '../../core/jobs/queue.js';
 import type { Transactions } from '../../core/outbox.js';
 import { webhookJobType } from '../http-post/jobs.js';
+import type { MemberService } from '../members/service.js';
 
 /** Where the events these deliveries cause come from, in the event log and the API (`source`). */
 export const REST_HOOK_SOURCE = 'rest_hook';
@@ -71,11 +72,25 @@ declare module '../../core/hooks.js' {
   }
 }
 
-/** What the events of one key do to members; the admin chooses for `contact.add`. */
+/** What the events of one key do to members; the admin chooses for `contact.add` and `contact.delete`. */
 export interface DeliveryRules {
   /** `contact.add` creates a member (off by default: a new contact is not yet someone who bought access). */
   addMembers(): boolean;
 }
+
+/** What a contact deleted in Keap does to its member (the admin's choice; blocking by default, which can be undone). */
+export const ON_DELETE_CHOICES = ['block', 'delete', 'nothing'] as const;
+export type OnDelete = (typeof ON_DELETE_CHOICES)[number];
+
+/** The member of a contact deleted in Keap: blocked, deleted or left alone, as the admin chose (read when it runs). */
+export const keapContactDeleted = jobType({
+  type: 'keap_contact_deleted',
+  params: z.object({ contact_id: z.number().int().positive() }),
+  source: REST_HOOK_SOURCE,
+  dedupeKey: (p) => String(p.contact_id),
+  contactId: (p) => p.contact_id,
+  eventType: () => 'contact.delete',
+});
 
 /**
  * The `keap_hook_delivery` job: every object becomes the job the same change would get from an HTTP Post, queued in
@@ -85,17 +100,22 @@ export interface DeliveryRules {
  * - `contactGroup.applied` / `contactGroup.removed`: `update_tags` for each contact the delivery names (its ids
  *   with object type `contact`, or a tag's `contactDetails`);
  * - `contact.add`: `add`, when the admin turned that on;
+ * - `contact.delete`: `keap_contact_deleted`, which blocks, deletes or leaves the member, as the admin chose;
  * - anything else (orders, invoices, ...): recorded, for plugins and the event log, and nothing more.
  */
 export async function fanOut(deps: { transactions: Transactions; jobs: JobQueue; rules: DeliveryRules }, job: Job<HookDelivery>): Promise<JobOutcome> {
   const { event_key: key, object_type: objectType, object_keys: objects } = job.params;
   const plan = planFor(job.params, deps.rules);
   await deps.transactions.run((tx) => {
-    for (const contactId of plan?.contacts ?? []) deps.jobs.enqueue(webhookJobType(plan!.action), { contact_id: contactId }, { source: REST_HOOK_SOURCE, eventType: key });
+    for (const contactId of plan?.contacts ?? []) {
+      if (plan!.action === 'contact_deleted') deps.jobs.enqueue(keapContactDeleted, { contact_id: contactId });
+      else deps.jobs.enqueue(webhookJobType(plan!.action), { contact_id: contactId }, { source: REST_HOOK_SOURCE, eventType: key });
+    }
     for (const object of objects) tx.emit('keap.event', { objectType, objectId: String(object.id), eventType: key, source: REST_HOOK_SOURCE, raw: object });
   });
   if (plan === undefined) return { status: 'done', result: `${objects.length} ${key} object${objects.length === 1 ? '' : 's'} recorded; no member action for ${key}` };
-  return { status: 'done', result: `${plan.contacts.length} ${plan.action} job${plan.contacts.length === 1 ? '' : 's'} queued for ${key}` };
+  const type = plan.action === 'contact_deleted' ? keapContactDeleted.type : plan.action;
+  return { status: 'done', result: `${plan.contacts.length} ${type} job${plan.contacts.length === 1 ? '' : 's'} queued for ${key}` };
 }
 
 function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: string; contacts: number[] } | undefined {
@@ -106,6 +126,8 @@ function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: string
       return { action: 'update', contacts: unique(objects.map((o) => o.id)) };
     case 'contact.add':
       return rules.addMembers() ? { action: 'add', contacts: unique(objects.map((o) => o.id)) } : undefined;
+    case 'contact.delete':
+      return { action: 'contact_deleted', contacts: unique(objects.map((o) => o.id)) };
     case 'contactGroup.applied':
     case 'contactGroup.removed':
       // Keap does not document this body. Its ids are contacts only when the object type says so; a tag's id with
@@ -117,4 +139,23 @@ function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: string
     default:
       return undefined;
   }
+}
+
+/** The `keap_contact_deleted` job: the member of the deleted contact, blocked, deleted or kept. */
+export async function contactDeleted(
+  deps: { members: MemberService; onDelete(): OnDelete; now(): number },
+  job: Job<{ contact_id: number }>,
+): Promise<JobOutcome> {
+  const member = deps.members.findByContactId(job.params.contact_id);
+  if (!member) return { status: 'skipped', result: `no member is linked to contact ${job.params.contact_id}` };
+  // Keap manages members, not the site's administrators: their accounts are never changed by a contact's deletion.
+  if (member.roleIsAdmin) return { status: 'skipped', result: `member ${member.id} has admin rights: left as it is` };
+  const choice = deps.onDelete();
+  if (choice === 'nothing') return { status: 'skipped', result: `member ${member.id} left as it is (contact.delete does nothing, as set)` };
+  if (choice === 'delete') {
+    await deps.members.delete(member.id);
+    return { status: 'done', result: `deleted member ${member.id}` };
+  }
+  await deps.members.block(member.id, `its Keap contact ${job.params.contact_id} was deleted`, deps.now());
+  return { status: 'done', result: `blocked member ${member.id}` };
 }

@@ -1,8 +1,8 @@
 import { RejectionLimiter } from '../../core/rejection-limiter.js';
 import { SealedSettings } from '../../core/settings.js';
 import type { CorePlugin } from '../../plugins/types.js';
-import { addMembersSetting, keapEventsAdminRoutes } from './admin-routes.js';
-import { fanOut, keapHookDelivery } from './delivery.js';
+import { addMembersSetting, keapEventsAdminRoutes, onDeleteSetting } from './admin-routes.js';
+import { contactDeleted, fanOut, keapContactDeleted, keapHookDelivery } from './delivery.js';
 import { HookTokens } from './hook-token.js';
 import { keapPollContacts, pollContacts, schedulePoll } from './poller.js';
 import { hookReceiver } from './receiver.js';
@@ -19,6 +19,7 @@ export const keapEventsPlugin: CorePlugin = {
     kernel.hooks.declareDurable('keap.event');
     const tokens = new HookTokens(new SealedSettings(kernel.settings, kernel.secretBox), kernel.settings, kernel.clock);
     api.jobs.define({ ...keapHookDelivery, run: (job) => fanOut({ transactions: kernel.transactions, jobs: kernel.jobs, rules: { addMembers: () => addMembersSetting(kernel) } }, job) });
+    api.jobs.define({ ...keapContactDeleted, run: (job) => contactDeleted({ members: api.members, onDelete: () => onDeleteSetting(kernel), now: () => kernel.clock.now() }, job) });
     const poller = {
       keap: api.keap,
       transactions: kernel.transactions,

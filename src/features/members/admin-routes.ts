@@ -193,6 +193,25 @@ export function memberAdminRoutes(ctx: MembersContext): Router {
     res.redirect(303, memberHref(member.id, { done: 'profile' }));
   });
 
+  router.post('/:id/block', async (req, res) => {
+    const member = memberFrom(ctx, req);
+    try {
+      await ctx.members.block(member.id, `blocked by ${res.locals.admin!.email}`, ctx.clock.now());
+    } catch (err) {
+      if (err instanceof AppError && err.status === 409) return renderMember(ctx, req, res, 409, member, { error: err.publicMessage });
+      throw err;
+    }
+    ctx.logger.info({ memberId: member.id, adminId: res.locals.admin!.id }, 'member blocked by an administrator');
+    res.redirect(303, memberHref(member.id, { done: 'blocked' }));
+  });
+
+  router.post('/:id/unblock', async (req, res) => {
+    const member = memberFrom(ctx, req);
+    await ctx.members.unblock(member.id);
+    ctx.logger.info({ memberId: member.id, adminId: res.locals.admin!.id }, 'member unblocked by an administrator');
+    res.redirect(303, memberHref(member.id, { done: 'unblocked' }));
+  });
+
   router.post('/:id/reset-password', async (req, res) => {
     const member = memberFrom(ctx, req);
     requestPasswordReset(ctx, member);
@@ -271,6 +290,7 @@ function listRow(m: Member) {
     name: fullName(m),
     role: m.role,
     roleIsAdmin: m.roleIsAdmin,
+    blocked: m.blocked !== null,
     tags: m.tags.slice(0, TAGS_IN_LIST).map((t) => t.name || `Tag ${t.id}`),
     moreTags: m.tags.length > TAGS_IN_LIST ? m.tags.length - TAGS_IN_LIST : 0,
     created: formatTime(m.createdAt),
@@ -341,6 +361,7 @@ function renderMember(
       name: fullName(member),
       created: formatTime(member.createdAt),
       updated: formatTime(member.updatedAt),
+      blockedText: member.blocked ? `${formatTime(member.blocked.at)}: ${member.blocked.reason}` : undefined,
     },
     fields: Object.entries(member.fields).map(([name, value]) => ({ name, value: typeof value === 'string' ? value : JSON.stringify(value) })),
     roles: ctx.members.roles().map((r) => ({ slug: r.slug, name: r.name, isAdmin: r.isAdmin, selected: r.slug === member.role })),
@@ -371,6 +392,10 @@ function noticeFor(req: Request, member: Member): { text: string; eventId?: numb
       return { text: `Role is now ${member.role}.` };
     case 'profile':
       return { text: 'Profile saved.' };
+    case 'blocked':
+      return { text: 'Blocked: the member cannot log in, and its sessions have ended.' };
+    case 'unblocked':
+      return { text: 'Unblocked: the member can log in again.' };
     case 'reset':
       return { text: `A password reset email with a single-use link is queued for ${member.email}.` };
     case 'welcome':

@@ -9,6 +9,7 @@ import { loadMember, logOut, requireMember, startSession } from './sessions.js';
 import type { Member } from './types.js';
 
 /** The one answer to a wrong password and to an unknown login alike, so the form never says which. */
+export const BLOCKED_MESSAGE = 'This account is blocked. If you think that is a mistake, contact the site.';
 export const LOGIN_FAILED_MESSAGE = 'Email/username or password is wrong';
 
 /**
@@ -66,6 +67,11 @@ export function memberRoutes(ctx: MembersContext): Router {
       return render(res, 401, 'login', { ...form, error: LOGIN_FAILED_MESSAGE });
     }
     throttle.succeeded(attempt);
+    if (member.blocked) {
+      // The password was right, so saying why tells a stranger nothing; no session is started.
+      ctx.logger.info({ memberId: member.id }, 'member login refused: blocked');
+      return render(res, 403, 'login', { ...form, error: BLOCKED_MESSAGE });
+    }
     ctx.devices.remember(req, res, member);
     await startSession(ctx, req, res, member);
     ctx.logger.info({ memberId: member.id }, 'member logged in');

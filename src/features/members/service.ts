@@ -312,6 +312,35 @@ export class MemberService {
     };
   }
 
+  /**
+   * Blocks a member: it cannot log in, its sessions and reset links end, its data stays (unblock undoes it). Fires
+   * member.updated with `blocked`. An administrator is never blocked here: take the admin rights first.
+   */
+  async block(memberId: number, reason: string, now: number): Promise<Member> {
+    const member = this.get(memberId);
+    if (member.roleIsAdmin) throw conflict('An administrator cannot be blocked: take away the admin rights first.');
+    if (member.blocked) return member;
+    return this.transactions.run((tx) => {
+      this.store.setBlocked(memberId, { at: new Date(now).toISOString(), reason });
+      this.credentials.sessions.destroyAllFor(memberId);
+      this.credentials.resets.deleteOutstandingFor(memberId);
+      const after = this.store.findById(memberId)!;
+      tx.emit('member.updated', after, ['blocked']);
+      return after;
+    });
+  }
+
+  async unblock(memberId: number): Promise<Member> {
+    const member = this.get(memberId);
+    if (!member.blocked) return member;
+    return this.transactions.run((tx) => {
+      this.store.setBlocked(memberId, null);
+      const after = this.store.findById(memberId)!;
+      tx.emit('member.updated', after, ['blocked']);
+      return after;
+    });
+  }
+
   async delete(memberId: number, options: KeepAnAdministrator = {}): Promise<void> {
     const member = this.get(memberId);
     await this.transactions.run((tx) => {

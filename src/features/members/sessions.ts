@@ -79,7 +79,9 @@ export async function logOut(ctx: MembersContext, req: Request, res: Response, w
 /** The member whose session cookie came with the request, if it is a live session. */
 export function currentMember(ctx: MembersContext, req: Request): Member | undefined {
   const memberId = ctx.sessions.memberIdFor(sessionToken(ctx, req));
-  return memberId === undefined ? undefined : ctx.members.findById(memberId);
+  const member = memberId === undefined ? undefined : ctx.members.findById(memberId);
+  // Blocking ends the sessions; this is the net under it (a session started in the same moment).
+  return member?.blocked ? undefined : member;
 }
 
 /** Sets `res.locals.member` when the request has a live session; lets every request through. */

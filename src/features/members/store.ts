@@ -27,12 +27,14 @@ interface MemberRow {
   last_name: string;
   keap_contact_id: number | null;
   fields: string;
+  blocked_at: string | null;
+  blocked_reason: string | null;
   created_at: string;
   updated_at: string;
 }
 
 const MEMBER_COLUMNS = `m.id, m.email, m.username, r.slug AS role_slug, r.is_admin AS role_is_admin, m.first_name, m.last_name,
-  m.keap_contact_id, m.fields, m.created_at, m.updated_at`;
+  m.keap_contact_id, m.fields, m.blocked_at, m.blocked_reason, m.created_at, m.updated_at`;
 const MEMBER_FROM = 'members m JOIN roles r ON r.id = m.role_id';
 
 /*
@@ -181,6 +183,15 @@ export class MemberStore {
     this.db
       .prepare(`UPDATE members SET ${sets}, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = @id`)
       .run({ ...params, id });
+  }
+
+  /** Blocks (with when and why) or unblocks (null) a member; call inside the transaction that ends its sessions. */
+  setBlocked(id: number, blocked: { at: string; reason: string } | null): boolean {
+    return (
+      this.db
+        .prepare("UPDATE members SET blocked_at = ?, blocked_reason = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?")
+        .run(blocked?.at ?? null, blocked?.reason ?? null, id).changes === 1
+    );
   }
 
   delete(id: number): boolean {
@@ -408,6 +419,7 @@ export class MemberStore {
       keapContactId: row.keap_contact_id,
       fields: JSON.parse(row.fields) as Record<string, unknown>,
       tags,
+      blocked: row.blocked_at === null ? null : { at: row.blocked_at, reason: row.blocked_reason ?? '' },
       createdAt: row.created_at,
       updatedAt: row.updated_at,
     };

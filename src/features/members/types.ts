@@ -12,6 +12,8 @@ export interface Member {
   keapContactId: number | null;
   fields: Record<string, unknown>;
   tags: MemberTag[];
+  /** When and why the member was blocked (it cannot log in), or null. */
+  blocked: { at: string; reason: string } | null;
   createdAt: string;
   updatedAt: string;
 }
