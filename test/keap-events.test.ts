@@ -71,21 +71,25 @@ async function runJobs(s: Site): Promise<void> {
   for (let job = ctx.events.claimNext('test', Date.now(), 60_000); job; job = ctx.events.claimNext('test', Date.now(), 60_000)) await ctx.worker.runClaimed(job);
 }
 
-test('a delivery is written once and answered at once, then fans out to one member job per object, which a campaign post for the same contact folds into', async (t) => {
+test('a delivery is written once and answered at once, then fans out to one job per member it names, which a campaign post for the same contact folds into', async (t) => {
   const s = await site(t);
+  for (const id of [C.ada, C.grace]) await s.h.post({ contactId: String(id), wpf_action: 'add' });
+  await runJobs(s);
+  const before = events(s).length;
   const delivered = await deliver(s, {
     event_key: 'contact.edit',
     object_type: 'contact',
-    object_keys: [{ id: C.ada, apiUrl: '', timestamp: '2026-11-30T00:00:00Z' }, { id: String(C.grace) }, { id: C.ada }],
+    // Margaret is no member: her change needs no job.
+    object_keys: [{ id: C.ada, apiUrl: '', timestamp: '2026-11-30T00:00:00Z' }, { id: String(C.grace) }, { id: C.ada }, { id: C.margaret }],
   });
   assert.equal(delivered.status, 200);
   const delivery = events(s).find((e) => e.id === delivered.body.event_id)!;
   assert.deepEqual([delivery.source, delivery.action, delivery.event_type, delivery.status], ['rest_hook', 'keap_hook_delivery', 'contact.edit', 'queued']);
 
-  // The delivery's own job runs: one update per contact, from the hook.
+  // The delivery's own job runs: one update per member, from the hook.
   const { ctx } = s.h.server;
   await ctx.worker.runClaimed(ctx.events.claimNext('test', Date.now(), 60_000)!);
-  const updates = () => events(s).filter((e) => e.action === 'update');
+  const updates = () => events(s).slice(before).filter((e) => e.action === 'update');
   assert.deepEqual(updates().map((e) => [e.contact_id, e.source, e.event_type]), [[C.ada, 'rest_hook', 'contact.edit'], [C.grace, 'rest_hook', 'contact.edit']]);
   assert.match(events(s).find((e) => e.id === delivery.id)!.result ?? '', /^2 update jobs queued for contact.edit$/);
 

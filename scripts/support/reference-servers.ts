@@ -4,7 +4,9 @@
  * - `node-http`: Node's bare `http` server that reads the form, checks the access key in constant time and answers
  *   JSON, the ceiling of any Node receiver;
  * - `node-http-sqlite`: the same, plus one row per post in a SQLite WAL database (a commit each, synchronous=NORMAL),
- *   the least any receiver that keeps what it acknowledges must do.
+ *   the least any receiver that keeps what it acknowledges must do;
+ * - `hook-json-sqlite`: for `npm run bench:hooks`, a JSON body (a Keap REST hook delivery) parsed and kept whole in
+ *   one such row.
  * Each runs as its own process, as memberhook does.
  */
 import { spawn } from 'node:child_process';
@@ -15,7 +17,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { freePort } from './memberhook-process.js';
 
-export type ReferenceKind = 'node-http' | 'node-http-sqlite';
+export type ReferenceKind = 'node-http' | 'node-http-sqlite' | 'hook-json-sqlite';
 
 const SOURCE = `
 import { createServer } from 'node:http';
@@ -23,7 +25,25 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 const digest = (text) => createHash('sha256').update(text).digest();
 const key = digest(process.env.ACCESS_KEY);
 let keep = () => 0;
-if (process.env.REF_KIND === 'node-http-sqlite') {
+if (process.env.REF_KIND === 'hook-json-sqlite') {
+  const { default: Database } = await import(process.env.SQLITE_DRIVER);
+  const db = new Database(process.env.REF_DB);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec('CREATE TABLE deliveries (id INTEGER PRIMARY KEY, event_key TEXT NOT NULL, body TEXT NOT NULL, created_at TEXT NOT NULL)');
+  const insert = db.prepare('INSERT INTO deliveries (event_key, body, created_at) VALUES (?, ?, ?)');
+  createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString();
+      const delivery = JSON.parse(text);
+      const body = JSON.stringify({ ok: true, event_id: Number(insert.run(String(delivery.event_key), text, new Date().toISOString()).lastInsertRowid) });
+      res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+  }).listen(Number(process.env.PORT), '127.0.0.1', () => process.stdout.write('listening\\n'));
+} else if (process.env.REF_KIND === 'node-http-sqlite') {
   const { default: Database } = await import(process.env.SQLITE_DRIVER);
   const db = new Database(process.env.REF_DB);
   db.pragma('journal_mode = WAL');
@@ -32,7 +52,7 @@ if (process.env.REF_KIND === 'node-http-sqlite') {
   const insert = db.prepare('INSERT INTO posts (contact_id, action, created_at) VALUES (?, ?, ?)');
   keep = (form) => Number(insert.run(Number(form.get('contactId')), String(form.get('wpf_action')), new Date().toISOString()).lastInsertRowid);
 }
-createServer((req, res) => {
+if (process.env.REF_KIND !== 'hook-json-sqlite') createServer((req, res) => {
   const chunks = [];
   req.on('data', (chunk) => chunks.push(chunk));
   req.on('end', () => {

@@ -10,6 +10,8 @@ export const REST_HOOK_SOURCE = 'rest_hook';
 
 /** Keap sends at most 1,000 changed objects in one delivery. */
 const MAX_OBJECTS = 1_000;
+/** Objects fanned out per transaction (see fanOut). */
+const FAN_OUT_SLICE = 100;
 
 const objectId = z.union([z.number().int().positive(), z.string().regex(/^[1-9]\d{0,15}$/)]).transform(Number);
 
@@ -76,6 +78,8 @@ declare module '../../core/hooks.js' {
 export interface DeliveryRules {
   /** `contact.add` creates a member (off by default: a new contact is not yet someone who bought access). */
   addMembers(): boolean;
+  /** Whether a member is linked to the contact: only those get jobs for edits, tag changes and deletions. */
+  isMember(contactId: number): boolean;
 }
 
 /** What a contact deleted in Keap does to its member (the admin's choice; blocking by default, which can be undone). */
@@ -96,7 +100,7 @@ export const keapContactDeleted = jobType({
  * The `keap_hook_delivery` job: every object becomes the job the same change would get from an HTTP Post, queued in
  * one transaction with the event type Keap named, so a campaign's post and a hook about the same contact fold
  * into one Keap read:
- * - `contact.edit`: `update` (fields and tags of a linked member; nobody linked: skipped without a Keap call);
+ * - `contact.edit`: `update` (fields and tags of the linked member; contacts no member is linked to get no job);
  * - `contactGroup.applied` / `contactGroup.removed`: `update_tags` for each contact the delivery names (its ids
  *   with object type `contact`, or a tag's `contactDetails`);
  * - `contact.add`: `add`, when the admin turned that on;
@@ -106,13 +110,22 @@ export const keapContactDeleted = jobType({
 export async function fanOut(deps: { transactions: Transactions; jobs: JobQueue; rules: DeliveryRules }, job: Job<HookDelivery>): Promise<JobOutcome> {
   const { event_key: key, object_type: objectType, object_keys: objects } = job.params;
   const plan = planFor(job.params, deps.rules);
-  await deps.transactions.run((tx) => {
-    for (const contactId of plan?.contacts ?? []) {
-      if (plan!.action === 'contact_deleted') deps.jobs.enqueue(keapContactDeleted, { contact_id: contactId });
-      else deps.jobs.enqueue(webhookJobType(plan!.action), { contact_id: contactId }, { source: REST_HOOK_SOURCE, eventType: key });
-    }
-    for (const object of objects) tx.emit('keap.event', { objectType, objectId: String(object.id), eventType: key, source: REST_HOOK_SOURCE, raw: object });
-  });
+  const contacts = plan?.contacts ?? [];
+  // In slices, each its own transaction, with a turn of the event loop between them: a thousand jobs written in one
+  // go would hold this thread (which also commits the posts and deliveries being acknowledged) for tens of ms. A
+  // crash half-way runs the job again from the start; the slices already queued fold into their waiting jobs.
+  for (let start = 0; start < Math.max(contacts.length, objects.length); start += FAN_OUT_SLICE) {
+    await deps.transactions.run((tx) => {
+      for (const contactId of contacts.slice(start, start + FAN_OUT_SLICE)) {
+        if (plan!.action === 'contact_deleted') deps.jobs.enqueue(keapContactDeleted, { contact_id: contactId });
+        else deps.jobs.enqueue(webhookJobType(plan!.action), { contact_id: contactId }, { source: REST_HOOK_SOURCE, eventType: key });
+      }
+      for (const object of objects.slice(start, start + FAN_OUT_SLICE)) {
+        tx.emit('keap.event', { objectType, objectId: String(object.id), eventType: key, source: REST_HOOK_SOURCE, raw: object });
+      }
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+  }
   if (plan === undefined) return { status: 'done', result: `${objects.length} ${key} object${objects.length === 1 ? '' : 's'} recorded; no member action for ${key}` };
   const type = plan.action === 'contact_deleted' ? keapContactDeleted.type : plan.action;
   return { status: 'done', result: `${plan.contacts.length} ${type} job${plan.contacts.length === 1 ? '' : 's'} queued for ${key}` };
@@ -121,20 +134,23 @@ export async function fanOut(deps: { transactions: Transactions; jobs: JobQueue;
 function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: string; contacts: number[] } | undefined {
   const { event_key: key, object_type: type, object_keys: objects } = delivery;
   const unique = (ids: number[]) => [...new Set(ids)];
+  // Most of a Keap account's contacts are not members: a job for each would only be skipped (and fill the event
+  // log). A member being created right now by a waiting `add` needs none either: `add` reads the whole contact.
+  const members = (ids: number[]) => unique(ids).filter((id) => rules.isMember(id));
   switch (key) {
     case 'contact.edit':
-      return { action: 'update', contacts: unique(objects.map((o) => o.id)) };
+      return { action: 'update', contacts: members(objects.map((o) => o.id)) };
     case 'contact.add':
       return rules.addMembers() ? { action: 'add', contacts: unique(objects.map((o) => o.id)) } : undefined;
     case 'contact.delete':
-      return { action: 'contact_deleted', contacts: unique(objects.map((o) => o.id)) };
+      return { action: 'contact_deleted', contacts: members(objects.map((o) => o.id)) };
     case 'contactGroup.applied':
     case 'contactGroup.removed':
       // Keap does not document this body. Its ids are contacts only when the object type says so; a tag's id with
       // the contacts in `contactDetails` is read too. Anything else names no contact: the poller catches it up.
       return {
         action: 'update_tags',
-        contacts: unique(type === 'contact' ? objects.map((o) => o.id) : objects.flatMap((o) => (o.contactDetails ?? []).map((c) => c.id))),
+        contacts: members(type === 'contact' ? objects.map((o) => o.id) : objects.flatMap((o) => (o.contactDetails ?? []).map((c) => c.id))),
       };
     default:
       return undefined;
