@@ -179,12 +179,17 @@ export function memberSettingsRoutes(ctx: SettingsContext): Router {
 
   /** The sent template, checked: its length and lines, then that it renders for every kind of member. */
   const checked = (email: EditableEmail, b: Record<string, unknown>): { ok: true; template: Template } | { ok: false; extras: PageExtras } => {
-    const read = readTemplate(b, email.requires);
+    const read = readTemplate(b);
     if (!read.ok) return { ok: false, extras: { email: email.key, template: read.template, templateErrors: read.errors, templateError: `The ${email.heading.toLowerCase()} was not saved: ${Object.values(read.errors)[0]}` } };
     try {
       email.check(read.template);
     } catch (err) {
       return { ok: false, extras: { email: email.key, template: read.template, ...templateFailure(email, err) } };
+    }
+    const missing = email.requires ? missingVariable(read.template, email.requires) : undefined;
+    if (missing) {
+      const error = `The ${PART_NAMES[missing]} must show {{${email.requires}}}: without it the email is of no use.`;
+      return { ok: false, extras: { email: email.key, template: read.template, templateErrors: { [missing]: error }, templateError: `The ${email.heading.toLowerCase()} was not saved: ${error}` } };
     }
     return { ok: true, template: read.template };
   };
@@ -268,7 +273,7 @@ function readIdentity(b: Record<string, unknown>): { ok: true; identity: StoredS
   return Object.keys(errors).length > 0 ? { ok: false, identity, errors } : { ok: true, identity };
 }
 
-function readTemplate(b: Record<string, unknown>, requires: string | undefined): { ok: true; template: Template } | { ok: false; template: Template; errors: Partial<Record<EmailPart, string>> } {
+function readTemplate(b: Record<string, unknown>): { ok: true; template: Template } | { ok: false; template: Template; errors: Partial<Record<EmailPart, string>> } {
   // Browsers send textarea line breaks as CRLF; templates are stored with plain LF.
   const read = (name: string) => (typeof b[name] === 'string' ? (b[name] as string).replace(/\r\n?/g, '\n') : '');
   const template: Template = { subject: read('subject').trim(), text: read('text'), html: read('html') };
@@ -277,14 +282,13 @@ function readTemplate(b: Record<string, unknown>, requires: string | undefined):
     if (template[part].length > TEMPLATE_MAX[part]) errors[part] = `The ${PART_NAMES[part]} is too long: at most ${TEMPLATE_MAX[part].toLocaleString('en')} characters.`;
   }
   if (/[\r\n]/.test(template.subject)) errors.subject = 'The subject is one line.';
-  if (requires) {
-    const uses = new RegExp(`\\{\\{\\{?\\s*${requires}\\s*\\}?\\}\\}`);
-    for (const part of ['text', 'html'] as const) {
-      // An empty body is the built-in one, which has it.
-      if (template[part].trim() && !uses.test(template[part]) && !errors[part]) errors[part] = `The ${PART_NAMES[part]} must show {{${requires}}}: without it the email is of no use.`;
-    }
-  }
   return Object.keys(errors).length > 0 ? { ok: false, template, errors } : { ok: true, template };
+}
+
+/** The first edited body that never uses `variable` (an empty body is the built-in one, which does). */
+function missingVariable(template: Template, variable: string): 'text' | 'html' | undefined {
+  const uses = new RegExp(`\\{\\{\\{?~?\\s*${variable}\\s*~?\\}?\\}\\}`);
+  return (['text', 'html'] as const).find((part) => template[part].trim() !== '' && !uses.test(template[part]));
 }
 
 function templateFailure(email: EditableEmail, err: unknown): Pick<PageExtras, 'templateErrors' | 'templateError'> {
