@@ -67,7 +67,7 @@ test('"link to an existing contact": looked up by email or id and shown, then li
   assert.deepEqual(h.server.ctx.members.findById(member.id)!.tags.map((t) => t.id), [SEED.tags.vip], 'the contact’s tags came in');
   assert.equal(h.server.ctx.db.prepare('SELECT count(*) FROM pending_passwords').pluck().get(), 0, 'the password waits for nothing more');
   const page = (await admin.get(res.headers.location!)).text;
-  assert.match(page, new RegExp(`Member added, linked to Keap contact ${grace} with a generated password; welcome email queued`));
+  assert.match(page, new RegExp(`Member added with a generated password, linked to Keap contact ${grace}; welcome email queued`));
   assert.doesNotMatch(page, /id="keap-panel"/, 'a linked member is offered no link');
 });
 
@@ -84,7 +84,7 @@ test('"create a contact in Keap": POST /v1/contacts with the email and names, li
   assert.equal(h.sandbox.state.requestsTo('POST', '/crm/rest/v1/contacts').length, 1);
   await h.settle();
   assert.equal(typeof h.sandbox.state.customFieldValue(created.id, SEED.fields.password), 'string', 'the generated password was written back to it');
-  assert.match((await admin.get(res.headers.location!)).text, new RegExp(`Member added, with a new Keap contact ${created.id}\\.`));
+  assert.match((await admin.get(res.headers.location!)).text, new RegExp(`Member added, linked to the new Keap contact ${created.id}\\. Its password was generated`));
 
   // Keap already has Ada's address: a second contact for it would be a duplicate.
   res = await submitForm(admin, NEW, NEW, { email: 'ada@example.com', username: 'ada2', role: 'member', keap_link: 'create' });

@@ -440,8 +440,8 @@ function noticeFor(req: Request, member: Member): { text: string; eventId?: numb
       return { text: `Keap contact ${member.keapContactId ?? ''} was created with this member's email and names, and linked.` };
     case 'created': {
       const generated = req.query.generated === '1';
-      const keap = req.query.keap === 'created' ? `, with a new Keap contact ${member.keapContactId ?? ''}` : req.query.keap === 'linked' ? `, linked to Keap contact ${member.keapContactId ?? ''}` : '';
-      if (eventId !== undefined) return withEvent(`Member added${keap}${generated ? ' with a generated password' : ''}; welcome email queued`);
+      const keap = req.query.keap === 'created' ? `, linked to the new Keap contact ${member.keapContactId ?? ''}` : req.query.keap === 'linked' ? `, linked to Keap contact ${member.keapContactId ?? ''}` : '';
+      if (eventId !== undefined) return withEvent(`Member added${generated ? ' with a generated password' : ''}${keap}; welcome email queued`);
       return { text: `Member added${keap}.${generated ? ' Its password was generated and not shown: send a welcome email or a password reset so the member can log in.' : ''}` };
     }
     default:
