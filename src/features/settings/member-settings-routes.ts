@@ -26,6 +26,7 @@ const NOTICES = {
   site_saved: 'The site name and sender are saved. Pages and the next emails use them.',
   template_saved: 'The email is saved. The next one sent uses it.',
   template_reset: 'The email is back to the built-in one.',
+  test_sent: '',
 } as const;
 type Notice = keyof typeof NOTICES;
 
@@ -141,8 +142,9 @@ export function memberSettingsRoutes(ctx: SettingsContext): Router {
 
   router.get('/', (req, res) => {
     const done = typeof req.query.done === 'string' && Object.hasOwn(NOTICES, req.query.done) ? (req.query.done as Notice) : undefined;
-    const sentTo = done === undefined && typeof req.query.tested === 'string' ? singleEmailAddress(req.query.tested) : undefined;
-    render(res, 200, done ? { notice: NOTICES[done] } : sentTo ? { notice: `A test email was sent to ${sentTo}.` } : {});
+    // Test emails go to the admin's own address: named from the session, never from the URL.
+    const notice = done === 'test_sent' ? `A test email was sent to ${String(res.locals.admin?.email ?? 'your address')}.` : done ? NOTICES[done] : undefined;
+    render(res, 200, notice ? { notice } : {});
   });
 
   router.post('/', (req, res) => {
@@ -218,7 +220,7 @@ export function memberSettingsRoutes(ctx: SettingsContext): Router {
       return render(res, 502, { email: email.key, template: result.template, templateError: `The test email could not be sent: ${err.message}` });
     }
     ctx.logger.info({ adminId: res.locals.admin?.id, email: email.key }, 'test email sent');
-    res.redirect(303, `${MEMBER_SETTINGS_PATH}?tested=${encodeURIComponent(to)}#${email.key}-email`);
+    res.redirect(303, `${MEMBER_SETTINGS_PATH}?done=test_sent#${email.key}-email`);
   });
 
   router.post('/:email/reset', (req, res, next) => {
