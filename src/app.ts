@@ -51,6 +51,6 @@ function expressApp(ctx: AppContext): Express {
   app.use('/plugins/:plugin', ctx.plugins.pluginRoutes());
 
   app.use((req, _res, next) => next(notFound(`no page at ${req.method} ${req.path}`)));
-  app.use(errorHandler({ logger: ctx.logger, views: ctx.views, siteName: ctx.siteName }));
+  app.use(errorHandler({ logger: ctx.logger, views: ctx.views, siteName: () => ctx.identity.siteName() }));
   return app;
 }

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import proxyaddr from 'proxy-addr';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseSender } from './core/mail.js';
 import { SecretBox } from './core/secret-box.js';
 
 /**
@@ -77,7 +78,8 @@ const envSchema = z
     KEAP_TIMEOUT_MS: positiveInt('a positive whole number of milliseconds').default(10_000),
     DEFAULT_ROLE: roleSlug.default('subscriber'),
     SMTP_URL: z.url({ protocol: /^smtps?$/, error: 'expected an smtp:// or smtps:// URL' }).optional(),
-    MAIL_FROM: z.string().trim().min(3).max(320).optional(),
+    MAIL_FROM: z.string().trim().min(3).max(320).refine((value) => parseSender(value) !== undefined, 'expected one email address, with a name or without: Site <no-reply@example.com>').optional(),
+    SITE_NAME: z.string().trim().min(1).max(100).refine((value) => !/[\r\n]/.test(value), 'expected one line').optional(),
     ADMIN_EMAIL: z.email('expected an email address').optional(),
     ADMIN_PASSWORD: z.string().min(10, 'expected at least 10 characters').max(200, 'expected at most 200 characters').optional(),
     API_TOKEN: printableSecret(24).optional(),
@@ -143,7 +145,10 @@ export interface Config {
     timeoutMs: number;
   };
   defaultRole: string;
-  mail: { smtpUrl: string | undefined; from: string };
+  /** SITE_NAME: the site's name in pages and emails until an administrator changes it. */
+  siteName: string;
+  /** `from` as MAIL_FROM gives it (or made from PUBLIC_URL's host), and the same split into its name and address. */
+  mail: { smtpUrl: string | undefined; from: string; sender: { name?: string; address: string } };
   admin: { email: string; password: string } | undefined;
   apiToken: string | undefined;
   webhooks: { rejectionLimit: number; rejectionWindowMs: number };
@@ -215,7 +220,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       timeoutMs: e.KEAP_TIMEOUT_MS,
     },
     defaultRole: e.DEFAULT_ROLE,
-    mail: { smtpUrl: e.SMTP_URL, from: e.MAIL_FROM ?? `memberhook <no-reply@${new URL(publicUrl).hostname}>` },
+    siteName: e.SITE_NAME ?? DEFAULT_SITE_NAME,
+    mail: mailSettings(e.SMTP_URL, e.MAIL_FROM, publicUrl),
     admin: e.ADMIN_EMAIL && e.ADMIN_PASSWORD ? { email: e.ADMIN_EMAIL, password: e.ADMIN_PASSWORD } : undefined,
     apiToken: e.API_TOKEN,
     webhooks: { rejectionLimit: e.WEBHOOK_REJECTION_LIMIT, rejectionWindowMs: e.WEBHOOK_REJECTION_WINDOW_MS },
@@ -229,4 +235,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     fromEnvironment: new Set(Object.keys(present).filter((name) => name in envSchema.shape)),
   };
+}
+
+/** The site's name when neither SITE_NAME nor the admin page gives one. */
+export const DEFAULT_SITE_NAME = 'memberhook';
+
+function mailSettings(smtpUrl: string | undefined, mailFrom: string | undefined, publicUrl: string): Config['mail'] {
+  // Without MAIL_FROM the sender has no name of its own: the site's name (which an admin may change) is used.
+  const sender = (mailFrom === undefined ? undefined : parseSender(mailFrom)) ?? { address: `no-reply@${new URL(publicUrl).hostname}` };
+  return { smtpUrl, from: mailFrom ?? `${DEFAULT_SITE_NAME} <${sender.address}>`, sender };
 }

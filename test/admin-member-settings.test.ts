@@ -13,9 +13,10 @@ function fieldError(html: string, field: string): string | undefined {
   return new RegExp(`<p class="field-error" id="${field}-error">([^<]*)</p>`).exec(html)?.[1];
 }
 
-function textareaOf(html: string, name: string): string | undefined {
+/** A template editor's textarea (`welcome`, `text`): its id is the email's key and the part. */
+function textareaOf(html: string, name: string, email = 'welcome'): string | undefined {
   // As a browser reads it: the one line break right after the start tag is not part of the value.
-  return new RegExp(`<textarea id="${name}" name="${name}"[^>]*>\\n?([\\s\\S]*?)</textarea>`).exec(html)?.[1];
+  return new RegExp(`<textarea id="${email}-${name}" name="${name}"[^>]*>\\n?([\\s\\S]*?)</textarea>`).exec(html)?.[1];
 }
 
 /** What a browser shows for escaped HTML text. */
@@ -55,7 +56,7 @@ test('the default role is chosen from the roles without admin rights, and valida
   const site = await testSiteWithAdmin();
   const admin = await adminAgent(site.app);
   const html = (await admin.get(PAGE)).text;
-  assert.match(html, /aria-current="page">Members &amp; welcome email</, 'the settings tab is marked');
+  assert.match(html, /aria-current="page">Site, members &amp; emails</, 'the settings tab is marked');
   const select = /<select id="default_role" name="default_role">([\s\S]*?)<\/select>/.exec(html)?.[1] ?? '';
   const slugs = [...select.matchAll(/<option value="([^"]+)"/g)].map((m) => m[1]);
   const expected = site.ctx.members.roles().filter((r) => !r.isAdmin).map((r) => r.slug);
@@ -113,7 +114,7 @@ test('the welcome email editor starts from the built-in templates and lists the 
   const builtIn = defaultWelcomeTemplate();
   assert.equal(unescapeHtml(textareaOf(html, 'text') ?? ''), builtIn.text);
   assert.equal(unescapeHtml(textareaOf(html, 'html') ?? ''), builtIn.html);
-  assert.match(html, /<input id="subject" name="subject" type="text" value="Welcome to \{\{siteName\}\}"/);
+  assert.match(html, /<input id="welcome-subject" name="subject" type="text" value="Welcome to \{\{siteName\}\}"/);
   assert.match(html, /data-template-default/);
   for (const name of ['siteName', 'firstName', 'username', 'email', 'password', 'loginUrl', 'resetUrl']) {
     assert.ok(html.includes(`<code>{{${name}}}</code>`), `the variable ${name} is listed`);
@@ -126,17 +127,17 @@ test('a template that does not compile is refused with 400 naming the part and l
   const builtIn = defaultWelcomeTemplate();
   let res = await submitForm(admin, PAGE, `${PAGE}/welcome`, { subject: 'Hi {{firstName}}', text: 'Hello', html: BROKEN_HTML });
   assert.equal(res.status, 400);
-  assert.match(alertOf(res.text) ?? '', /HTML body has an error on line \d+; nothing was saved/);
-  assert.match(fieldError(res.text, 'html') ?? '', /^The HTML body does not compile on line \d+: Parse error/);
+  assert.match(alertOf(res.text) ?? '', /HTML body of the welcome email has an error on line \d+; nothing was saved/);
+  assert.match(fieldError(res.text, 'welcome-html') ?? '', /^The HTML body does not compile on line \d+: Parse error/);
   assert.equal(unescapeHtml(textareaOf(res.text, 'html') ?? ''), BROKEN_HTML, 'the form keeps what was typed');
   assert.deepEqual(site.ctx.site.welcomeTemplate(), { subject: undefined, text: undefined, html: undefined });
 
   res = await submitForm(admin, PAGE, `${PAGE}/welcome`, { subject: 'Hi {{firstName}}', text: 'Hello\n{{#if password}}\n{{shout password}}\n{{/if}}', html: builtIn.html });
   assert.equal(res.status, 400, 'a missing helper in the password branch is caught too');
-  assert.match(fieldError(res.text, 'text') ?? '', /the helper &quot;shout&quot; is not available in email templates/);
+  assert.match(fieldError(res.text, 'welcome-text') ?? '', /the helper &quot;shout&quot; is not available in email templates/);
   res = await submitForm(admin, PAGE, `${PAGE}/welcome`, { subject: '{{#each}}x{{/each}}', text: '', html: '' });
   assert.equal(res.status, 400);
-  assert.ok(fieldError(res.text, 'subject'));
+  assert.ok(fieldError(res.text, 'welcome-subject'));
   assert.deepEqual(site.ctx.site.welcomeTemplate(), { subject: undefined, text: undefined, html: undefined });
 });
 
@@ -149,7 +150,7 @@ test('Preview renders the sample member with the edited template without saving 
     html: '<h1 class="x">Hi {{firstName}}</h1><p>{{loginUrl}}</p><script>alert(1)</script>',
   });
   assert.equal(res.status, 200);
-  assert.match(res.text, /data-welcome-preview/);
+  assert.match(res.text, /data-email-preview/);
   assert.match(res.text, /<span data-preview-subject>Hi Ada &amp; welcome<\/span>/);
   const text = /<pre data-preview-text[^>]*>([\s\S]*?)<\/pre>/.exec(res.text)?.[1];
   assert.equal(text, 'Your login: ada\nPassword: Sample-Passw0rd-7\n');
@@ -163,8 +164,8 @@ test('Preview renders the sample member with the edited template without saving 
 
   const broken = await submitForm(admin, PAGE, `${PAGE}/welcome/preview`, { subject: 'x', text: '', html: BROKEN_HTML });
   assert.equal(broken.status, 400);
-  assert.ok(fieldError(broken.text, 'html'));
-  assert.doesNotMatch(broken.text, /data-welcome-preview/);
+  assert.ok(fieldError(broken.text, 'welcome-html'));
+  assert.doesNotMatch(broken.text, /data-email-preview/);
 });
 
 test('Save stores the template, an unchanged part stays the built-in one, and Reset goes back to the default', async () => {
@@ -174,7 +175,7 @@ test('Save stores the template, an unchanged part stays the built-in one, and Re
   const text = 'Hello {{firstName}},\r\nlog in as {{username}} at {{loginUrl}}\r\n';
   let res = await submitForm(admin, PAGE, `${PAGE}/welcome`, { subject: 'Welcome aboard, {{firstName}}', text, html: builtIn.html.replace(/\n/g, '\r\n') });
   assert.equal(res.status, 303);
-  assert.equal(res.headers.location, `${PAGE}?done=template_saved`);
+  assert.equal(res.headers.location, `${PAGE}?done=template_saved#welcome-email`);
   assert.deepEqual(site.ctx.site.welcomeTemplate(), {
     subject: 'Welcome aboard, {{firstName}}',
     text: 'Hello {{firstName}},\nlog in as {{username}} at {{loginUrl}}\n',
@@ -193,7 +194,7 @@ test('Save stores the template, an unchanged part stays the built-in one, and Re
 
   const tooLong = await submitForm(admin, PAGE, `${PAGE}/welcome`, { subject: 'x', text: 'y'.repeat(20_001), html: '' });
   assert.equal(tooLong.status, 400);
-  assert.match(fieldError(tooLong.text, 'text') ?? '', /too long/);
+  assert.match(fieldError(tooLong.text, 'welcome-text') ?? '', /too long/);
 });
 
 test('the welcome email the job sends is the template saved on the page', async () => {
@@ -230,7 +231,7 @@ test('a template that calls {{log password}} is refused on save, naming the help
     methods.forEach((m, i) => (console[m] = original[i]!));
   }
   assert.equal(res.status, 400);
-  assert.equal(fieldError(res.text, 'text'), 'The text body does not compile on line 1: the helper &quot;log&quot; is not available in email templates (they can use {{#if}} and {{#unless}})');
+  assert.equal(fieldError(res.text, 'welcome-text'), 'The text body does not compile on line 1: the helper &quot;log&quot; is not available in email templates (they can use {{#if}} and {{#unless}})');
   assert.match(alertOf(res.text) ?? '', /nothing was saved/);
   assert.deepEqual(site.ctx.site.welcomeTemplate(), { subject: undefined, text: undefined, html: undefined }, 'nothing was saved');
   assert.deepEqual(written, [], 'the sample password was not written to the console');

@@ -254,6 +254,35 @@ test('contacts changed since a time come oldest change first, a page at a time',
   assertSpec();
 });
 
+test('createContact sends v1 POST /contacts with EMAIL1 and the names; findContactsByEmail finds it; both match the spec', async (t) => {
+  const { client, sb, assertSpec } = await setup(t);
+  const created = await client.createContact({ email: 'grace@example.test', givenName: 'Grace', familyName: 'Hopper' });
+  assert.ok(created.id > 0);
+  assert.deepEqual([created.email, created.givenName, created.familyName], ['grace@example.test', 'Grace', 'Hopper']);
+  assert.deepEqual(sb.state.contact(created.id)!.email_addresses, [{ email: 'grace@example.test', field: 'EMAIL1' }]);
+  const found = await client.findContactsByEmail('GRACE@example.test');
+  assert.deepEqual(found.map((c) => c.id), [created.id]);
+  assert.deepEqual(await client.findContactsByEmail('nobody@example.test'), []);
+  assertSpec();
+});
+
+test('createContact is tried again after a 429 only: after a 5xx or a dropped connection Keap may have created it already', async (t) => {
+  const { client, sb } = await setup(t);
+  sb.failNext(1, 429);
+  const first = await client.createContact({ email: 'a@example.test' });
+  assert.deepEqual(sb.state.requestsTo('POST', '/crm/rest/v1/contacts').map((r) => r.status), [429, 201], 'a 429 is refused before any work: sent again');
+
+  sb.failNext(1, 503);
+  const err = await client.createContact({ email: 'b@example.test' }).catch((e: unknown) => e);
+  assert.ok(err instanceof KeapRetryableError && err.status === 503);
+  sb.troubleNext(1, { kind: 'drop', phase: 'after-processing' }, { method: 'POST' });
+  const dropped = await client.createContact({ email: 'c@example.test' }).catch((e: unknown) => e);
+  assert.ok(dropped instanceof KeapRetryableError && dropped.reason === 'network');
+  assert.equal(sb.state.requestsTo('POST', '/crm/rest/v1/contacts').length, 4, 'neither was sent a second time');
+  assert.deepEqual((await client.findContactsByEmail('c@example.test')).length, 1, 'the dropped one was created, once');
+  assert.ok(first.id > 0);
+});
+
 test('testConnection checks the credentials with one cheap call', async (t) => {
   const { client } = await setup(t);
   assert.deepEqual(await client.testConnection(), { ok: true, customFields: 4, authMode: 'key' });

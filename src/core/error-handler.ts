@@ -12,7 +12,7 @@ export function wantsJson(req: Request): boolean {
  * The last middleware: turns anything thrown into a response. AppErrors say what was wrong; body-parser's
  * errors become 400/413 naming the problem; everything else is a 500 whose details stay in the log.
  */
-export function errorHandler(deps: { logger: Logger; views: ViewRenderer; siteName: string }): ErrorRequestHandler {
+export function errorHandler(deps: { logger: Logger; views: ViewRenderer; siteName: () => string }): ErrorRequestHandler {
   return (err, req, res, next) => {
     if (res.headersSent) return next(err);
     const appError = toAppError(err);
@@ -27,7 +27,7 @@ export function errorHandler(deps: { logger: Logger; views: ViewRenderer; siteNa
     res.type('html').send(
       deps.views.render('error', {
         title: 'Error',
-        siteName: deps.siteName,
+        siteName: deps.siteName(),
         status: appError.status,
         heading: appError.status === 404 ? 'Not found' : appError.status >= 500 ? 'Something went wrong' : 'That did not work',
         message: appError.publicMessage,

@@ -13,11 +13,9 @@ import { Maintenance } from './maintenance.js';
 import { Outbox, Transactions } from './outbox.js';
 import type { SecretBox } from './secret-box.js';
 import { SettingsStore } from './settings.js';
+import { SiteIdentity } from './site-identity.js';
 import { openSiteKey } from './site-key.js';
 import { ViewRenderer } from './views.js';
-
-/** The site's name in pages and emails. */
-export const SITE_NAME = 'memberhook';
 
 /**
  * What every built-in feature stands on: settings, the database, time, logs, hooks and their outbox, views, mail
@@ -25,7 +23,11 @@ export const SITE_NAME = 'memberhook';
  */
 export interface Kernel {
   config: Config;
-  siteName: string;
+  /**
+   * The site's name and its emails' sender, read from the database each time (an admin edits them): ask
+   * `identity.siteName()` when rendering, never keep the answer.
+   */
+  identity: SiteIdentity;
   /**
    * Shows a line meant for the operator's eyes once (a generated access key): the terminal, never the log. Held
    * until the server listens (`flushAnnouncements`), so a start that fails (the port taken) shows nothing it would
@@ -81,6 +83,7 @@ export function createKernel(config: Config, options: KernelOptions = {}): Kerne
     db.close();
     throw err;
   }
+  const identity = new SiteIdentity(settings, { siteName: config.siteName, sender: config.mail.sender });
   const hooks = new HookRegistry(logger);
   const events = new EventStore(db);
   const jobs = new JobQueue(events);
@@ -96,7 +99,7 @@ export function createKernel(config: Config, options: KernelOptions = {}): Kerne
   const outbox = new Outbox(db, hooks, jobs);
   return {
     config,
-    siteName: SITE_NAME,
+    identity,
     ...heldAnnouncements(options.console ?? ((line: string) => process.stdout.write(`${line}\n`))),
     db,
     logger,
@@ -105,7 +108,7 @@ export function createKernel(config: Config, options: KernelOptions = {}): Kerne
     views: new ViewRenderer(),
     settings,
     secretBox,
-    mailer: createMailer({ smtpUrl: config.mail.smtpUrl, from: config.mail.from, outboxDir: join(config.dataDir, 'outbox'), logger }),
+    mailer: createMailer({ smtpUrl: config.mail.smtpUrl, from: () => identity.sender(), outboxDir: join(config.dataDir, 'outbox'), logger }),
     events,
     jobs,
     worker,

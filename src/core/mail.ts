@@ -48,7 +48,11 @@ export interface Mailer {
 export interface MailerOptions {
   /** `smtp://user:pass@host:port` or `smtps://...`; unset: messages are written as .eml files to `outboxDir` */
   smtpUrl?: string | undefined;
-  from: string;
+  /**
+   * The From of every message: `Name <address>` or an address, or a function asked at every send (the site's
+   * sender, which an administrator can change while the app runs).
+   */
+  from: string | MailRecipient | (() => MailRecipient);
   outboxDir: string;
   logger: Logger;
   /** connection, greeting and socket timeouts of the SMTP connection; default 15 s */
@@ -88,6 +92,31 @@ const emailAddressSchema = z.email().max(254);
 export function singleEmailAddress(value: string): string | undefined {
   const address = value.trim();
   return emailAddressSchema.safeParse(address).success ? address : undefined;
+}
+
+/**
+ * A From as MAIL_FROM gives it: `Name <address>`, `"Name" <address>` or a bare address, with exactly one valid
+ * address; undefined otherwise. The name may be absent.
+ */
+export function parseSender(value: string): { name?: string; address: string } | undefined {
+  const text = value.trim();
+  const bare = singleEmailAddress(text);
+  if (bare !== undefined) return { address: bare };
+  const match = /^(.*?)\s*<([^<>]+)>$/.exec(text);
+  if (!match) return undefined;
+  const address = singleEmailAddress(match[2]!);
+  if (address === undefined) return undefined;
+  const name = match[1]!.trim().replace(/^"(.*)"$/, '$1').trim();
+  if (/[\r\n<>"]/.test(name)) return undefined;
+  return name ? { name, address } : { address };
+}
+
+/** The mailer's From at this moment, as an address object (nodemailer never parses it as a list). */
+function senderOf(from: MailerOptions['from']): MailRecipient {
+  const given = typeof from === 'function' ? from() : from;
+  if (typeof given !== 'string') return given;
+  const parsed = parseSender(given);
+  return parsed ? { name: parsed.name ?? '', address: parsed.address } : { name: '', address: given };
 }
 
 /** The message's one recipient as an address object; a permanent MailError when it is not exactly one address. */
@@ -132,7 +161,6 @@ function createSmtpMailer(options: MailerOptions & { smtpUrl: string }): Mailer 
       logger: false,
       debug: false,
     },
-    { from: options.from },
   ));
   const secrets = secretsOf(options.smtpUrl);
   const host = safeHost(options.smtpUrl);
@@ -140,10 +168,11 @@ function createSmtpMailer(options: MailerOptions & { smtpUrl: string }): Mailer 
   return {
     kind: 'smtp',
     async send(message) {
-      const messageId = normaliseMessageId(message.messageId, options.from);
+      const from = senderOf(options.from);
+      const messageId = normaliseMessageId(message.messageId, from.address);
       const to = recipientOrLog(options.logger, 'smtp', message, messageId);
       try {
-        const info = await (await transport.get()).sendMail(mailOptions(message, to, messageId));
+        const info = await (await transport.get()).sendMail(mailOptions(message, from, to, messageId));
         const sent: SentMail = { messageId: info.messageId || messageId, destination: 'smtp' };
         logSent(options.logger, 'smtp', to, message, sent);
         return sent;
@@ -161,15 +190,16 @@ function createSmtpMailer(options: MailerOptions & { smtpUrl: string }): Mailer 
 
 function createOutboxMailer(options: MailerOptions): Mailer {
   // nodemailer builds the RFC 822 message (encodings, headers, multipart) exactly as it would send it
-  const transport = lazyTransport((nodemailer) => nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'windows' }, { from: options.from }));
+  const transport = lazyTransport((nodemailer) => nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'windows' }));
 
   return {
     kind: 'outbox',
     async send(message) {
-      const messageId = normaliseMessageId(message.messageId, options.from);
+      const from = senderOf(options.from);
+      const messageId = normaliseMessageId(message.messageId, from.address);
       const to = recipientOrLog(options.logger, 'outbox', message, messageId);
       try {
-        const info = await (await transport.get()).sendMail(mailOptions(message, to, messageId));
+        const info = await (await transport.get()).sendMail(mailOptions(message, from, to, messageId));
         const raw = info.message as unknown;
         if (!Buffer.isBuffer(raw)) throw new Error('nodemailer did not return the message as a buffer');
         await mkdir(options.outboxDir, { recursive: true, mode: 0o700 });
@@ -200,8 +230,9 @@ function recipientOrLog(logger: Logger, kind: Mailer['kind'], message: MailMessa
   }
 }
 
-function mailOptions(message: MailMessage, to: { name: string; address: string }, messageId: string) {
+function mailOptions(message: MailMessage, from: MailRecipient, to: { name: string; address: string }, messageId: string) {
   return {
+    from: { name: (from.name ?? '').replace(/[\r\n]+/g, ' ').trim(), address: from.address },
     // An object, never the string: nodemailer parses a string as an address list.
     to,
     subject: message.subject,
@@ -220,8 +251,8 @@ function logSent(logger: Logger, kind: Mailer['kind'], to: MailRecipient, messag
  * A Message-ID in `<local@domain>` form. A caller's stable id (e.g. `welcome-42`) is kept so a resend after a
  * crash carries the same id; without one a random id is made on the sender's domain.
  */
-function normaliseMessageId(id: string | undefined, from: string): string {
-  const domain = /@([^\s>@]+)>?\s*$/.exec(from)?.[1] ?? 'memberhook.invalid';
+function normaliseMessageId(id: string | undefined, fromAddress: string): string {
+  const domain = /@([^\s>@]+)$/.exec(fromAddress.trim())?.[1] ?? 'memberhook.invalid';
   let value = (id ?? '').trim().replace(/^<|>$/g, '').replace(/[\s<>]/g, '');
   if (!value) value = randomUUID();
   if (!value.includes('@')) value = `${value}@${domain}`;

@@ -95,7 +95,13 @@ export function buildPluginApi(deps: ApiDeps, scope: Scope, routers: { router: R
   // The built-ins' services (`api.members`, ...) are not here: the host adds them as getters (host.ts).
   const api: Omit<CorePluginApi, ServiceKey> = {
     name,
-    site: { name: kernel.siteName, url: kernel.config.publicUrl },
+    site: {
+      // Read at each use: an administrator can rename the site while plugins run.
+      get name() {
+        return kernel.identity.siteName();
+      },
+      url: kernel.config.publicUrl,
+    },
     logger: scope.logger,
     kernel,
     scope,

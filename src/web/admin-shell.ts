@@ -94,7 +94,7 @@ export class AdminShell {
       .send(
         this.kernel.views.render(`admin/${view}`, {
           layout: 'admin',
-          siteName: this.kernel.siteName,
+          siteName: this.kernel.identity.siteName(),
           csrfToken: res.locals.csrfToken,
           member: res.locals.member,
           tabs,

@@ -44,8 +44,8 @@ export interface KeapClientOptions {
   logger: Logger;
   /**
    * Retries inside one call: after a 429 (once the limiter's pause has passed, when that is at most 5 s) and after a 5xx or network failure
-   * (with back-off). Timeouts are not retried here: they already cost `timeoutMs`. Default 2. Every call the client
-   * makes is idempotent (reads, and a PATCH that sets fixed values), so repeating one is safe.
+   * (with back-off). Timeouts are not retried here: they already cost `timeoutMs`. Default 2. The calls the client
+   * repeats are idempotent (reads, and a PATCH that sets fixed values); creating a contact is repeated only after a 429.
    */
   maxRetries?: number;
   /** How long the contact model (custom field definitions) is cached; default 10 minutes. */
@@ -70,6 +70,11 @@ interface RequestSpec {
   apiKey?: string;
   /** Extra request headers (delayedVerify's X-Hook-Secret). */
   headers?: Record<string, string>;
+  /**
+   * The call changes something each time it is made (a POST that creates): after a 5xx or a broken connection Keap
+   * may have done it already, so only a 429 (refused before any work) is tried again.
+   */
+  notIdempotent?: boolean;
 }
 
 const CONTACT_FIELDS = ['email_addresses', 'given_name', 'family_name', 'custom_fields', 'tag_ids'];
@@ -242,6 +247,35 @@ export class KeapClient {
     return { contacts, count, nextOffset };
   }
 
+  /**
+   * The contacts that have `email` as one of their addresses (v1 list with its `email` filter), at most `limit`
+   * of them: to show an admin who an address belongs to in Keap before linking a member to it.
+   */
+  async findContactsByEmail(email: string, limit = 10): Promise<KeapContactSummary[]> {
+    const body = await this.request<Record<string, unknown>>({ method: 'GET', path: '/rest/v1/contacts', query: { email, limit: Math.min(Math.max(1, limit), V1_MAX_LIMIT) } });
+    return (Array.isArray(body.contacts) ? (body.contacts as unknown[]) : []).flatMap((c) => {
+      const summary = normalizeSummary(c);
+      return summary ? [summary] : [];
+    });
+  }
+
+  /**
+   * Creates a contact with one email address (EMAIL1) and names: v1's "Create a Contact" (POST /v1/contacts).
+   * No `opt_in_reason`: a member added by hand has not said yes to marketing. Not repeated after a 5xx or a broken
+   * connection (Keap may have created it already: the caller looks it up by email before trying again).
+   */
+  async createContact(contact: { email: string; givenName?: string; familyName?: string }): Promise<KeapContact> {
+    const body: Record<string, unknown> = { email_addresses: [{ email: contact.email, field: 'EMAIL1' }] };
+    if (contact.givenName) body.given_name = contact.givenName;
+    if (contact.familyName) body.family_name = contact.familyName;
+    const raw = await this.request<Record<string, unknown>>({ method: 'POST', path: '/rest/v1/contacts', body, notIdempotent: true });
+    const created = normalizeContact(raw, 0);
+    if (created.id <= 0) {
+      throw new KeapPermanentError('Keap POST /rest/v1/contacts answered without the new contact\'s id', { status: 201, method: 'POST', path: '/rest/v1/contacts' });
+    }
+    return created;
+  }
+
   /** Checks the credentials and the connection with one cheap call (the contact model, fetched fresh). */
   async testConnection(): Promise<{ ok: true; customFields: number; authMode: 'key' | 'oauth' }> {
     const model = await this.getContactModel({ fresh: true });
@@ -321,6 +355,7 @@ export class KeapClient {
         return (await this.send(spec, attempt)) as T;
       } catch (err) {
         if (!(err instanceof KeapRetryableError) || err.reason === 'timeout' || attempt >= this.maxRetries) throw err;
+        if (spec.notIdempotent && !err.throttled) throw err;
         // A long throttle (a used-up minute or day) is not slept through inside a job: the caller reschedules.
         if (err.throttled && err.retryAfterMs > MAX_INLINE_THROTTLE_WAIT_MS) throw err;
         // A 429 has paused the limiter, and the retry queues behind that pause; others back off with jitter.

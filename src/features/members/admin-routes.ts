@@ -9,8 +9,10 @@ import type { AdminUser } from '../../web/admin-shell.js';
 import { csvLine } from '../../web/csv.js';
 import { formatTime } from '../../web/format.js';
 import { webhookJobType } from '../http-post/jobs.js';
+import { passwordWriteBack } from '../member-sync/jobs.js';
 import { welcomeEmail } from '../welcome-email/jobs.js';
 import type { MembersContext } from './context.js';
+import { createContactFor, findContactToLink, KEAP_LINK_CHOICES, type KeapContactCard, type KeapLinkChoice, type KeapLinkResult } from './keap-link.js';
 import { generatePassword } from './passwords.js';
 import { requestPasswordReset } from './password-reset.js';
 import { isUniqueViolation, LAST_ADMINISTRATOR_MESSAGE } from './service.js';
@@ -26,6 +28,7 @@ export const ADMIN_SOURCE = 'admin';
 export const SELF_DEMOTION_MESSAGE = 'You cannot take away your own admin rights: another administrator has to do that.';
 export const SELF_DELETION_MESSAGE = 'You cannot delete your own account: another administrator has to do that.';
 export const NOT_LINKED_MESSAGE = 'This member is not linked to a Keap contact, so there is nothing to resync.';
+export const ALREADY_LINKED_MESSAGE = 'This member is already linked to a Keap contact.';
 
 const SORT_LABELS: Record<MemberSort, string> = { newest: 'Newest first', oldest: 'Oldest first', email: 'Email', name: 'Name' };
 /** A search matching more members than this shows "10,000+": counting every match of a one-letter search costs more than the page. */
@@ -95,24 +98,39 @@ export function memberAdminRoutes(ctx: MembersContext): Router {
     ctx.logger.info({ adminId: res.locals.admin?.id, exported, filtered: Boolean(filters.q || filters.role || filters.tag) }, 'admin exported members');
   });
 
-  router.get('/new', (_req, res) => renderNewForm(ctx, res, 200, { role: ctx.site.defaultRole(), sendWelcome: true }, {}));
+  router.get('/new', (_req, res) => renderNewForm(ctx, res, 200, { role: ctx.site.defaultRole(), sendWelcome: true, keapLink: 'none', keapContact: '' }, {}));
+
+  // "Look it up": who the id or email is in Keap, shown on the form before anything is saved.
+  router.post('/new/lookup', async (req, res) => {
+    const form = newMemberForm(formFields(req));
+    const found = await lookUpContact(ctx, form.keapContact);
+    if (!found.ok) return renderNewForm(ctx, res, found.unreachable ? 503 : 400, { ...form, keapLink: 'link' }, { keap_contact: found.message });
+    renderNewForm(ctx, res, 200, { ...form, keapLink: 'link', keapContact: String(found.contact.id) }, {}, { found: contactCard(found.contact, form.email) });
+  });
 
   router.post('/new', async (req, res) => {
     const body = formFields(req);
-    const form: NewMemberForm = {
-      email: formText(body.email).trim(),
-      username: formText(body.username).trim(),
-      firstName: formText(body.first_name).trim(),
-      lastName: formText(body.last_name).trim(),
-      role: formText(body.role),
-      sendWelcome: formText(body.send_welcome) !== '',
-    };
+    const form = newMemberForm(body);
+    // "Add without linking", offered when Keap could not be asked.
+    if (formText(body.without_keap) === '1') form.keapLink = 'none';
     const password = formText(body.password);
     const errors = validateNewMember(ctx, form, password);
     if (Object.keys(errors).length > 0) return renderNewForm(ctx, res, 400, form, errors);
 
+    let link: KeapLinkResult | undefined;
+    if (form.keapLink !== 'none') {
+      link = form.keapLink === 'link' ? await lookUpContact(ctx, form.keapContact) : await createContactFor(ctx, form);
+      if (!link.ok) {
+        const field = form.keapLink === 'link' ? 'keap_contact' : 'keap_link';
+        return renderNewForm(ctx, res, link.unreachable ? 503 : 400, form, { [field]: `${link.message} The member was not added.` }, { offerWithout: link.unreachable });
+      }
+    }
+    const contact = link?.ok ? link.contact : undefined;
+
     const generated = password === '';
     const chosen = generated ? generatePassword() : password;
+    // As a Keap post's add does: a generated password goes to the contact's password field when there is one.
+    const writeBack = generated && contact !== undefined && ctx.site.passwordField() !== undefined;
     let welcomeEvent: number | undefined;
     let member: Member;
     try {
@@ -124,26 +142,64 @@ export function memberAdminRoutes(ctx: MembersContext): Router {
           password: chosen,
           firstName: form.firstName,
           lastName: form.lastName,
-          keapContactId: null,
+          keapContactId: contact?.id ?? null,
           fields: {},
           tags: [],
         },
         (created) => {
-          // In the member's own transaction, like member-sync: the email is queued exactly when the member exists,
-          // and a generated password waits for it (and only for it: no Keap contact to write it back to).
-          if (!form.sendWelcome) return;
-          if (generated) ctx.members.savePendingPassword(created.id, chosen, { keap: false, email: true });
-          welcomeEvent = enqueueWelcome(ctx, created, res.locals.admin!).id;
+          // In the member's own transaction, like member-sync: the follow-ups are queued exactly when the member
+          // exists, and a generated password waits for them (and only for them).
+          if (generated && (writeBack || form.sendWelcome)) ctx.members.savePendingPassword(created.id, chosen, { keap: writeBack, email: form.sendWelcome });
+          const contactId = contact ? { contact_id: contact.id } : {};
+          if (writeBack) ctx.jobs.enqueue(passwordWriteBack, { member_id: created.id, ...contactId }, { source: ADMIN_SOURCE });
+          // Tags and fields of a contact that was already in Keap, before the welcome email (same contact: in turn).
+          if (link?.ok && !link.created) ctx.jobs.enqueue(webhookJobType('update'), { contact_id: link.contact.id }, { source: ADMIN_SOURCE });
+          if (form.sendWelcome) welcomeEvent = enqueueWelcome(ctx, created, res.locals.admin!, contact?.id).id;
         },
       );
     } catch (err) {
-      // Someone took the email or username between the check and the insert.
-      if (isUniqueViolation(err, 'members.email')) return renderNewForm(ctx, res, 400, form, { email: 'A member with this email already exists.' });
-      if (isUniqueViolation(err, 'members.username')) return renderNewForm(ctx, res, 400, form, { username: 'Another member has this username.' });
+      // Someone took the email, username or contact between the checks and the insert.
+      const created = contact && link?.ok && link.created ? ` Keap contact ${contact.id} was created for it: link it from the member's page once added.` : '';
+      if (isUniqueViolation(err, 'members.email')) return renderNewForm(ctx, res, 400, form, { email: `A member with this email already exists.${created}` });
+      if (isUniqueViolation(err, 'members.username')) return renderNewForm(ctx, res, 400, form, { username: `Another member has this username.${created}` });
+      if (isUniqueViolation(err, 'members.keap_contact_id')) return renderNewForm(ctx, res, 400, form, { keap_contact: `Keap contact ${contact?.id ?? ''} is already linked to another member.` });
       throw err;
     }
-    ctx.logger.info({ memberId: member.id, adminId: res.locals.admin!.id }, 'member added by an administrator');
-    res.redirect(303, memberHref(member.id, { done: 'created', ...(welcomeEvent !== undefined ? { event: welcomeEvent } : {}), ...(generated ? { generated: 1 } : {}) }));
+    ctx.logger.info({ memberId: member.id, adminId: res.locals.admin!.id, keapContactId: contact?.id, keapContactCreated: link?.ok ? link.created : undefined }, 'member added by an administrator');
+    const keap: Record<string, string> = contact ? { keap: link?.ok && link.created ? 'created' : 'linked' } : {};
+    res.redirect(303, memberHref(member.id, { done: 'created', ...keap, ...(welcomeEvent !== undefined ? { event: welcomeEvent } : {}), ...(generated ? { generated: 1 } : {}) }));
+  });
+
+  // The member page's "Keap" panel for a member not linked to a contact: look up, link, or create one.
+  router.post('/:id/keap/lookup', async (req, res) => {
+    const member = memberFrom(ctx, req);
+    if (member.keapContactId !== null) return renderMember(ctx, req, res, 409, member, { error: ALREADY_LINKED_MESSAGE });
+    const ref = formText(formFields(req).keap_contact).trim();
+    const found = await lookUpContact(ctx, ref, member.id);
+    if (!found.ok) return renderMember(ctx, req, res, found.unreachable ? 503 : 400, member, { keapForm: { keapLink: 'link', keapContact: ref }, keapError: found.message });
+    renderMember(ctx, req, res, 200, member, { keapForm: { keapLink: 'link', keapContact: String(found.contact.id) }, keapFound: contactCard(found.contact, member.email) });
+  });
+
+  router.post('/:id/keap', async (req, res) => {
+    const member = memberFrom(ctx, req);
+    if (member.keapContactId !== null) return renderMember(ctx, req, res, 409, member, { error: ALREADY_LINKED_MESSAGE });
+    const body = formFields(req);
+    const keapForm = { keapLink: keapLinkChoice(body.keap_link), keapContact: formText(body.keap_contact).trim() };
+    if (keapForm.keapLink === 'none') return renderMember(ctx, req, res, 400, member, { keapForm, keapError: 'Choose “Link to an existing contact” or “Create a contact in Keap”.' });
+    const notConnected = keapNotConnected(ctx);
+    if (notConnected) return renderMember(ctx, req, res, 400, member, { keapForm, keapError: notConnected });
+    const link = keapForm.keapLink === 'link' ? await lookUpContact(ctx, keapForm.keapContact, member.id) : await createContactFor(ctx, member);
+    if (!link.ok) return renderMember(ctx, req, res, link.unreachable ? 503 : 400, member, { keapForm, keapError: link.message });
+    try {
+      await ctx.members.update(member.id, { profile: {}, keapContactId: link.contact.id });
+    } catch (err) {
+      if (isUniqueViolation(err, 'members.keap_contact_id')) return renderMember(ctx, req, res, 409, member, { keapForm, keapError: `Keap contact ${link.contact.id} is already linked to another member.` });
+      throw err;
+    }
+    // A contact that was already in Keap brings its tags and fields (and, from now on, its email and names).
+    const resync = link.created ? undefined : ctx.jobs.enqueue(webhookJobType('update'), { contact_id: link.contact.id }, { source: ADMIN_SOURCE }).id;
+    ctx.logger.info({ memberId: member.id, adminId: res.locals.admin!.id, keapContactId: link.contact.id, keapContactCreated: link.created }, 'member linked to a Keap contact by an administrator');
+    res.redirect(303, memberHref(member.id, { done: link.created ? 'keap_created' : 'keap_linked', ...(resync !== undefined ? { event: resync } : {}) }));
   });
 
   router.get('/:id', (req, res) => {
@@ -350,7 +406,7 @@ function renderMember(
   res: Response,
   status: number,
   member: Member,
-  extra: { error?: string; profileForm?: ProfileForm; profileErrors?: ProfileErrors },
+  extra: { error?: string; profileForm?: ProfileForm; profileErrors?: ProfileErrors; keapForm?: KeapForm; keapError?: string; keapFound?: ContactCardView },
 ): void {
   const admin = res.locals.admin!;
   const events = member.keapContactId === null ? { events: [], total: 0 } : ctx.events.list({ contactId: member.keapContactId, page: 1, pageSize: EVENTS_ON_MEMBER_PAGE });
@@ -375,6 +431,7 @@ function renderMember(
     profileForm: extra.profileForm ?? { email: member.email, username: member.username, firstName: member.firstName, lastName: member.lastName },
     profileErrors: extra.profileErrors ?? {},
     profileOpen: extra.profileErrors !== undefined,
+    keap: member.keapContactId === null ? keapPanel(ctx, `/admin/members/${member.id}/keap/lookup`, extra.keapForm ?? { keapLink: 'link', keapContact: member.email }, extra.keapError, extra.keapFound) : undefined,
   });
 }
 
@@ -402,10 +459,15 @@ function noticeFor(req: Request, member: Member): { text: string; eventId?: numb
       return withEvent('Welcome email queued');
     case 'resync':
       return withEvent(`Resync from Keap contact ${member.keapContactId ?? ''} queued`);
+    case 'keap_linked':
+      return withEvent(`Linked to Keap contact ${member.keapContactId ?? ''}; its tags and fields are being fetched`);
+    case 'keap_created':
+      return { text: `Keap contact ${member.keapContactId ?? ''} was created with this member's email and names, and linked.` };
     case 'created': {
       const generated = req.query.generated === '1';
-      if (eventId !== undefined) return withEvent(`Member added${generated ? ' with a generated password' : ''}; welcome email queued`);
-      return { text: `Member added.${generated ? ' Its password was generated and not shown: send a welcome email or a password reset so the member can log in.' : ''}` };
+      const keap = req.query.keap === 'created' ? `, linked to the new Keap contact ${member.keapContactId ?? ''}` : req.query.keap === 'linked' ? `, linked to Keap contact ${member.keapContactId ?? ''}` : '';
+      if (eventId !== undefined) return withEvent(`Member added${generated ? ' with a generated password' : ''}${keap}; welcome email queued`);
+      return { text: `Member added${keap}.${generated ? ' Its password was generated and not shown: send a welcome email or a password reset so the member can log in.' : ''}` };
     }
     default:
       return undefined;
@@ -427,7 +489,13 @@ function renderDelete(ctx: MembersContext, res: Response, status: number, member
 // ---------------------------------------------------------------------------------------------------------------
 // Add by hand
 
-interface NewMemberForm {
+interface KeapForm {
+  keapLink: KeapLinkChoice;
+  /** A contact id or email, for "link to an existing contact". */
+  keapContact: string;
+}
+
+interface NewMemberForm extends KeapForm {
   email: string;
   username: string;
   firstName: string;
@@ -436,7 +504,64 @@ interface NewMemberForm {
   sendWelcome: boolean;
 }
 
-type NewMemberErrors = Partial<Record<'email' | 'username' | 'first_name' | 'last_name' | 'role' | 'password', string>>;
+type NewMemberErrors = Partial<Record<'email' | 'username' | 'first_name' | 'last_name' | 'role' | 'password' | 'keap_link' | 'keap_contact', string>>;
+
+function newMemberForm(body: Record<string, unknown>): NewMemberForm {
+  return {
+    email: formText(body.email).trim(),
+    username: formText(body.username).trim(),
+    firstName: formText(body.first_name).trim(),
+    lastName: formText(body.last_name).trim(),
+    role: formText(body.role),
+    sendWelcome: formText(body.send_welcome) !== '',
+    keapLink: keapLinkChoice(body.keap_link),
+    keapContact: formText(body.keap_contact).trim(),
+  };
+}
+
+function keapLinkChoice(value: unknown): KeapLinkChoice {
+  const text = formText(value);
+  return (KEAP_LINK_CHOICES as readonly string[]).includes(text) ? (text as KeapLinkChoice) : 'none';
+}
+
+/** Why Keap cannot be asked at all (no key, no OAuth connection configured), or undefined when it can. */
+function keapNotConnected(ctx: MembersContext): string | undefined {
+  return ctx.keap.authMode === 'none' ? 'Keap is not connected: set it up in Settings, Keap connection, or leave the member not linked.' : undefined;
+}
+
+async function lookUpContact(ctx: MembersContext, reference: string, memberId?: number): Promise<KeapLinkResult> {
+  const notConnected = keapNotConnected(ctx);
+  if (notConnected) return { ok: false, message: notConnected, unreachable: false };
+  return findContactToLink(ctx, reference, memberId);
+}
+
+interface ContactCardView {
+  id: number;
+  name: string;
+  email: string | null;
+  /** The contact's email is not the member's: Keap's replaces it at the next sync. */
+  otherEmail: boolean;
+}
+
+function contactCard(contact: KeapContactCard, memberEmail: string): ContactCardView {
+  return { ...contact, otherEmail: contact.email !== null && memberEmail !== '' && contact.email.toLowerCase() !== memberEmail.toLowerCase() };
+}
+
+/** The Keap panel of an unlinked member's page and the Keap part of the "add a member" form. */
+function keapPanel(ctx: MembersContext, lookupAction: string, form: KeapForm, error: string | undefined, found: ContactCardView | undefined) {
+  return {
+    lookupAction,
+    form,
+    none: form.keapLink === 'none',
+    link: form.keapLink === 'link',
+    create: form.keapLink === 'create',
+    error,
+    found,
+    /** The field an error belongs to: the contact for a link, the choice itself for a create. */
+    errorField: form.keapLink === 'create' ? 'keap_link' : 'keap_contact',
+    notConnected: keapNotConnected(ctx),
+  };
+}
 
 function validateNewMember(ctx: MembersContext, form: NewMemberForm, password: string): NewMemberErrors {
   const errors: NewMemberErrors = {};
@@ -454,14 +579,28 @@ function validateNewMember(ctx: MembersContext, form: NewMemberForm, password: s
   if (!ctx.members.role(form.role)) errors.role = 'Choose a role.';
   if (password && password.length < PASSWORD_MIN) errors.password = `Use at least ${PASSWORD_MIN} characters, or leave it empty to generate one.`;
   else if (password.length > PASSWORD_MAX) errors.password = `Use at most ${PASSWORD_MAX} characters.`;
+  if (form.keapLink === 'link' && !form.keapContact) errors.keap_contact = 'Enter the Keap contact’s id or email address, or choose “Not linked”.';
+  else if (form.keapLink === 'link' && form.keapContact.length > 254) errors.keap_contact = 'Use at most 254 characters.';
+  if (form.keapLink !== 'none' && !errors.keap_contact) {
+    const notConnected = keapNotConnected(ctx);
+    if (notConnected) errors[form.keapLink === 'link' ? 'keap_contact' : 'keap_link'] = notConnected;
+  }
   return errors;
 }
 
-function renderNewForm(ctx: MembersContext, res: Response, status: number, form: Partial<NewMemberForm>, errors: NewMemberErrors): void {
+function renderNewForm(
+  ctx: MembersContext,
+  res: Response,
+  status: number,
+  form: Partial<NewMemberForm> & KeapForm,
+  errors: NewMemberErrors,
+  extra: { found?: ContactCardView; offerWithout?: boolean } = {},
+): void {
   ctx.admin.view(res, status, 'members/new', {
     title: 'Add a member',
     form,
     errors,
+    keap: { ...keapPanel(ctx, '/admin/members/new/lookup', form, errors.keap_contact ?? errors.keap_link, extra.found), offerWithout: extra.offerWithout === true },
     invalid: Object.keys(errors).length > 0,
     passwordMin: PASSWORD_MIN,
     roles: ctx.members.roles().map((r: Role) => ({ slug: r.slug, name: r.name, isAdmin: r.isAdmin, selected: r.slug === form.role })),
@@ -470,9 +609,12 @@ function renderNewForm(ctx: MembersContext, res: Response, status: number, form:
 
 // ---------------------------------------------------------------------------------------------------------------
 
-/** A welcome email for the member, as member-sync queues one after a creation (two clicks send one email). */
-function enqueueWelcome(ctx: MembersContext, member: Member, admin: AdminUser): { id: number } {
-  return ctx.jobs.enqueue(welcomeEmail, { member_id: member.id, requested_by: admin.id }, { source: ADMIN_SOURCE });
+/**
+ * A welcome email for the member, as member-sync queues one after a creation (two clicks send one email). With the
+ * member's contact it waits its turn behind the contact's jobs (a password written back to Keap first).
+ */
+function enqueueWelcome(ctx: MembersContext, member: Member, admin: AdminUser, contactId?: number): { id: number } {
+  return ctx.jobs.enqueue(welcomeEmail, { member_id: member.id, requested_by: admin.id, ...(contactId !== undefined ? { contact_id: contactId } : {}) }, { source: ADMIN_SOURCE });
 }
 
 function fullName(m: Pick<Member, 'firstName' | 'lastName'>): string {

@@ -1,5 +1,6 @@
 import type { Kernel } from '../../core/kernel.js';
 import type { CorePluginAdmin } from '../../plugins/types.js';
+import type { KeapClient } from '../keap/client.js';
 import type { SiteSettings } from '../settings/site-settings.js';
 import type { BulkActionStore } from './bulk-action-store.js';
 import type { LoginDevices } from './login-devices.js';
@@ -24,4 +25,6 @@ export interface MembersContext extends Kernel {
   bulk: BulkActionStore;
   /** Admin-editable settings (the default role, the Keap password field). */
   site: SiteSettings;
+  /** The Keap client (set up after this feature: read when a page asks), for linking members added by hand. */
+  readonly keap: KeapClient;
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { defaultEmailTemplate, renderEmailTemplate, type EmailTemplateOverrides, type EmailTemplateSpec } from '../../core/email-templates.js';
 import { jobType, type JobOutcome } from '../../core/jobs/queue.js';
 import type { RenderedEmail } from '../../core/mail.js';
 import type { ViewRenderer } from '../../core/views.js';
@@ -51,14 +52,14 @@ export async function sendPasswordResetEmail(ctx: MembersContext, job: { id: num
   const publicUrl = ctx.config.publicUrl;
   try {
     const rendered = renderPasswordResetEmail(ctx.views, {
-      siteName: ctx.siteName,
+      siteName: ctx.identity.siteName(),
       firstName: member.firstName,
       username: member.username,
       email: member.email,
       resetUrl: `${publicUrl}/password/reset?token=${token}`,
       forgotUrl: `${publicUrl}/password/forgot`,
       expiresInMinutes: Math.round(RESET_TOKEN_TTL_MS / 60_000),
-    });
+    }, ctx.site.passwordResetTemplate());
     const message = await ctx.hooks.applyFilters('password_reset_email.message', rendered, member);
     const sent = await ctx.mailer.send({ to: member.email, ...message, messageId: `<password-reset-${job.id}.${job.attempt}@memberhook>` });
     return { status: 'done', result: `password reset email sent to ${member.email} (${sent.destination === 'smtp' ? 'SMTP' : 'outbox file'})` };
@@ -78,14 +79,45 @@ export interface PasswordResetEmailData {
   expiresInMinutes: number;
 }
 
-/** `views/emails/password-reset.{html,text}.hbs`: the HTML part escapes every value, the text part shows them as they are. */
-export function renderPasswordResetEmail(views: ViewRenderer, data: PasswordResetEmailData): RenderedEmail {
-  const context = { ...data, layout: false as const };
+export const DEFAULT_PASSWORD_RESET_SUBJECT = 'Reset your {{siteName}} password';
+
+const PASSWORD_RESET_TEMPLATE: EmailTemplateSpec = { label: 'password reset email', subject: DEFAULT_PASSWORD_RESET_SUBJECT, view: 'emails/password-reset' };
+
+/** What a password reset template can use, for the admin who edits one. */
+export const PASSWORD_RESET_EMAIL_VARIABLES: ReadonlyArray<{ name: string; description: string }> = [
+  { name: 'siteName', description: 'the site’s name' },
+  { name: 'firstName', description: 'the member’s first name (may be empty)' },
+  { name: 'username', description: 'the member’s username' },
+  { name: 'email', description: 'the member’s email address' },
+  { name: 'resetUrl', description: 'the single-use link that sets a new password (the email must show it)' },
+  { name: 'forgotUrl', description: 'where to ask for a new link once this one expired' },
+  { name: 'expiresInMinutes', description: 'how many minutes the link works' },
+];
+
+/** The built-in templates' sources (what "Reset to default" goes back to, and what the editor starts from). */
+export function defaultPasswordResetTemplate(): Required<EmailTemplateOverrides> {
+  return defaultEmailTemplate(PASSWORD_RESET_TEMPLATE);
+}
+
+/** Made-up data for previews and test emails: the link in it works nowhere. */
+export function samplePasswordResetData(siteName: string, publicUrl: string): PasswordResetEmailData {
   return {
-    subject: `Reset your ${data.siteName} password`.replace(/\s+/g, ' ').trim(),
-    text: `${views.render('emails/password-reset.text', context, { noEscape: true }).replace(/[ \t]+$/gm, '').replace(/\n{3,}/g, '\n\n').trim()}\n`,
-    html: views.render('emails/password-reset.html', context),
+    siteName,
+    firstName: 'Ada',
+    username: 'ada',
+    email: 'ada@example.com',
+    resetUrl: `${publicUrl}/password/reset?token=sample-link-that-does-not-work`,
+    forgotUrl: `${publicUrl}/password/forgot`,
+    expiresInMinutes: Math.round(RESET_TOKEN_TTL_MS / 60_000),
   };
+}
+
+/**
+ * `views/emails/password-reset.{html,text}.hbs` or an admin's override (rendered in the email template sandbox):
+ * the HTML part escapes every value, the text part shows them as they are.
+ */
+export function renderPasswordResetEmail(views: ViewRenderer, data: PasswordResetEmailData, overrides: EmailTemplateOverrides = {}): RenderedEmail {
+  return renderEmailTemplate(views, PASSWORD_RESET_TEMPLATE, data, overrides);
 }
 
 /** Whether a reset link would work now, without using it (the GET page shows the form only if so). */

@@ -53,6 +53,9 @@ export const membersPlugin: CorePlugin = {
       devices: new LoginDevices(kernel),
       admin: api.admin,
       site,
+      get keap() {
+        return api.keap;
+      },
     };
     checkDefaultRole(ctx);
     // Deliveries normally release a password within a day (a job's retries span about 20 hours); one still here after

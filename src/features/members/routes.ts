@@ -32,7 +32,7 @@ export function memberRoutes(ctx: MembersContext): Router {
     res
       .status(status)
       .type('html')
-      .send(ctx.views.render(`member/${view}`, { siteName: ctx.siteName, csrfToken: res.locals.csrfToken, member: res.locals.member, ...data }));
+      .send(ctx.views.render(`member/${view}`, { siteName: ctx.identity.siteName(), csrfToken: res.locals.csrfToken, member: res.locals.member, ...data }));
   };
 
   router.get('/', (_req, res) => res.redirect(303, '/account'));

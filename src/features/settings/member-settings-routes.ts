@@ -1,47 +1,103 @@
 import { Router, type Response } from 'express';
+import { EmailTemplateError, type EmailPart, type EmailTemplateOverrides } from '../../core/email-templates.js';
 import { formFields } from '../../core/forms.js';
-import type { RenderedEmail } from '../../core/mail.js';
+import { MailError, singleEmailAddress, type RenderedEmail } from '../../core/mail.js';
+import type { StoredSiteIdentity } from '../../core/site-identity.js';
 import {
-  checkWelcomeTemplate,
-  defaultWelcomeTemplate,
-  renderWelcomeEmail,
-  sampleWelcomeData,
-  WELCOME_EMAIL_VARIABLES,
-  WelcomeTemplateError,
-  type WelcomeEmailPart,
-} from '../welcome-email/template.js';
+  defaultPasswordResetTemplate,
+  PASSWORD_RESET_EMAIL_VARIABLES,
+  renderPasswordResetEmail,
+  samplePasswordResetData,
+} from '../members/password-reset.js';
+import { checkWelcomeTemplate, defaultWelcomeTemplate, renderWelcomeEmail, sampleWelcomeData, WELCOME_EMAIL_VARIABLES } from '../welcome-email/template.js';
 import type { SettingsContext } from './context.js';
 
 export const MEMBER_SETTINGS_PATH = '/admin/settings/members';
-
+export const MEMBER_SETTINGS_TITLE = 'Site, members & emails';
 
 /** Per template part; the three together stay under the admin form parser's 64 KB. */
-const TEMPLATE_MAX: Record<WelcomeEmailPart, number> = { subject: 500, text: 20_000, html: 40_000 };
-const PART_NAMES: Record<WelcomeEmailPart, string> = { subject: 'subject', text: 'text body', html: 'HTML body' };
+const TEMPLATE_MAX: Record<EmailPart, number> = { subject: 500, text: 20_000, html: 40_000 };
+const PART_NAMES: Record<EmailPart, string> = { subject: 'subject', text: 'text body', html: 'HTML body' };
+/** A name shown in page titles and the From header: one short line. */
+const NAME_MAX = 100;
 
 const NOTICES = {
   saved: 'The member settings are saved.',
-  template_saved: 'The welcome email is saved. The next welcome email uses it.',
-  template_reset: 'The welcome email is back to the built-in one.',
+  site_saved: 'The site name and sender are saved. Pages and the next emails use them.',
+  template_saved: 'The email is saved. The next one sent uses it.',
+  template_reset: 'The email is back to the built-in one.',
+  test_sent: '',
 } as const;
 type Notice = keyof typeof NOTICES;
 
-type Template = Record<WelcomeEmailPart, string>;
+type Template = Record<EmailPart, string>;
+type EmailKey = 'welcome' | 'password-reset';
+
+/** One email an admin edits on this page: where its templates are stored and how a sample of it renders. */
+interface EditableEmail {
+  key: EmailKey;
+  heading: string;
+  hint: string;
+  variables: ReadonlyArray<{ name: string; description: string }>;
+  builtIn(): Template;
+  stored(): EmailTemplateOverrides;
+  save(template: Template): void;
+  /** Renders the sample member's email; throws EmailTemplateError for a broken template. */
+  preview(template: Template): RenderedEmail;
+  /** Throws EmailTemplateError when the template would fail for some member (every branch tried). */
+  check(template: Template): void;
+  /** A variable an edited body must use, or the email is pointless (the reset link). */
+  requires?: string;
+}
 
 interface PageExtras {
   notice?: string;
   errors?: { default_role?: string };
-  /** The template as the admin sent it (a refused save or a preview), instead of the stored one. */
+  /** The site name and sender as the admin sent them (a refused save), with what was wrong. */
+  identity?: StoredSiteIdentity;
+  identityErrors?: Partial<Record<keyof StoredSiteIdentity, string>>;
+  /** The email whose form was sent, with the template as sent (a refused save or a preview) instead of the stored one. */
+  email?: EmailKey;
   template?: Template;
-  templateErrors?: Partial<Record<WelcomeEmailPart, string>>;
+  templateErrors?: Partial<Record<EmailPart, string>>;
   templateError?: string;
   preview?: RenderedEmail;
 }
 
-/** Admin pages (mounted after requireAdmin): Settings, Members and email tab: default role, always send welcome, welcome email template with preview. */
+/**
+ * Admin pages (mounted after requireAdmin), Settings, "Site, members & emails": the site's name and its emails'
+ * sender, the default role, "always send the welcome email", and the welcome and password reset emails'
+ * templates with preview, a test send and "Reset to default".
+ */
 export function memberSettingsRoutes(ctx: SettingsContext): Router {
   const router = Router();
-  const sample = () => sampleWelcomeData(ctx.siteName, ctx.config.publicUrl);
+  const siteName = () => ctx.identity.siteName();
+
+  const emails: Record<EmailKey, EditableEmail> = {
+    welcome: {
+      key: 'welcome',
+      heading: 'Welcome email',
+      hint: 'Sent to a new member: <code>{{#if password}}…{{else}}…{{/if}}</code> shows text only when memberhook generated the password.',
+      variables: WELCOME_EMAIL_VARIABLES,
+      builtIn: defaultWelcomeTemplate,
+      stored: () => ctx.site.welcomeTemplate(),
+      save: (template) => ctx.site.setWelcomeTemplate(template),
+      preview: (template) => renderWelcomeEmail(ctx.views, sampleWelcomeData(siteName(), ctx.config.publicUrl), template),
+      check: (template) => checkWelcomeTemplate(ctx.views, template, sampleWelcomeData(siteName(), ctx.config.publicUrl)),
+    },
+    'password-reset': {
+      key: 'password-reset',
+      heading: 'Password reset email',
+      hint: 'Sent when a member (or an admin for them) asks to reset a password. The bodies must show <code>{{resetUrl}}</code>, the single-use link.',
+      variables: PASSWORD_RESET_EMAIL_VARIABLES,
+      builtIn: defaultPasswordResetTemplate,
+      stored: () => ctx.site.passwordResetTemplate(),
+      save: (template) => ctx.site.setPasswordResetTemplate(template),
+      preview: (template) => renderPasswordResetEmail(ctx.views, samplePasswordResetData(siteName(), ctx.config.publicUrl), template),
+      check: (template) => void renderPasswordResetEmail(ctx.views, samplePasswordResetData(siteName(), ctx.config.publicUrl), template),
+      requires: 'resetUrl',
+    },
+  };
 
   const render = (res: Response, status: number, extras: PageExtras = {}) => {
     const defaultRole = ctx.site.defaultRole();
@@ -49,22 +105,46 @@ export function memberSettingsRoutes(ctx: SettingsContext): Router {
       .roles()
       .filter((r) => !r.isAdmin)
       .map((r) => ({ slug: r.slug, name: r.name, selected: r.slug === defaultRole }));
+    const defaults = ctx.identity.defaults;
     ctx.admin.view(res, status, 'settings/members', {
-      title: 'Members & welcome email',
+      title: MEMBER_SETTINGS_TITLE,
       defaultRole,
       defaultRoleFixedBy: ctx.site.fixedByEnvironment('defaultRole'),
       roles,
       alwaysSendWelcome: ctx.site.alwaysSendWelcome(),
-      template: extras.template ?? currentTemplate(ctx),
-      templateCustomized: Object.values(ctx.site.welcomeTemplate()).some((part) => part !== undefined),
-      variables: WELCOME_EMAIL_VARIABLES.map((v) => ({ ...v, tag: `{{${v.name}}}` })),
-      ...extras,
+      identity: extras.identity ?? ctx.identity.stored(),
+      identityErrors: extras.identityErrors,
+      identityDefaults: {
+        siteName: defaults.siteName,
+        siteNameFrom: ctx.config.fromEnvironment.has('SITE_NAME') ? 'SITE_NAME' : undefined,
+        senderName: defaults.sender.name ?? 'the site name',
+        senderAddress: defaults.sender.address,
+        senderFrom: ctx.config.fromEnvironment.has('MAIL_FROM') ? 'MAIL_FROM' : undefined,
+      },
+      sender: ctx.identity.sender(),
+      adminEmail: res.locals.admin?.email,
+      emails: Object.values(emails).map((email) => {
+        const sent = extras.email === email.key;
+        return {
+          key: email.key,
+          heading: email.heading,
+          hint: email.hint,
+          variables: email.variables.map((v) => ({ ...v, tag: `{{${v.name}}}` })),
+          template: (sent ? extras.template : undefined) ?? currentTemplate(email),
+          customized: Object.values(email.stored()).some((part) => part !== undefined),
+          ...(sent ? { errors: extras.templateErrors, error: extras.templateError, preview: extras.preview } : {}),
+        };
+      }),
+      notice: extras.notice,
+      errors: extras.errors,
     });
   };
 
   router.get('/', (req, res) => {
     const done = typeof req.query.done === 'string' && Object.hasOwn(NOTICES, req.query.done) ? (req.query.done as Notice) : undefined;
-    render(res, 200, done ? { notice: NOTICES[done] } : {});
+    // Test emails go to the admin's own address: named from the session, never from the URL.
+    const notice = done === 'test_sent' ? `A test email was sent to ${String(res.locals.admin?.email ?? 'your address')}.` : done ? NOTICES[done] : undefined;
+    render(res, 200, notice ? { notice } : {});
   });
 
   router.post('/', (req, res) => {
@@ -88,58 +168,118 @@ export function memberSettingsRoutes(ctx: SettingsContext): Router {
     res.redirect(303, `${MEMBER_SETTINGS_PATH}?done=saved`);
   });
 
-  router.post('/welcome/preview', (req, res) => {
-    const read = readTemplate(formFields(req));
-    if (!read.ok) return render(res, 400, { template: read.template, templateErrors: read.errors });
-    try {
-      const preview = renderWelcomeEmail(ctx.views, sample(), read.template);
-      render(res, 200, { template: read.template, preview });
-    } catch (err) {
-      render(res, 400, { template: read.template, ...templateFailure(err) });
-    }
+  router.post('/site', (req, res) => {
+    const read = readIdentity(formFields(req));
+    if (!read.ok) return render(res, 400, { identity: read.identity, identityErrors: read.errors });
+    ctx.identity.set(read.identity);
+    const sender = ctx.identity.sender();
+    ctx.logger.info({ adminId: res.locals.admin?.id, siteName: ctx.identity.siteName(), sender: sender.address }, 'site name and sender saved');
+    res.redirect(303, `${MEMBER_SETTINGS_PATH}?done=site_saved#site`);
   });
 
-  router.post('/welcome', (req, res) => {
-    const read = readTemplate(formFields(req));
-    if (!read.ok) return render(res, 400, { template: read.template, templateErrors: read.errors });
+  const emailOf = (key: string | undefined): EditableEmail | undefined => (key === 'welcome' || key === 'password-reset' ? emails[key] : undefined);
+
+  /** The sent template, checked: its length and lines, then that it renders for every kind of member. */
+  const checked = (email: EditableEmail, b: Record<string, unknown>): { ok: true; template: Template } | { ok: false; extras: PageExtras } => {
+    const read = readTemplate(b);
+    if (!read.ok) return { ok: false, extras: { email: email.key, template: read.template, templateErrors: read.errors, templateError: `The ${email.heading.toLowerCase()} was not saved: ${Object.values(read.errors)[0]}` } };
     try {
-      checkWelcomeTemplate(ctx.views, read.template, sample());
+      email.check(read.template);
     } catch (err) {
-      return render(res, 400, { template: read.template, ...templateFailure(err) });
+      return { ok: false, extras: { email: email.key, template: read.template, ...templateFailure(email, err) } };
     }
+    const missing = email.requires ? missingVariable(read.template, email.requires) : undefined;
+    if (missing) {
+      const error = `The ${PART_NAMES[missing]} must show {{${email.requires}}}: without it the email is of no use.`;
+      return { ok: false, extras: { email: email.key, template: read.template, templateErrors: { [missing]: error }, templateError: `The ${email.heading.toLowerCase()} was not saved: ${error}` } };
+    }
+    return { ok: true, template: read.template };
+  };
+
+  router.post('/:email/preview', (req, res, next) => {
+    const email = emailOf(req.params.email);
+    if (!email) return next();
+    const result = checked(email, formFields(req));
+    if (!result.ok) return render(res, 400, result.extras);
+    render(res, 200, { email: email.key, template: result.template, preview: email.preview(result.template) });
+  });
+
+  router.post('/:email/test', async (req, res, next) => {
+    const email = emailOf(req.params.email);
+    if (!email) return next();
+    const result = checked(email, formFields(req));
+    if (!result.ok) return render(res, 400, result.extras);
+    const to = res.locals.admin?.email as string | undefined;
+    if (!to) return next();
+    const message = email.preview(result.template);
+    try {
+      await ctx.mailer.send({ to, subject: `[Test] ${message.subject}`, text: message.text, html: message.html });
+    } catch (err) {
+      if (!(err instanceof MailError)) throw err;
+      // MailError's message never holds the SMTP password (core/mail.ts).
+      return render(res, 502, { email: email.key, template: result.template, templateError: `The test email could not be sent: ${err.message}` });
+    }
+    ctx.logger.info({ adminId: res.locals.admin?.id, email: email.key }, 'test email sent');
+    res.redirect(303, `${MEMBER_SETTINGS_PATH}?done=test_sent#${email.key}-email`);
+  });
+
+  router.post('/:email/reset', (req, res, next) => {
+    const email = emailOf(req.params.email);
+    if (!email) return next();
+    email.save({ subject: '', text: '', html: '' });
+    ctx.logger.info({ adminId: res.locals.admin?.id, email: email.key }, 'email template reset to the built-in one');
+    res.redirect(303, `${MEMBER_SETTINGS_PATH}?done=template_reset#${email.key}-email`);
+  });
+
+  router.post('/:email', (req, res, next) => {
+    const email = emailOf(req.params.email);
+    if (!email) return next();
+    const result = checked(email, formFields(req));
+    if (!result.ok) return render(res, 400, result.extras);
     // A part identical to the built-in one is stored as "built-in", so it follows later improvements to the default.
-    const builtIn = defaultWelcomeTemplate();
-    const same = (part: WelcomeEmailPart) => read.template[part].trim() === builtIn[part].trim() || read.template[part].trim() === '';
-    ctx.site.setWelcomeTemplate({
-      subject: same('subject') ? '' : read.template.subject,
-      text: same('text') ? '' : read.template.text,
-      html: same('html') ? '' : read.template.html,
+    const builtIn = email.builtIn();
+    const same = (part: EmailPart) => result.template[part].trim() === builtIn[part].trim() || result.template[part].trim() === '';
+    email.save({
+      subject: same('subject') ? '' : result.template.subject,
+      text: same('text') ? '' : result.template.text,
+      html: same('html') ? '' : result.template.html,
     });
-    ctx.logger.info({ adminId: res.locals.admin?.id }, 'welcome email template saved');
-    res.redirect(303, `${MEMBER_SETTINGS_PATH}?done=template_saved`);
+    ctx.logger.info({ adminId: res.locals.admin?.id, email: email.key }, 'email template saved');
+    res.redirect(303, `${MEMBER_SETTINGS_PATH}?done=template_saved#${email.key}-email`);
   });
 
-  router.post('/welcome/reset', (_req, res) => {
-    ctx.site.setWelcomeTemplate({ subject: '', text: '', html: '' });
-    ctx.logger.info({ adminId: res.locals.admin?.id }, 'welcome email template reset to the built-in one');
-    res.redirect(303, `${MEMBER_SETTINGS_PATH}?done=template_reset`);
-  });
+  /** The stored template, each empty part filled with the built-in one, as the editor starts from. */
+  function currentTemplate(email: EditableEmail): Template {
+    const stored = email.stored();
+    const builtIn = email.builtIn();
+    return { subject: stored.subject ?? builtIn.subject, text: stored.text ?? builtIn.text, html: stored.html ?? builtIn.html };
+  }
 
   return router;
 }
 
-/** The stored template, each empty part filled with the built-in one, as the editor starts from. */
-function currentTemplate(ctx: SettingsContext): Template {
-  const stored = ctx.site.welcomeTemplate();
-  const builtIn = defaultWelcomeTemplate();
-  return { subject: stored.subject ?? builtIn.subject, text: stored.text ?? builtIn.text, html: stored.html ?? builtIn.html };
+function readIdentity(b: Record<string, unknown>): { ok: true; identity: StoredSiteIdentity } | { ok: false; identity: StoredSiteIdentity; errors: Partial<Record<keyof StoredSiteIdentity, string>> } {
+  const read = (name: string) => (typeof b[name] === 'string' ? (b[name] as string).trim() : '');
+  const identity: StoredSiteIdentity = { siteName: read('site_name'), senderName: read('sender_name'), senderAddress: read('sender_address') };
+  const errors: Partial<Record<keyof StoredSiteIdentity, string>> = {};
+  // eslint-disable-next-line no-control-regex
+  const oneLine = (value: string) => !/[\u0000-\u001f\u007f]/.test(value);
+  if (identity.siteName.length > NAME_MAX) errors.siteName = `The site name is too long: at most ${NAME_MAX} characters.`;
+  else if (!oneLine(identity.siteName)) errors.siteName = 'The site name is one line of text.';
+  if (identity.senderName.length > NAME_MAX) errors.senderName = `The sender name is too long: at most ${NAME_MAX} characters.`;
+  else if (!oneLine(identity.senderName)) errors.senderName = 'The sender name is one line of text.';
+  if (identity.senderAddress !== '') {
+    const address = singleEmailAddress(identity.senderAddress);
+    if (address === undefined) errors.senderAddress = 'The sender address must be one email address, like no-reply@example.com (no name, no list).';
+  }
+  return Object.keys(errors).length > 0 ? { ok: false, identity, errors } : { ok: true, identity };
 }
 
-function readTemplate(b: Record<string, unknown>): { ok: true; template: Template } | { ok: false; template: Template; errors: Partial<Record<WelcomeEmailPart, string>> } {
+function readTemplate(b: Record<string, unknown>): { ok: true; template: Template } | { ok: false; template: Template; errors: Partial<Record<EmailPart, string>> } {
   // Browsers send textarea line breaks as CRLF; templates are stored with plain LF.
   const read = (name: string) => (typeof b[name] === 'string' ? (b[name] as string).replace(/\r\n?/g, '\n') : '');
   const template: Template = { subject: read('subject').trim(), text: read('text'), html: read('html') };
-  const errors: Partial<Record<WelcomeEmailPart, string>> = {};
+  const errors: Partial<Record<EmailPart, string>> = {};
   for (const part of ['subject', 'text', 'html'] as const) {
     if (template[part].length > TEMPLATE_MAX[part]) errors[part] = `The ${PART_NAMES[part]} is too long: at most ${TEMPLATE_MAX[part].toLocaleString('en')} characters.`;
   }
@@ -147,12 +287,18 @@ function readTemplate(b: Record<string, unknown>): { ok: true; template: Templat
   return Object.keys(errors).length > 0 ? { ok: false, template, errors } : { ok: true, template };
 }
 
-function templateFailure(err: unknown): Pick<PageExtras, 'templateErrors' | 'templateError'> {
-  if (err instanceof WelcomeTemplateError) {
+/** The first edited body that never uses `variable` (an empty body is the built-in one, which does). */
+function missingVariable(template: Template, variable: string): 'text' | 'html' | undefined {
+  const uses = new RegExp(`\\{\\{\\{?~?\\s*${variable}\\s*~?\\}?\\}\\}`);
+  return (['text', 'html'] as const).find((part) => template[part].trim() !== '' && !uses.test(template[part]));
+}
+
+function templateFailure(email: EditableEmail, err: unknown): Pick<PageExtras, 'templateErrors' | 'templateError'> {
+  if (err instanceof EmailTemplateError) {
     const where = err.line === undefined ? '' : ` on line ${err.line}`;
     return {
       templateErrors: { [err.part]: `The ${PART_NAMES[err.part]} does not compile${where}: ${err.reason}` },
-      templateError: `The ${PART_NAMES[err.part]} has an error${where}; nothing was saved.`,
+      templateError: `The ${PART_NAMES[err.part]} of the ${email.heading.toLowerCase()} has an error${where}; nothing was saved.`,
     };
   }
   throw err;

@@ -39,6 +39,6 @@ export const settingsPlugin: CorePlugin = {
     };
     api.admin.addPage({ path: 'settings', title: 'Webhook & access key', menu: { label: 'Settings', order: 40 }, handler: settingsAdminRoutes(ctx) });
     api.admin.addPage({ path: 'settings/keap', title: 'Keap connection', menu: { label: 'Keap connection', order: 10, parent: 'settings' }, handler: keapSettingsRoutes(ctx) });
-    api.admin.addPage({ path: 'settings/members', title: 'Members & welcome email', menu: { label: 'Members & welcome email', order: 20, parent: 'settings' }, handler: memberSettingsRoutes(ctx) });
+    api.admin.addPage({ path: 'settings/members', title: 'Site, members & emails', menu: { label: 'Site, members & emails', order: 20, parent: 'settings' }, handler: memberSettingsRoutes(ctx) });
   },
 };

@@ -18,7 +18,7 @@ interface PostPair {
 
 /**
  * Admin page Settings → "Webhook & access key": the URL and the exact pairs to paste into Keap, the access key and
- * its rotation. The other Settings tabs are their own pages (Keap connection, Members & welcome email, and the
+ * its rotation. The other Settings tabs are their own pages (Keap connection, Site, members & emails, and the
  * tabs other features add).
  */
 export function settingsAdminRoutes(ctx: SettingsContext): Router {

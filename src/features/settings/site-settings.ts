@@ -1,6 +1,6 @@
 import type { Config } from '../../config.js';
 import type { SealedSettings, SettingsStore } from '../../core/settings.js';
-import type { WelcomeEmailOverrides } from '../welcome-email/template.js';
+import type { EmailTemplateOverrides } from '../../core/email-templates.js';
 
 /** Keys in the settings table for what admins edit on the settings pages. */
 export const SITE_SETTING = {
@@ -13,6 +13,9 @@ export const SITE_SETTING = {
   welcomeSubject: 'welcome.subject',
   welcomeText: 'welcome.text',
   welcomeHtml: 'welcome.html',
+  passwordResetSubject: 'password_reset.subject',
+  passwordResetText: 'password_reset.text',
+  passwordResetHtml: 'password_reset.html',
   keapApiKey: 'keap.api_key',
 } as const;
 
@@ -114,12 +117,13 @@ export class SiteSettings {
   }
 
   /** The admin's welcome email templates; an empty part falls back to the built-in one. */
-  welcomeTemplate(): WelcomeEmailOverrides {
-    return {
-      subject: this.store.get(SITE_SETTING.welcomeSubject) || undefined,
-      text: this.store.get(SITE_SETTING.welcomeText) || undefined,
-      html: this.store.get(SITE_SETTING.welcomeHtml) || undefined,
-    };
+  welcomeTemplate(): EmailTemplateOverrides {
+    return this.emailTemplate('welcome');
+  }
+
+  /** The admin's password reset email templates; an empty part falls back to the built-in one. */
+  passwordResetTemplate(): EmailTemplateOverrides {
+    return this.emailTemplate('passwordReset');
   }
 
   setDefaultRole(slug: string): void {
@@ -145,9 +149,25 @@ export class SiteSettings {
   }
 
   setWelcomeTemplate(template: { subject: string; text: string; html: string }): void {
-    this.store.set(SITE_SETTING.welcomeSubject, template.subject);
-    this.store.set(SITE_SETTING.welcomeText, template.text);
-    this.store.set(SITE_SETTING.welcomeHtml, template.html);
+    this.setEmailTemplate('welcome', template);
+  }
+
+  setPasswordResetTemplate(template: { subject: string; text: string; html: string }): void {
+    this.setEmailTemplate('passwordReset', template);
+  }
+
+  private emailTemplate(email: 'welcome' | 'passwordReset'): EmailTemplateOverrides {
+    return {
+      subject: this.store.get(SITE_SETTING[`${email}Subject`]) || undefined,
+      text: this.store.get(SITE_SETTING[`${email}Text`]) || undefined,
+      html: this.store.get(SITE_SETTING[`${email}Html`]) || undefined,
+    };
+  }
+
+  private setEmailTemplate(email: 'welcome' | 'passwordReset', template: { subject: string; text: string; html: string }): void {
+    this.store.set(SITE_SETTING[`${email}Subject`], template.subject);
+    this.store.set(SITE_SETTING[`${email}Text`], template.text);
+    this.store.set(SITE_SETTING[`${email}Html`], template.html);
   }
 
   private optionalField(setting: 'passwordField' | 'usernameField', fromConfig: string | undefined): string | undefined {

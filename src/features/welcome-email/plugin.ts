@@ -5,7 +5,7 @@ import { WelcomeSender } from './sender.js';
 /** The welcome email a new member gets: username, the generated password when there is one, the login link. */
 export const welcomeEmailPlugin: CorePlugin = {
   name: 'welcome-email',
-  description: 'Sends new members their welcome email (the template is edited in Settings, Members & welcome email).',
+  description: 'Sends new members their welcome email (the template is edited in Settings, Site, members & emails).',
   setup(api) {
     const site = api.siteSettings;
     const sender = new WelcomeSender({ kernel: api.kernel, members: api.members, template: () => site.welcomeTemplate() });

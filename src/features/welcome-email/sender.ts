@@ -39,7 +39,7 @@ export class WelcomeSender {
     if (!member) return { status: 'skipped', result: `member ${memberId} no longer exists` };
     const password = members.pendingPassword(memberId, 'email');
     const rendered = renderWelcomeEmail(kernel.views, {
-      siteName: kernel.siteName,
+      siteName: kernel.identity.siteName(),
       username: member.username,
       email: member.email,
       firstName: member.firstName,
