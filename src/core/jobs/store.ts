@@ -130,19 +130,6 @@ export function claimSql(pluginsRunning: boolean): string {
      RETURNING ${COLUMNS}`;
 }
 
-/** The columns every events row is written with, accepted or refused: what arrived, about which contact. */
-function eventColumns(event: NewEvent) {
-  return {
-    source: event.source,
-    action: event.action,
-    contactId: event.contactId,
-    objectType: event.contactId === null ? null : 'contact',
-    objectId: event.contactId === null ? null : String(event.contactId),
-    eventType: event.eventType ?? null,
-    params: JSON.stringify(event.params),
-  };
-}
-
 /** The events table: the event log and the job queue in one (an accepted request is one durable row). */
 export class EventStore {
   private readonly insertStmt;
@@ -234,7 +221,13 @@ export class EventStore {
 
   private insert(event: NewEvent, status: 'queued', error: string | null): { id: number; coalesced: boolean } {
     const row = this.insertStmt.get({
-      ...eventColumns(event),
+      source: event.source,
+      action: event.action,
+      contactId: event.contactId,
+      objectType: event.contactId === null ? null : 'contact',
+      objectId: event.contactId === null ? null : String(event.contactId),
+      eventType: event.eventType ?? null,
+      params: JSON.stringify(event.params),
       status,
       error,
       dedupeKey: status === 'queued' ? (event.dedupeKey ?? null) : null,
@@ -294,7 +287,13 @@ export class EventStore {
   recordRejected(event: NewEvent, reason: string): number {
     // A statement of its own: the accepted posts' insert, the hottest statement there is, stays as it was.
     return this.rejectStmt.get({
-      ...eventColumns(event),
+      source: event.source,
+      action: event.action,
+      contactId: event.contactId,
+      objectType: event.contactId === null ? null : 'contact',
+      objectId: event.contactId === null ? null : String(event.contactId),
+      eventType: event.eventType ?? null,
+      params: JSON.stringify(event.params),
       error: reason,
       plugin: event.plugin ?? null,
       clientAddress: event.clientAddress ?? null,
