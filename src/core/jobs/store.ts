@@ -220,6 +220,8 @@ export class EventStore {
   }
 
   private insert(event: NewEvent, status: 'queued', error: string | null): { id: number; coalesced: boolean } {
+    // One object literal, written out (here and in recordRejected): building it from a shared helper with a spread
+    // cost this path about 15 MB of peak memory under `npm run bench` (a larger, slower object on every post).
     const row = this.insertStmt.get({
       source: event.source,
       action: event.action,
