@@ -32,8 +32,11 @@ export interface ApiContext extends Kernel {
 export function apiRoutes(ctx: ApiContext): Router {
   const router = Router();
   // The description is public, like the README that documents the same routes: a client needs it before it has a token.
-  const openApiDocument = buildOpenApiDocument({ version: ctx.config.version, serverUrl: ctx.config.publicUrl });
+  // Built on the first request, not at start: generating it allocates a great deal, and the job thread (which sets up
+  // these routes too but serves no requests) and most sites never need it.
+  let openApiDocument: ReturnType<typeof buildOpenApiDocument> | undefined;
   router.get('/api/v1/openapi.json', (_req, res) => {
+    openApiDocument ??= buildOpenApiDocument({ version: ctx.config.version, serverUrl: ctx.config.publicUrl });
     res.json(openApiDocument);
   });
   router.use('/api', requireApiToken(ctx), express.json({ limit: '100kb' }));
