@@ -8,6 +8,7 @@
  *   npm run bench:hooks                       # 3 runs of 40 deliveries (40,000 objects), 4 posted at a time,
  *                                             # after 4 untimed ones
  *   BENCH_RUNS=5 BENCH_DELIVERIES=80 npm run bench:hooks
+ *   BENCH_AT_ONCE=1 npm run bench:hooks       # one delivery at a time (the latency of one, without queueing)
  *
  * The bar (issue 12): acknowledgement p99 under 50 ms, and every delivery fanned out.
  */
@@ -23,7 +24,7 @@ import { median, percentile } from './support/stats.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const DELIVERIES = Number(process.env.BENCH_DELIVERIES ?? 40);
-const AT_ONCE = 4;
+const AT_ONCE = Number(process.env.BENCH_AT_ONCE ?? 4);
 const OBJECTS = 1_000;
 const ADMIN = { email: 'bench-admin@example.com', password: 'bench admin password 0123' };
 const P99_BAR_MS = 50;
