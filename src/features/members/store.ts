@@ -49,6 +49,10 @@ const ORDER_BY: Record<MemberSort, string> = {
   name: 'm.last_name COLLATE NOCASE, m.first_name COLLATE NOCASE, m.id',
 };
 
+/** A tag held by this many members or more is tested member by member rather than listed (see `commonTag`). */
+const COMMON_TAG = 5_000;
+const TAG_TESTED = 'EXISTS (SELECT 1 FROM member_tags t WHERE t.member_id = m.id AND t.tag_id = @tag)';
+
 /** A search range holding this many members or more is too wide to build an id set of (about 2 ms per range to find out). */
 const WIDE_RANGE = 50_001;
 
@@ -71,6 +75,10 @@ interface ListSql {
   page: string;
   params: Record<string, unknown>;
   pageParams: Record<string, unknown>;
+  /** The WHERE clause of count and page (with its parameters in `params`). */
+  clause: string;
+  /** For a tag many members hold: a page query that tests the tag row by row instead of listing its members. */
+  commonTag: { page: string } | undefined;
   /** A search's ranges, and the queries `list` chooses from when it counts only as far as `countLimit`. */
   search: { ranges: SearchRange[]; filtered: boolean; cappedCount: string; walkPage: string; testedCount: string; testedPage: string } | undefined;
 }
@@ -226,7 +234,16 @@ export class MemberStore {
     let totalIsLowerBound = false;
     let page = sql.page;
     const count = (text: string) => this.db.prepare<Record<string, unknown>, number>(text).pluck().get({ ...sql.params, cap: (limit ?? 0) + 1 })!;
-    if (limit === undefined || sql.search === undefined) {
+    if (sql.commonTag && sql.search === undefined && query.role) {
+      // A role and a common tag: the tag's list of members is long, so the page walks the role's index in the sort's
+      // order testing the tag (found within a few hundred rows), and the count stops at the limit when there is one.
+      page = sql.commonTag.page;
+      if (limit === undefined) total = count(sql.count);
+      else {
+        const found = count(`SELECT count(*) FROM (SELECT 1 FROM members m ${sql.clause} LIMIT @cap)`);
+        [total, totalIsLowerBound] = found > limit ? [limit, true] : [found, false];
+      }
+    } else if (limit === undefined || sql.search === undefined) {
       total = count(sql.count);
     } else {
       const sizes = this.rangeSizes(sql.search.ranges, sql.search.filtered ? WIDE_RANGE : limit + 1);
@@ -268,6 +285,11 @@ export class MemberStore {
   /** The highest member id so far (0 with no members). */
   maxId(): number {
     return this.db.prepare<[], number>('SELECT coalesce(max(id), 0) FROM members').pluck().get()!;
+  }
+
+  /** Whether at least `n` members hold the tag (an index range read, stopped at n). */
+  private tagHeldByAtLeast(tag: number, n: number): boolean {
+    return this.db.prepare<[number, number], number>('SELECT count(*) FROM (SELECT 1 FROM member_tags WHERE tag_id = ? LIMIT ?)').pluck().get(tag, n)! >= n;
   }
 
   /**
@@ -345,6 +367,11 @@ export class MemberStore {
     return {
       count,
       page: `SELECT m.id FROM members m ${clause} ${paging}`,
+      clause,
+      commonTag:
+        query.tag !== undefined && this.tagHeldByAtLeast(query.tag, COMMON_TAG)
+          ? { page: `SELECT m.id FROM members m WHERE ${where.map((w) => (w.startsWith('m.id IN (SELECT t.member_id') ? TAG_TESTED : w)).join(' AND ')} ${paging}` }
+          : undefined,
       params,
       pageParams: { ...params, limit: query.pageSize, offset: (query.page - 1) * query.pageSize },
       search:
