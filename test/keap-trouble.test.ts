@@ -265,7 +265,10 @@ function warpClock(): Clock & { warp(ms: number): void; offsetAt(realTime: numbe
 
 const N = 6 * SCALE;
 
-describe('Keap trouble during a burst of posts', { concurrency: true }, () => {
+// Two scenarios at a time, not all eight: each is a sandbox, an SMTP server and memberhook in this one process, and
+// eight at once on a busy 2-core machine delayed requests between send and arrival past the limiter's safety margin
+// (CI once saw Keap's own limiter throttle a client that had kept to 8 a second). The limits are about the client.
+describe('Keap trouble during a burst of posts', { concurrency: 2 }, () => {
   test('a 429 storm, with and without Retry-After, is waited out without using attempts', async (t) => {
     const h = await scenario(t);
     const ids = addContacts(h, N, 'storm');
