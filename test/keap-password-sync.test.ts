@@ -4,7 +4,7 @@ import request from 'supertest';
 import { SEED } from '../tools/keap-sandbox/seed.js';
 import { verifyPassword } from '../src/features/members/passwords.js';
 import type { Member } from '../src/features/members/types.js';
-import { startHarness, type Harness } from './support/harness.js';
+import { type Harness, withHarness } from './support/harness.js';
 import { csrfFrom } from './support/pages.js';
 
 /**
@@ -20,14 +20,6 @@ const RESET_PASSWORD = 'chosen through a reset link 2';
 const API_PASSWORD = 'set by a script through the API 3';
 const TYPED_IN_KEAP = 'Typed-into-Keap-2026';
 
-async function withHarness(fn: (h: Harness) => Promise<void>, options: Parameters<typeof startHarness>[0] = {}): Promise<void> {
-  const h = await startHarness(options);
-  try {
-    await fn(h);
-  } finally {
-    await h.close();
-  }
-}
 
 /** Keap's v1 PATCHes of the contact: the write-back and every password written after it. */
 const patchesTo = (h: Harness, contactId: number) => h.sandbox.state.requests.filter((r) => r.method === 'PATCH' && r.path === `/crm/rest/v1/contacts/${contactId}`);

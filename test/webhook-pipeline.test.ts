@@ -6,19 +6,11 @@ import { join } from 'node:path';
 import { SEED } from '../tools/keap-sandbox/seed.js';
 import { verifyPassword } from '../src/features/members/passwords.js';
 import { welcomeEmail } from '../src/features/welcome-email/jobs.js';
-import { startHarness, TEST_ACCESS_KEY, type Harness } from './support/harness.js';
+import { type Harness, TEST_ACCESS_KEY, withHarness } from './support/harness.js';
 import { tempDataDir } from './support/temp.js';
 
 const CONTACTS = '/crm/rest/v2/contacts';
 
-async function withHarness(fn: (h: Harness) => Promise<void>, options: Parameters<typeof startHarness>[0] = {}): Promise<void> {
-  const h = await startHarness(options);
-  try {
-    await fn(h);
-  } finally {
-    await h.close();
-  }
-}
 
 async function addAndSettle(h: Harness, params: Record<string, string>) {
   const res = await h.post({ wpf_action: 'add', ...params });

@@ -99,3 +99,13 @@ export async function startHarness(options: { env?: Record<string, string>; sand
   };
   return harness;
 }
+
+/** Runs `fn` against a fresh harness and closes it afterwards, whatever `fn` did. */
+export async function withHarness(fn: (h: Harness) => Promise<void>, options: Parameters<typeof startHarness>[0] = {}): Promise<void> {
+  const h = await startHarness(options);
+  try {
+    await fn(h);
+  } finally {
+    await h.close();
+  }
+}
