@@ -22,44 +22,43 @@ export type ReferenceKind = 'node-http' | 'node-http-sqlite' | 'hook-json-sqlite
 const SOURCE = `
 import { createServer } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
+const kind = process.env.REF_KIND;
 const digest = (text) => createHash('sha256').update(text).digest();
 const key = digest(process.env.ACCESS_KEY);
-let keep = () => 0;
-if (process.env.REF_KIND === 'hook-json-sqlite') {
+const now = () => new Date().toISOString();
+let db;
+if (kind !== 'node-http') {
   const { default: Database } = await import(process.env.SQLITE_DRIVER);
-  const db = new Database(process.env.REF_DB);
+  db = new Database(process.env.REF_DB);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
+}
+// What each kind does with a request body: [status, answer].
+let answer;
+if (kind === 'hook-json-sqlite') {
   db.exec('CREATE TABLE deliveries (id INTEGER PRIMARY KEY, event_key TEXT NOT NULL, body TEXT NOT NULL, created_at TEXT NOT NULL)');
   const insert = db.prepare('INSERT INTO deliveries (event_key, body, created_at) VALUES (?, ?, ?)');
-  createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (chunk) => chunks.push(chunk));
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString();
-      const delivery = JSON.parse(text);
-      const body = JSON.stringify({ ok: true, event_id: Number(insert.run(String(delivery.event_key), text, new Date().toISOString()).lastInsertRowid) });
-      res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
-    });
-  }).listen(Number(process.env.PORT), '127.0.0.1', () => process.stdout.write('listening\\n'));
-} else if (process.env.REF_KIND === 'node-http-sqlite') {
-  const { default: Database } = await import(process.env.SQLITE_DRIVER);
-  const db = new Database(process.env.REF_DB);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  db.exec('CREATE TABLE posts (id INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL, action TEXT NOT NULL, created_at TEXT NOT NULL)');
-  const insert = db.prepare('INSERT INTO posts (contact_id, action, created_at) VALUES (?, ?, ?)');
-  keep = (form) => Number(insert.run(Number(form.get('contactId')), String(form.get('wpf_action')), new Date().toISOString()).lastInsertRowid);
+  answer = (text) => [200, { ok: true, event_id: Number(insert.run(String(JSON.parse(text).event_key), text, now()).lastInsertRowid) }];
+} else {
+  let keep = () => 0;
+  if (kind === 'node-http-sqlite') {
+    db.exec('CREATE TABLE posts (id INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL, action TEXT NOT NULL, created_at TEXT NOT NULL)');
+    const insert = db.prepare('INSERT INTO posts (contact_id, action, created_at) VALUES (?, ?, ?)');
+    keep = (form) => Number(insert.run(Number(form.get('contactId')), String(form.get('wpf_action')), now()).lastInsertRowid);
+  }
+  answer = (text) => {
+    const form = new URLSearchParams(text);
+    const ok = timingSafeEqual(key, digest(form.get('access_key') ?? ''));
+    return ok ? [200, { ok: true, event_id: keep(form), status: 'queued' }] : [403, { ok: false, error: 'invalid access key' }];
+  };
 }
-if (process.env.REF_KIND !== 'hook-json-sqlite') createServer((req, res) => {
+createServer((req, res) => {
   const chunks = [];
   req.on('data', (chunk) => chunks.push(chunk));
   req.on('end', () => {
-    const form = new URLSearchParams(Buffer.concat(chunks).toString());
-    const ok = timingSafeEqual(key, digest(form.get('access_key') ?? ''));
-    const body = ok ? JSON.stringify({ ok: true, event_id: keep(form), status: 'queued' }) : '{"ok":false,"error":"invalid access key"}';
-    res.writeHead(ok ? 200 : 403, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    const [status, value] = answer(Buffer.concat(chunks).toString());
+    const body = JSON.stringify(value);
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   });
 }).listen(Number(process.env.PORT), '127.0.0.1', () => process.stdout.write('listening\\n'));
