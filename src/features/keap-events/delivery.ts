@@ -78,8 +78,8 @@ declare module '../../core/hooks.js' {
 export interface DeliveryRules {
   /** `contact.add` creates a member (off by default: a new contact is not yet someone who bought access). */
   addMembers(): boolean;
-  /** Whether a member is linked to the contact: only those get jobs for edits, tag changes and deletions. */
-  isMember(contactId: number): boolean;
+  /** Which of these contacts have a member linked: only those get jobs for edits, tag changes and deletions. */
+  linkedContacts(contactIds: readonly number[]): Set<number>;
 }
 
 /** What a contact deleted in Keap does to its member (the admin's choice; blocking by default, which can be undone). */
@@ -136,7 +136,10 @@ function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: string
   const unique = (ids: number[]) => [...new Set(ids)];
   // Most of a Keap account's contacts are not members: a job for each would only be skipped (and fill the event
   // log). A member being created right now by a waiting `add` needs none either: `add` reads the whole contact.
-  const members = (ids: number[]) => unique(ids).filter((id) => rules.isMember(id));
+  const members = (ids: number[]) => {
+    const linked = rules.linkedContacts(unique(ids));
+    return unique(ids).filter((id) => linked.has(id));
+  };
   switch (key) {
     case 'contact.edit':
       return { action: 'update', contacts: members(objects.map((o) => o.id)) };

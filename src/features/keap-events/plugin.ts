@@ -18,7 +18,7 @@ export const keapEventsPlugin: CorePlugin = {
     const { kernel } = api;
     kernel.hooks.declareDurable('keap.event');
     const tokens = new HookTokens(new SealedSettings(kernel.settings, kernel.secretBox), kernel.settings, kernel.clock);
-    api.jobs.define({ ...keapHookDelivery, run: (job) => fanOut({ transactions: kernel.transactions, jobs: kernel.jobs, rules: { addMembers: () => addMembersSetting(kernel), isMember: (id) => api.members.findByContactId(id) !== undefined } }, job) });
+    api.jobs.define({ ...keapHookDelivery, run: (job) => fanOut({ transactions: kernel.transactions, jobs: kernel.jobs, rules: { addMembers: () => addMembersSetting(kernel), linkedContacts: (ids) => api.members.linkedContactIds(ids) } }, job) });
     api.jobs.define({ ...keapContactDeleted, run: (job) => contactDeleted({ members: api.members, onDelete: () => onDeleteSetting(kernel), now: () => kernel.clock.now() }, job) });
     const poller = {
       keap: api.keap,

@@ -125,12 +125,13 @@ export async function pollContacts(deps: PollerDeps): Promise<JobOutcome> {
     for (let page = 0; offset !== null && page < MAX_PAGES; page++) {
       const result = await deps.keap.listContactsChangedSince(since, { offset });
       // A page's jobs and events commit together: a poll that stops half-way has queued whole pages only.
+      const linked = deps.members.linkedContactIds(result.contacts.map((c) => c.id));
       await deps.transactions.run((tx) => {
         for (const contact of result.contacts) {
           report.changed++;
           if (contact.lastUpdated && (newest === null || contact.lastUpdated > newest)) newest = contact.lastUpdated;
           tx.emit('keap.event', { objectType: 'contact', objectId: String(contact.id), eventType: 'contact.edit', source: POLLER_SOURCE, raw: { ...contact } });
-          if (!deps.members.findByContactId(contact.id)) continue;
+          if (!linked.has(contact.id)) continue;
           if (syncedSince(deps.events, contact.id, contact.lastUpdated)) {
             report.alreadySynced++;
             continue;

@@ -122,9 +122,9 @@ function countOf(ctx: MembersContext, request: BulkRequest): { total: number; mo
   return { total: page.total, more: page.totalIsLowerBound };
 }
 
-/** The progress bar's 100 %: the members the filter matches now, up to the highest id when it started. */
+/** The progress bar's 100 %: the members the filter matches now, up to the highest id when it started (a count query). */
 function exactCount(ctx: MembersContext, filters: BulkFilters, throughId: number): { total: number } {
-  return { total: ctx.members.listIds({ ...filters, sort: 'oldest', idThrough: throughId }, -1).length };
+  return { total: ctx.members.count({ ...filters, idThrough: throughId }) };
 }
 
 /** The confirmed request, carried by the confirmation form to the POST that starts it. */

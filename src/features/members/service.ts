@@ -130,6 +130,16 @@ export class MemberService {
     return this.store.findById(id);
   }
 
+  /** Which of these Keap contact ids have a member linked to them (one query, for a delivery or a page of changes). */
+  linkedContactIds(contactIds: readonly number[]): Set<number> {
+    return this.store.linkedContactIds(contactIds);
+  }
+
+  /** How many members a list query matches (optionally within a stretch of ids), counted exactly. */
+  count(query: Omit<ListScope, 'page' | 'pageSize'>): number {
+    return this.store.list({ ...query, page: 1, pageSize: 1 }).total;
+  }
+
   findByContactId(contactId: number): Member | undefined {
     return this.store.findByContactId(contactId);
   }

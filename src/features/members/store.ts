@@ -51,6 +51,8 @@ const ORDER_BY: Record<MemberSort, string> = {
 
 /** A tag held by this many members or more is tested member by member rather than listed (see `commonTag`). */
 const COMMON_TAG = 5_000;
+/** The tag filter as a list of the tag's members (the usual plan), and as a test of each row (see `commonTag`). */
+const TAG_LISTED = 'm.id IN (SELECT t.member_id FROM member_tags t WHERE t.tag_id = @tag)';
 const TAG_TESTED = 'EXISTS (SELECT 1 FROM member_tags t WHERE t.member_id = m.id AND t.tag_id = @tag)';
 
 /** A search range holding this many members or more is too wide to build an id set of (about 2 ms per range to find out). */
@@ -160,6 +162,16 @@ export class MemberStore {
     return this.hydrate(this.byId.get(id));
   }
 
+  /** Which of these Keap contact ids have a member linked to them: one query for a whole delivery or page. */
+  linkedContactIds(contactIds: readonly number[]): Set<number> {
+    if (contactIds.length === 0) return new Set();
+    const rows = this.db
+      .prepare<[string], number>('SELECT keap_contact_id FROM members WHERE keap_contact_id IN (SELECT value FROM json_each(?))')
+      .pluck()
+      .all(JSON.stringify(contactIds));
+    return new Set(rows);
+  }
+
   findByContactId(contactId: number): Member | undefined {
     return this.hydrate(this.byContact.get(contactId));
   }
@@ -226,7 +238,7 @@ export class MemberStore {
    * - with `countLimit`, a search that matches more than that many is counted only that far, and its page is found
    *   by testing rows rather than building the id set of every match when that set would be large.
    */
-  list(query: MemberQuery): MemberPage {
+  list(query: ListScope): MemberPage {
     const sql = this.listSql(query);
     if (!sql) return { members: [], total: 0, totalIsLowerBound: false };
     const limit = query.countLimit;
@@ -332,7 +344,7 @@ export class MemberStore {
       params.roleId = roleId;
     }
     if (query.tag !== undefined) {
-      where.push('m.id IN (SELECT t.member_id FROM member_tags t WHERE t.tag_id = @tag)');
+      where.push(TAG_LISTED);
       params.tag = query.tag;
     }
     if (query.idAfter !== undefined) {
@@ -370,7 +382,7 @@ export class MemberStore {
       clause,
       commonTag:
         query.tag !== undefined && this.tagHeldByAtLeast(query.tag, COMMON_TAG)
-          ? { page: `SELECT m.id FROM members m WHERE ${where.map((w) => (w.startsWith('m.id IN (SELECT t.member_id') ? TAG_TESTED : w)).join(' AND ')} ${paging}` }
+          ? { page: `SELECT m.id FROM members m WHERE ${where.map((w) => (w === TAG_LISTED ? TAG_TESTED : w)).join(' AND ')} ${paging}` }
           : undefined,
       params,
       pageParams: { ...params, limit: query.pageSize, offset: (query.page - 1) * query.pageSize },
