@@ -762,3 +762,54 @@ test('v1 creates a contact (an email required), applies and removes tags, each a
   assert.equal((await keap(sb, 'POST', `/rest/v1/contacts/${id}/tags`, { body: { tagIds: [] }, spec: false })).status, 400, 'no tag ids');
   assert.equal((await keap(sb, 'DELETE', '/rest/v1/contacts/999999/tags?ids=91')).status, 404);
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Lists an import reads (tags, tagged contacts, contacts by page and by ids)
+
+test('tags and tagged contacts list in v1 pages with count and next, as the spec types them', async (t) => {
+  const sb = await sandbox(t, { limits: { perSecond: 100 } });
+  const tags = await keap(sb, 'GET', '/rest/v1/tags?limit=2&offset=0');
+  assert.equal(tags.body.count, 4);
+  assert.deepEqual(tags.body.tags[0], { id: T.member, name: 'Member', description: 'Has site access', category: { id: 10, name: 'Membership' } });
+  assert.equal(tags.body.tags.length, 2);
+  assert.match(tags.body.next, /offset=2/);
+  const rest = await keap(sb, 'GET', '/rest/v1/tags?limit=2&offset=2');
+  assert.deepEqual(rest.body.tags.map((tag: Json) => tag.id), [T.paymentFailed, T.newsletter]);
+
+  const tagged = await keap(sb, 'GET', `/rest/v1/tags/${T.member}/contacts?limit=1`);
+  assert.equal(tagged.body.count, 3, 'Ada, Grace and Alan carry Member');
+  assert.deepEqual(tagged.body.contacts[0].contact, { id: C.ada, email: 'ada@example.com', first_name: 'Ada', last_name: 'Lovelace' });
+  assert.equal(typeof tagged.body.contacts[0].date_applied, 'string');
+  assert.equal((await keap(sb, 'GET', '/rest/v1/tags/999/contacts')).status, 404);
+  assert.equal((await keap(sb, 'GET', '/rest/v1/contacts?limit=1')).body.count, 5);
+});
+
+test('v2 lists contacts with a tag and all contacts in pages with page_size and page_token', async (t) => {
+  const sb = await sandbox(t, { limits: { perSecond: 100 } });
+  const first = await keap(sb, 'GET', `/rest/v2/tags/${T.member}/contacts?order_by=applied_time%20asc&page_size=1`);
+  assert.equal(first.body.contacts.length, 1);
+  assert.equal(typeof first.body.contacts[0].id, 'string');
+  assert.equal(typeof first.body.contacts[0].applied_time, 'string');
+  const second = await keap(sb, 'GET', `/rest/v2/tags/${T.member}/contacts?page_size=2&page_token=${encodeURIComponent(first.body.next_page_token)}`);
+  assert.equal(second.body.contacts.length, 2);
+  assert.equal(second.body.next_page_token, undefined, 'no token after the last page');
+  assert.deepEqual([first.body.contacts[0].id, ...second.body.contacts.map((c: Json) => c.id)].sort(), [C.ada, C.grace, C.alan].map(String));
+
+  const fields = 'email_addresses,given_name,family_name,custom_fields,tag_ids';
+  const all: Json[] = [];
+  let pageToken: string | undefined;
+  do {
+    const page = await keap(sb, 'GET', `/rest/v2/contacts?fields=${fields}&order_by=id%20asc&page_size=2${pageToken ? `&page_token=${encodeURIComponent(pageToken)}` : ''}`);
+    all.push(...page.body.contacts);
+    pageToken = page.body.next_page_token;
+  } while (pageToken);
+  assert.deepEqual(all.map((c) => c.id), [C.ada, C.grace, C.alan, C.noEmail, C.margaret].map(String));
+  assert.deepEqual(all[0].tag_ids, [T.member, T.vip, T.newsletter].map(String));
+
+  const byIds = await keap(sb, 'GET', `/rest/v2/contacts?filter=${encodeURIComponent(`ids==${C.margaret},${C.ada}`)}&fields=${fields}&page_size=2`);
+  assert.deepEqual(byIds.body.contacts.map((c: Json) => c.id), [String(C.ada), String(C.margaret)]);
+  assert.equal(byIds.body.next_page_token, undefined);
+
+  const unknown = await keap(sb, 'GET', `/rest/v2/contacts?filter=${encodeURIComponent('city==Chandler')}`, { spec: false });
+  assert.equal(unknown.status, 501, 'a filter the sandbox does not implement says so instead of answering everything');
+});

@@ -144,6 +144,54 @@ export function v1Routes(state: SandboxState): Router {
     });
   });
 
+  // List Tags: `count` of all matches, a page of Tag (category as TagCategory {id, name}), `next`/`previous`.
+  router.get('/tags', (req: Request, res: Response) => {
+    const limit = Math.min(queryInteger(req.query.limit, 'limit', { min: 0 }) || DEFAULT_LIMIT, MAX_LIMIT);
+    const offset = queryInteger(req.query.offset, 'offset', { min: 0 }) ?? 0;
+    const category = queryInteger(req.query.category, 'category', { min: 0 });
+    const name = queryString(req.query.name, 'name');
+    const matches = [...state.tags.values()]
+      .filter((t) => (category === undefined || t.category?.id === category) && (name === undefined || t.name === name))
+      .sort((a, b) => a.id - b.id);
+    res.json({
+      count: matches.length,
+      tags: matches.slice(offset, offset + limit).map((t) => ({
+        id: t.id,
+        name: t.name,
+        ...(t.description !== undefined ? { description: t.description } : {}),
+        ...(t.category ? { category: { id: t.category.id, name: t.category.name } } : {}),
+      })),
+      next: pageUrl(req, limit, offset + limit),
+      previous: pageUrl(req, limit, Math.max(0, offset - limit)),
+    });
+  });
+
+  // List Tagged Contacts: TaggedContact {contact: BasicContact {id, email, first_name, last_name}, date_applied}.
+  router.get('/tags/:tagId/contacts', (req: Request, res: Response) => {
+    const tagId = pathId(req.params.tagId, 'tagId');
+    if (!state.tags.has(tagId)) throw new SandboxHttpError(404, `Tag with id ${tagId} not found`);
+    const limit = Math.min(queryInteger(req.query.limit, 'limit', { min: 0 }) || DEFAULT_LIMIT, MAX_LIMIT);
+    const offset = queryInteger(req.query.offset, 'offset', { min: 0 }) ?? 0;
+    const matches = [...state.contacts.values()].filter((c) => c.tag_ids.includes(tagId)).sort((a, b) => a.id - b.id);
+    res.json({
+      contacts: matches.slice(offset, offset + limit).map((c) => {
+        const email = c.email_addresses[0]?.email;
+        return {
+          contact: {
+            id: c.id,
+            ...(email !== undefined ? { email } : {}),
+            ...(c.given_name !== undefined ? { first_name: c.given_name } : {}),
+            ...(c.family_name !== undefined ? { last_name: c.family_name } : {}),
+          },
+          date_applied: c.tag_applied_at.get(tagId) ?? c.date_created,
+        };
+      }),
+      count: matches.length,
+      next: pageUrl(req, limit, offset + limit),
+      previous: pageUrl(req, limit, Math.max(0, offset - limit)),
+    });
+  });
+
   // Create a Contact: "must contain at least one item in email_addresses or phone_numbers" (the sandbox keeps no
   // phone numbers, so an email). 201 with the FullContact.
   router.post('/contacts', (req: Request, res: Response) => {

@@ -41,6 +41,47 @@ const patchBodySchema = z.looseObject({
 export function v2Routes(state: SandboxState): Router {
   const router = express.Router();
 
+  // List Contacts: `fields`, `filter` (the subset below), `order_by`, `page_size` (at most 1,000), `page_token`;
+  // `next_page_token` only while another page follows.
+  router.get('/contacts', (req: Request, res: Response) => {
+    const fields = requestedFields(req.query.fields) ?? new Set(V2_DEFAULT_FIELDS);
+    const filter = parseContactFilter(queryString(req.query.filter, 'filter'));
+    const order = parseContactOrder(queryString(req.query.order_by, 'order_by'));
+    const pageSize = queryInteger(req.query.page_size, 'page_size', { min: 0, max: MAX_PAGE_SIZE }) || MAX_PAGE_SIZE;
+    const offset = decodePageToken(queryString(req.query.page_token, 'page_token'));
+    const matches = [...state.contacts.values()].filter(filter).sort(order);
+    const more = offset + pageSize < matches.length;
+    res.json({
+      contacts: matches.slice(offset, offset + pageSize).map((c) => v2Contact(state, c, fields)),
+      ...(more ? { next_page_token: encodePageToken(offset + pageSize) } : {}),
+    });
+  });
+
+  // List Contacts with a Tag: TaggedContact (id, email, names, applied_time), paged like the contact list.
+  router.get('/tags/:tag_id/contacts', (req: Request, res: Response) => {
+    const tagId = pathId(req.params.tag_id, 'tag_id');
+    if (!state.tags.has(tagId)) throw new SandboxHttpError(404, `Tag ${tagId} not found`);
+    const filter = parseTaggedFilter(queryString(req.query.filter, 'filter'), tagId);
+    const order = parseTaggedOrder(queryString(req.query.order_by, 'order_by'), tagId);
+    const pageSize = queryInteger(req.query.page_size, 'page_size', { min: 0, max: MAX_PAGE_SIZE }) || MAX_PAGE_SIZE;
+    const offset = decodePageToken(queryString(req.query.page_token, 'page_token'));
+    const matches = [...state.contacts.values()].filter((c) => c.tag_ids.includes(tagId) && filter(c)).sort(order);
+    const more = offset + pageSize < matches.length;
+    res.json({
+      contacts: matches.slice(offset, offset + pageSize).map((c) => {
+        const email = c.email_addresses[0]?.email;
+        return {
+          id: String(c.id),
+          ...(email !== undefined ? { email } : {}),
+          ...(c.given_name !== undefined ? { given_name: c.given_name } : {}),
+          ...(c.family_name !== undefined ? { family_name: c.family_name } : {}),
+          applied_time: appliedTime(c, tagId),
+        };
+      }),
+      ...(more ? { next_page_token: encodePageToken(offset + pageSize) } : {}),
+    });
+  });
+
   router.get('/contacts/model', (_req, res) => {
     res.json({
       custom_fields: [...state.customFields.values()].map((f) => ({
@@ -140,6 +181,122 @@ export function v2Contact(state: SandboxState, contact: SandboxContact, fields: 
   if (fields.has('create_time')) out.create_time = contact.date_created;
   if (fields.has('update_time')) out.update_time = contact.last_updated;
   return out;
+}
+
+type ContactFilter = (c: SandboxContact) => boolean;
+
+/**
+ * The v2 contact list's `filter`: `name==value` terms joined by `;`. The sandbox implements the terms memberhook
+ * sends (`ids`, `contact_ids`, `start_update_time`, `end_update_time`) and the name and email ones (exact, or a prefix
+ * with a trailing `*`); any other term the spec lists is a 501, so a client relying on one notices.
+ */
+function parseContactFilter(raw: string | undefined): ContactFilter {
+  const terms = filterTerms(raw);
+  const tests: ContactFilter[] = terms.map(({ name, value }) => {
+    switch (name) {
+      case 'ids':
+      case 'contact_ids': {
+        const ids = new Set(value.split(',').map((v) => pathId(v.trim(), name)));
+        return (c) => ids.has(c.id);
+      }
+      case 'start_update_time': {
+        const since = filterTime(value, name);
+        return (c) => Date.parse(c.last_updated) >= since;
+      }
+      case 'end_update_time': {
+        const until = filterTime(value, name);
+        return (c) => Date.parse(c.last_updated) <= until;
+      }
+      case 'email':
+        return textMatch(value, (c) => c.email_addresses.map((e) => e.email));
+      case 'given_name':
+        return textMatch(value, (c) => [c.given_name]);
+      case 'family_name':
+        return textMatch(value, (c) => [c.family_name]);
+      default:
+        throw new SandboxHttpError(501, `filter: the sandbox does not implement ${JSON.stringify(name)}`);
+    }
+  });
+  return (c) => tests.every((t) => t(c));
+}
+
+/** The tagged-contact list's `filter`: `since_applied_time`, `until_applied_time`, `email`, `given_name`, `family_name`. */
+function parseTaggedFilter(raw: string | undefined, tagId: number): ContactFilter {
+  const tests: ContactFilter[] = filterTerms(raw).map(({ name, value }) => {
+    switch (name) {
+      case 'since_applied_time': {
+        const since = filterTime(value, name);
+        return (c) => Date.parse(appliedTime(c, tagId)) >= since;
+      }
+      case 'until_applied_time': {
+        const until = filterTime(value, name);
+        return (c) => Date.parse(appliedTime(c, tagId)) <= until;
+      }
+      case 'email':
+        return textMatch(value, (c) => c.email_addresses.map((e) => e.email));
+      case 'given_name':
+        return textMatch(value, (c) => [c.given_name]);
+      case 'family_name':
+        return textMatch(value, (c) => [c.family_name]);
+      default:
+        throw new SandboxHttpError(400, `filter: ${JSON.stringify(name)} is not a filter of this list`);
+    }
+  });
+  return (c) => tests.every((t) => t(c));
+}
+
+function filterTerms(raw: string | undefined): Array<{ name: string; value: string }> {
+  if (raw === undefined || raw.trim() === '') return [];
+  return raw.split(';').filter((t) => t.trim() !== '').map((term) => {
+    const match = /^([A-Za-z_][A-Za-z0-9_]*)==(.*)$/.exec(term.trim());
+    if (!match) throw new SandboxHttpError(501, `filter: the sandbox implements only name==value terms (got ${JSON.stringify(term)})`);
+    return { name: match[1]!, value: match[2]! };
+  });
+}
+
+function filterTime(value: string, name: string): number {
+  const ms = Date.parse(value);
+  if (!/^\d{4}-\d{2}-\d{2}T/.test(value) || Number.isNaN(ms)) throw new SandboxHttpError(400, `filter: ${name} must be a full ISO 8601 date-time`);
+  return ms;
+}
+
+/** `NONE` matches a missing value; a trailing `*` a prefix; anything else the whole value, ignoring case. */
+function textMatch(value: string, valuesOf: (c: SandboxContact) => Array<string | undefined>): ContactFilter {
+  if (value === 'NONE') return (c) => valuesOf(c).every((v) => v === undefined || v === '');
+  const wanted = value.toLowerCase();
+  const prefix = wanted.endsWith('*') ? wanted.slice(0, -1) : undefined;
+  return (c) => valuesOf(c).some((v) => v !== undefined && (prefix !== undefined ? v.toLowerCase().startsWith(prefix) : v.toLowerCase() === wanted));
+}
+
+function appliedTime(c: SandboxContact, tagId: number): string {
+  return c.tag_applied_at.get(tagId) ?? c.date_created;
+}
+
+function orderParts(raw: string, allowed: readonly string[]): { field: string; desc: boolean } {
+  const [field = '', direction = 'asc'] = raw.trim().split(/[\s,]+/);
+  if (!allowed.includes(field) || (direction !== 'asc' && direction !== 'desc')) {
+    throw new SandboxHttpError(400, `order_by: one of ${allowed.join(', ')}, then asc or desc`);
+  }
+  return { field, desc: direction === 'desc' };
+}
+
+function parseContactOrder(raw: string | undefined): (a: SandboxContact, b: SandboxContact) => number {
+  const { field, desc } = raw === undefined ? { field: 'id', desc: false } : orderParts(raw, ['id', 'create_time', 'email', 'update_time']);
+  const key = (c: SandboxContact): string | number =>
+    field === 'id' ? c.id : field === 'create_time' ? c.date_created : field === 'update_time' ? c.last_updated : (c.email_addresses[0]?.email ?? '').toLowerCase();
+  return (a, b) => compareKeys(key(a), key(b), a.id - b.id) * (desc ? -1 : 1);
+}
+
+function parseTaggedOrder(raw: string | undefined, tagId: number): (a: SandboxContact, b: SandboxContact) => number {
+  const { field, desc } = raw === undefined ? { field: 'applied_time', desc: false } : orderParts(raw, ['given_name', 'family_name', 'email', 'applied_time']);
+  const key = (c: SandboxContact): string =>
+    field === 'applied_time' ? appliedTime(c, tagId) : field === 'email' ? (c.email_addresses[0]?.email ?? '').toLowerCase() : ((field === 'given_name' ? c.given_name : c.family_name) ?? '').toLowerCase();
+  return (a, b) => compareKeys(key(a), key(b), a.id - b.id) * (desc ? -1 : 1);
+}
+
+function compareKeys(a: string | number, b: string | number, tie: number): number {
+  const primary = typeof a === 'number' && typeof b === 'number' ? a - b : String(a).localeCompare(String(b));
+  return primary || tie;
 }
 
 function parseOrderBy(raw: string | undefined): { field: 'name' | 'create_time' | 'applied_time'; desc: boolean } {

@@ -276,6 +276,94 @@ export class KeapClient {
     return created;
   }
 
+  // ---------------------------------------------------------------------------------------------------------------
+  // Bulk reads (the import): the fewest calls for what a member needs
+
+  /** How many contacts the account has: v1's list with `limit=1` answers the total as `count` (v2's lists carry none). */
+  async countContacts(): Promise<number> {
+    const body = await this.request<Record<string, unknown>>({ method: 'GET', path: '/rest/v1/contacts', query: { limit: 1 } });
+    return countOf(body, 'GET', '/rest/v1/contacts');
+  }
+
+  /** How many contacts carry the tag: v1's tagged-contact list with `limit=1` answers the total as `count`. */
+  async countContactsWithTag(tagId: number): Promise<number> {
+    const path = `/rest/v1/tags/${tagIdSegment(tagId, '/rest/v1/tags/{tagId}/contacts')}/contacts`;
+    const body = await this.request<Record<string, unknown>>({ method: 'GET', path, query: { limit: 1 } });
+    return countOf(body, 'GET', path);
+  }
+
+  /**
+   * Every tag of the account with its category's name (v1 listTags, 1,000 a call: v1's TagCategory carries the name,
+   * v2's CategoryReference only the id), in Keap's order. For an import: tag names for all its contacts in one read.
+   */
+  async listTags(): Promise<KeapContactTag[]> {
+    const tags: KeapContactTag[] = [];
+    for (let offset = 0; ; ) {
+      const body = await this.request<Record<string, unknown>>({ method: 'GET', path: '/rest/v1/tags', query: { limit: V1_MAX_LIMIT, offset } });
+      const items = Array.isArray(body.tags) ? (body.tags as unknown[]) : [];
+      for (const item of items) {
+        const tag = (typeof item === 'object' && item !== null ? item : {}) as Record<string, unknown>;
+        const id = Number(tag.id);
+        if (!Number.isSafeInteger(id) || id <= 0) continue;
+        const category = (typeof tag.category === 'object' && tag.category !== null ? tag.category : {}) as Record<string, unknown>;
+        tags.push({ id, name: text(tag.name), category: text(category.name) });
+      }
+      offset += items.length;
+      const count = typeof body.count === 'number' ? body.count : offset;
+      if (items.length === 0 || offset >= count) return tags;
+    }
+  }
+
+  /**
+   * One page of the account's contacts, complete as a member needs them (emails, names, custom fields, tag ids):
+   * v2's listContacts with `fields`, by id, up to 1,000 a call. `pageToken` is the previous page's `nextPageToken`,
+   * which is null after the last page.
+   */
+  async listContacts(page: { pageSize?: number; pageToken?: string | null } = {}): Promise<{ contacts: KeapContact[]; nextPageToken: string | null }> {
+    const body = await this.request<Record<string, unknown>>({
+      method: 'GET',
+      path: '/rest/v2/contacts',
+      query: { fields: CONTACT_FIELDS.join(','), order_by: 'id asc', page_size: pageSizeOf(page.pageSize), page_token: page.pageToken ?? undefined },
+    });
+    return { contacts: contactsOf(body), nextPageToken: nextPageTokenOf(body) };
+  }
+
+  /**
+   * One page of the contacts carrying a tag, ids only as far as a member goes (v2's listContactsWithTagId gives id,
+   * email and names, no custom fields or other tags): read the rest with getContactsByIds. Oldest application first,
+   * so contacts tagged during an import land on a later page instead of shifting the ones before.
+   */
+  async listContactIdsWithTag(tagId: number, page: { pageSize?: number; pageToken?: string | null } = {}): Promise<{ contactIds: number[]; nextPageToken: string | null }> {
+    const path = `/rest/v2/tags/${tagIdSegment(tagId, '/rest/v2/tags/{tag_id}/contacts')}/contacts`;
+    const body = await this.request<Record<string, unknown>>({
+      method: 'GET',
+      path,
+      query: { order_by: 'applied_time asc', page_size: pageSizeOf(page.pageSize), page_token: page.pageToken ?? undefined },
+    });
+    const contactIds = (Array.isArray(body.contacts) ? (body.contacts as unknown[]) : []).flatMap((c) => {
+      const id = Number((c as { id?: unknown } | null)?.id);
+      return Number.isSafeInteger(id) && id > 0 ? [id] : [];
+    });
+    return { contactIds, nextPageToken: nextPageTokenOf(body) };
+  }
+
+  /**
+   * The given contacts, complete as a member needs them: v2's listContacts with the `ids` filter, as many ids a call
+   * as keep its URL short (see MAX_ID_FILTER_CHARS). A contact deleted meanwhile is simply not in the answer.
+   */
+  async getContactsByIds(ids: readonly number[]): Promise<KeapContact[]> {
+    const contacts: KeapContact[] = [];
+    for (const chunk of idFilterChunks(ids)) {
+      const body = await this.request<Record<string, unknown>>({
+        method: 'GET',
+        path: '/rest/v2/contacts',
+        query: { filter: `ids==${chunk.join(',')}`, fields: CONTACT_FIELDS.join(','), page_size: chunk.length },
+      });
+      contacts.push(...contactsOf(body));
+    }
+    return contacts;
+  }
+
   /** Checks the credentials and the connection with one cheap call (the contact model, fetched fresh). */
   async testConnection(): Promise<{ ok: true; customFields: number; authMode: 'key' | 'oauth' }> {
     const model = await this.getContactModel({ fresh: true });
@@ -452,6 +540,61 @@ export class KeapClient {
     for (const [key, value] of Object.entries(query ?? {})) if (value !== undefined) url.searchParams.set(key, String(value));
     return url.toString();
   }
+}
+
+/** Keap's largest page for v2 lists (`page_size` maximum 1000). */
+const V2_MAX_PAGE_SIZE = 1000;
+/**
+ * The longest `ids==...` filter sent in one URL, as it goes on the wire (each comma encoded as %2C): about 600
+ * seven-digit ids. HTTP gateways commonly refuse request lines past 8 KB, and Keap documents no limit of its own.
+ */
+export const MAX_ID_FILTER_CHARS = 6_000;
+
+/** `ids` split into the fewest chunks whose encoded `ids==` filter stays within MAX_ID_FILTER_CHARS. */
+export function idFilterChunks(ids: readonly number[]): number[][] {
+  const chunks: number[][] = [];
+  let chunk: number[] = [];
+  let length = 'ids%3D%3D'.length;
+  for (const id of ids) {
+    const added = String(id).length + (chunk.length > 0 ? 3 : 0);
+    if (chunk.length > 0 && (length + added > MAX_ID_FILTER_CHARS || chunk.length >= V2_MAX_PAGE_SIZE)) {
+      chunks.push(chunk);
+      chunk = [];
+      length = 'ids%3D%3D'.length;
+    }
+    length += String(id).length + (chunk.length > 0 ? 3 : 0);
+    chunk.push(id);
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+}
+
+function pageSizeOf(pageSize: number | undefined): number {
+  return Math.min(Math.max(1, Math.trunc(pageSize ?? V2_MAX_PAGE_SIZE)), V2_MAX_PAGE_SIZE);
+}
+
+function nextPageTokenOf(body: Record<string, unknown>): string | null {
+  return typeof body.next_page_token === 'string' && body.next_page_token !== '' ? body.next_page_token : null;
+}
+
+function contactsOf(body: Record<string, unknown>): KeapContact[] {
+  return (Array.isArray(body.contacts) ? (body.contacts as unknown[]) : []).flatMap((c) => {
+    if (typeof c !== 'object' || c === null) return [];
+    const contact = normalizeContact(c as Record<string, unknown>, 0);
+    return contact.id > 0 ? [contact] : [];
+  });
+}
+
+function countOf(body: Record<string, unknown>, method: string, path: string): number {
+  if (typeof body.count !== 'number' || !Number.isSafeInteger(body.count) || body.count < 0) {
+    throw new KeapPermanentError(`Keap answered ${method} ${path} without a count`, { status: 200, method, path });
+  }
+  return body.count;
+}
+
+function tagIdSegment(id: number, path: string): string {
+  if (!Number.isSafeInteger(id) || id <= 0) throw new KeapPermanentError(`Not a Keap tag id: ${JSON.stringify(id)}`, { status: 400, method: 'GET', path });
+  return String(id);
 }
 
 /** 1 s, 2 s, 4 s ... up to 30 s: the wait suggested after the `attempt`-th failure (0-based). */
