@@ -58,7 +58,8 @@ export interface KeapEvent {
   objectType: string;
   objectId: string;
   eventType: string;
-  source: 'rest_hook' | 'poller';
+  /** `import`: Members → Import from Keap (event type `contact.import`). */
+  source: 'rest_hook' | 'poller' | 'import';
   raw: Record<string, unknown>;
 }
 

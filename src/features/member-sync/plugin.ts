@@ -2,7 +2,15 @@ import { signingKey } from '../../core/signing-key.js';
 import type { CorePlugin } from '../../plugins/types.js';
 import { passwordWriteBack } from './jobs.js';
 import { KeapPasswordSeen } from './keap-password-seen.js';
-import { KeapMemberSync } from './service.js';
+import { KeapMemberSync, type NewMemberDraft } from './service.js';
+import type { KeapContact } from '../keap/types.js';
+
+declare module '../../plugins/types.js' {
+  interface PluginApi {
+    /** How a Keap contact becomes a member: what a new member takes from its contact (fields, username, Keap password). */
+    readonly memberSync: { newMemberDraft(contact: KeapContact, reserved?: ReadonlySet<string>): Promise<NewMemberDraft> };
+  }
+}
 
 /**
  * Keap contacts into members: the `add`, `update` and `update_tags` HTTP Post actions (registered like any plugin's)
@@ -15,6 +23,7 @@ export const memberSyncPlugin: CorePlugin = {
     const { kernel } = api;
     const seen = new KeapPasswordSeen(kernel.db, () => signingKey(kernel, 'keap-password'));
     const sync = new KeapMemberSync({ keap: api.keap, members: api.members, jobs: kernel.jobs, hooks: kernel.hooks, site: api.siteSettings, seen });
+    api.provide('memberSync', () => ({ newMemberDraft: (contact, reserved) => sync.newMemberDraft(contact, reserved) }));
     api.webhooks.addAction('add', (job) => sync.add(job));
     api.webhooks.addAction('update', (job) => sync.update(job));
     api.webhooks.addAction('update_tags', (job) => sync.updateTags(job));

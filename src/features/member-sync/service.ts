@@ -47,6 +47,15 @@ export interface MemberSyncDeps {
   seen: KeapPasswordSeen;
 }
 
+/** What a new member takes from its contact (see KeapMemberSync.newMemberDraft). */
+export interface NewMemberDraft {
+  username: string;
+  /** Custom fields by label, after the `member.fields_from_contact` filter; never the password field. */
+  fields: Record<string, unknown>;
+  /** The password typed into Keap's password field, when one is configured and set. */
+  keapPassword: string | undefined;
+}
+
 /** What an `update` did with the password it found in Keap's field. */
 type PasswordFromKeap = { taken: true } | { taken: false; note: string } | undefined;
 
@@ -134,20 +143,30 @@ export class KeapMemberSync {
     this.deps.members.savePendingPassword(member.id, password, { keap: true, email: false }, id);
   }
 
+  /**
+   * What a new member made from `contact` takes from it: its custom fields by label, the password typed into Keap's
+   * password field (if any), and a free username. `reserved` holds lower-cased usernames to avoid besides those in
+   * the database (the members of an import's batch, created together).
+   */
+  async newMemberDraft(contact: KeapContact, reserved: ReadonlySet<string> = new Set()): Promise<NewMemberDraft> {
+    const passwordField = this.deps.site.passwordField();
+    const usernameField = this.deps.site.usernameField();
+    const fields = await this.fieldsFromContact(contact);
+    const keapPassword = passwordField ? textContent(await this.fieldValue(contact, passwordField)) : undefined;
+    const username = await this.chooseUsername(contact, usernameField ? textContent(await this.fieldValue(contact, usernameField)) : undefined, reserved);
+    return { username, fields, keapPassword };
+  }
+
   private findMember(contactId: number, email: string | null): Member | undefined {
     return this.deps.members.findByContactId(contactId) ?? (email ? this.deps.members.findByEmail(email) : undefined);
   }
 
   private async createMember(contact: KeapContact, params: WebhookJobParams, job: SyncJob): Promise<JobOutcome> {
-    const [tags, fields] = await Promise.all([this.deps.keap.getContactTags(contact.id), this.fieldsFromContact(contact)]);
-    const passwordField = this.deps.site.passwordField();
-    const usernameField = this.deps.site.usernameField();
-    const keapPassword = passwordField ? textContent(await this.fieldValue(contact, passwordField)) : undefined;
+    const [tags, { fields, keapPassword, username }] = await Promise.all([this.deps.keap.getContactTags(contact.id), this.newMemberDraft(contact)]);
     const password = keapPassword || generatePassword();
     const generated = !keapPassword;
-    const writeBack = generated && passwordField !== undefined;
+    const writeBack = generated && this.deps.site.passwordField() !== undefined;
     const notify = params.send_notification ?? this.deps.site.alwaysSendWelcome();
-    const username = await this.chooseUsername(contact, usernameField ? textContent(await this.fieldValue(contact, usernameField)) : undefined);
     const role = params.role ?? this.deps.site.defaultRole();
 
     try {
@@ -233,12 +252,13 @@ export class KeapMemberSync {
     return { taken: true };
   }
 
-  private async chooseUsername(contact: KeapContact, fromField: string | undefined): Promise<string> {
+  private async chooseUsername(contact: KeapContact, fromField: string | undefined, reserved: ReadonlySet<string>): Promise<string> {
     const email = contact.email!;
-    const first = fromField && fromField.length <= 60 && !this.deps.members.usernameTaken(fromField) ? fromField : email;
+    const taken = (username: string) => reserved.has(username.toLowerCase()) || this.deps.members.usernameTaken(username);
+    const first = fromField && fromField.length <= 60 && !taken(fromField) ? fromField : email;
     const filtered = (await this.deps.hooks.applyFilters('member.username', first, contact)).trim();
     for (const candidate of [filtered, email, `${email.split('@')[0]}-${contact.id}`]) {
-      if (candidate && !this.deps.members.usernameTaken(candidate)) return candidate;
+      if (candidate && !taken(candidate)) return candidate;
     }
     throw new PermanentJobError(`no free username for contact ${contact.id} (tried "${filtered}" and the email)`);
   }

@@ -1,7 +1,8 @@
 import { Router, type Request, type Response } from 'express';
 import { formFields, formText } from '../../core/forms.js';
 import type { AdminUser } from '../../web/admin-shell.js';
-import { describeAge, formatTime } from '../../web/format.js';
+import { formatTime } from '../../web/format.js';
+import { progressFigures } from '../../web/progress.js';
 import { BULK_ACTIONS, memberBulkAction, type BulkAction, type BulkActionKind, type BulkFilters } from './bulk-action-store.js';
 import { describeBulkAction } from './bulk-actions.js';
 import type { MembersContext } from './context.js';
@@ -162,22 +163,13 @@ function renderConfirm(ctx: MembersContext, res: Response, status: number, view:
 
 /** The progress page's figures: the bar, the counts, the rate and the time left while it runs. */
 function progressView(a: BulkAction, now: number) {
-  const started = Date.parse(a.createdAt);
-  const end = a.finishedAt ? Date.parse(a.finishedAt) : now;
-  const seconds = Math.max(1, (end - started) / 1000);
-  const rate = a.done / seconds;
-  const left = Math.max(0, a.total - a.done);
+  const running = a.status === 'running';
   return {
     bulk: {
       ...a,
       heading: describeBulkAction(a),
-      running: a.status === 'running',
-      percent: a.total === 0 ? 100 : Math.min(100, Math.floor((a.done / a.total) * 100)),
-      doneText: a.done.toLocaleString('en'),
-      totalText: a.total.toLocaleString('en'),
-      // Under a second there is no rate worth showing (it would only restate the count).
-      rateText: a.done > 0 && end - started >= 1000 ? `${rate < 10 ? rate.toFixed(1) : Math.round(rate).toLocaleString('en')} members/s` : undefined,
-      timeLeft: a.status === 'running' && rate > 0 ? describeAge((left / rate) * 1000) : undefined,
+      running,
+      progress: progressFigures({ done: a.done, total: a.total, startedAt: a.createdAt, finishedAt: a.finishedAt, running }, now, 'members'),
       started: formatTime(a.createdAt),
       finished: a.finishedAt ? formatTime(a.finishedAt) : undefined,
     },

@@ -1,4 +1,4 @@
-import { isoNow, type Db } from '../../core/db.js';
+import { isoNow, isUniqueViolation, type Db } from '../../core/db.js';
 import { badRequest, conflict, notFound } from '../../core/errors.js';
 import type { Transactions, TransactionScope } from '../../core/outbox.js';
 import type { SecretBox } from '../../core/secret-box.js';
@@ -78,8 +78,11 @@ export interface MemberProfile {
 export interface NewMemberInput extends MemberProfile {
   username: string;
   role: string;
-  /** Plain password; hashed here. */
-  password: string;
+  /**
+   * Plain password; hashed here. Null for none: the member cannot log in until a reset link or a welcome email gives
+   * it one (an import's members, whose passwords nobody would ever be told).
+   */
+  password: string | null;
   keapContactId: number | null;
 }
 
@@ -205,25 +208,56 @@ export class MemberService {
    */
   async create(input: NewMemberInput, withinTransaction?: (member: Member, tx: TransactionScope) => void): Promise<Member> {
     const role = this.requireRole(input.role);
-    const passwordHash = await hashPassword(input.password);
+    const passwordHash = input.password === null ? null : await hashPassword(input.password);
     return this.transactions.run((tx) => {
-      const id = this.store.insert({
-        email: input.email,
-        username: input.username,
-        roleId: role.id,
-        passwordHash,
-        firstName: input.firstName,
-        lastName: input.lastName,
-        keapContactId: input.keapContactId,
-        fields: input.fields,
-      });
-      this.store.replaceTags(id, input.tags);
-      const created = this.store.findById(id)!;
+      const created = this.insertMember(input, role, passwordHash);
       withinTransaction?.(created, tx);
-      tx.emit('member.created', created);
-      if (created.tags.length > 0) tx.emit('member.tags_changed', created, { added: created.tags, removed: [] });
+      emitCreated(created, tx);
       return created;
     });
+  }
+
+  /**
+   * Creates many members in one transaction (an import's batch: one commit instead of hundreds). Each input either
+   * becomes a member or, when its email, username or contact id is taken by then, comes back as SQLite's UNIQUE error
+   * in its place, the others going ahead. `withinTransaction` sees the outcome and runs in the same transaction (a
+   * checkpoint saved with the batch), so either all of it commits or none.
+   */
+  async createMany<T>(
+    inputs: readonly NewMemberInput[],
+    withinTransaction: (outcomes: Array<Member | Error>, tx: TransactionScope) => T,
+  ): Promise<{ outcomes: Array<Member | Error>; result: T }> {
+    const roles = inputs.map((input) => this.requireRole(input.role));
+    const hashes = await Promise.all(inputs.map((input) => (input.password === null ? null : hashPassword(input.password))));
+    return this.transactions.run((tx) => {
+      const outcomes = inputs.map((input, i): Member | Error => {
+        try {
+          // A savepoint per member: a clash undoes that member's rows only.
+          return this.db.transaction(() => this.insertMember(input, roles[i]!, hashes[i]!))();
+        } catch (err) {
+          if (isUniqueViolation(err)) return err as Error;
+          throw err;
+        }
+      });
+      const result = withinTransaction(outcomes, tx);
+      for (const outcome of outcomes) if (!(outcome instanceof Error)) emitCreated(outcome, tx);
+      return { outcomes, result };
+    });
+  }
+
+  private insertMember(input: NewMemberInput, role: Role, passwordHash: string | null): Member {
+    const id = this.store.insert({
+      email: input.email,
+      username: input.username,
+      roleId: role.id,
+      passwordHash,
+      firstName: input.firstName,
+      lastName: input.lastName,
+      keapContactId: input.keapContactId,
+      fields: input.fields,
+    });
+    this.store.replaceTags(id, input.tags);
+    return this.store.findById(id)!;
   }
 
   /**
@@ -422,6 +456,11 @@ export class MemberService {
 }
 
 export { isUniqueViolation } from '../../core/db.js';
+
+function emitCreated(created: Member, tx: TransactionScope): void {
+  tx.emit('member.created', created);
+  if (created.tags.length > 0) tx.emit('member.tags_changed', created, { added: created.tags, removed: [] });
+}
 
 function diffTags(before: MemberTag[], after: MemberTag[]): { added: MemberTag[]; removed: MemberTag[] } {
   const beforeIds = new Set(before.map((t) => t.id));
