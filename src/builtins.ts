@@ -3,6 +3,7 @@ import { dashboardPlugin } from './features/dashboard/plugin.js';
 import { eventsPlugin } from './features/events/plugin.js';
 import { httpPostPlugin } from './features/http-post/plugin.js';
 import { keapEventsPlugin } from './features/keap-events/plugin.js';
+import { keapImportPlugin } from './features/keap-import/plugin.js';
 import { keapPlugin } from './features/keap/plugin.js';
 import { memberSyncPlugin } from './features/member-sync/plugin.js';
 import { membersPlugin } from './features/members/plugin.js';
@@ -23,6 +24,7 @@ export const BUILT_IN_PLUGINS: readonly CorePlugin[] = [
   httpPostPlugin,
   memberSyncPlugin,
   keapEventsPlugin,
+  keapImportPlugin,
   welcomeEmailPlugin,
   rolesPlugin,
   eventsPlugin,

@@ -116,9 +116,13 @@ export class KeapImportStore {
     return this.db.prepare<[number], Row>('SELECT * FROM keap_imports ORDER BY id DESC LIMIT ?').all(limit).map(fromRow);
   }
 
-  /** The account's tags, read once for the whole import. */
+  /** The account's tags, read once for the whole import (the imported tag's name comes from them too). */
   saveTags(id: number, tags: MemberTag[], keapCalls: number): void {
-    this.db.prepare('UPDATE keap_imports SET tags = ?, keap_calls = keap_calls + ? WHERE id = ?').run(JSON.stringify(tags), keapCalls, id);
+    const tagId = this.get(id)?.tagId;
+    const name = tags.find((t) => t.id === tagId)?.name ?? null;
+    this.db
+      .prepare('UPDATE keap_imports SET tags = ?, keap_calls = keap_calls + ?, tag_name = coalesce(?, tag_name) WHERE id = ?')
+      .run(JSON.stringify(tags), keapCalls, name, id);
   }
 
   /**
