@@ -50,7 +50,10 @@ async function runJobs(h: Harness, limit = Infinity): Promise<number> {
 async function startImport(s: Site, fields: Record<string, string>): Promise<number> {
   const confirm = await s.admin.get('/admin/members/import/confirm').query(fields);
   assert.equal(confirm.status, 200, confirm.text);
-  const started = await s.admin.post('/admin/members/import').type('form').send({ _csrf: csrfFrom(confirm.text), ...fields });
+  const count = /data-count="(\d+)"/.exec(confirm.text)?.[1];
+  assert.ok(count, 'the confirmation shows the count');
+  assert.match(confirm.text, new RegExp(`<input type="hidden" name="count" value="${count}">`));
+  const started = await s.admin.post('/admin/members/import').type('form').send({ _csrf: csrfFrom(confirm.text), ...fields, count });
   assert.equal(started.status, 303, started.text);
   const id = /\/admin\/members\/import\/(\d+)$/.exec(started.headers.location ?? '')?.[1];
   assert.ok(id, 'redirected to the progress page');
@@ -95,18 +98,21 @@ test('the import page lists Keap\'s tags, counts the contacts with one call befo
 
   const bad = [
     [{ source: 'tag', tag_id: '', role: 'subscriber' }, /Tag: choose the tag/],
-    [{ source: 'tag', tag_id: '999', role: 'subscriber' }, /Tag: Keap has no tag 999/],
     [{ source: 'all', role: 'administrator' }, /an import never creates administrators/],
     [{ source: 'all', role: 'nobody' }, /Role: there is no role &quot;nobody&quot;/],
     [{ source: 'elsewhere', role: 'subscriber' }, /Contacts: choose a tag, or every contact/],
     [{ source: 'all', role: 'subscriber', on_existing: 'merge' }, /Existing members: choose link or skip/],
+    [{ source: 'all', role: 'subscriber', count: 'many' }, /Count: confirm the import on the page that counts the contacts/],
   ] as const;
   for (const [fields, problem] of bad) {
-    const page = await s.admin.post('/admin/members/import').type('form').send({ _csrf: csrfFrom(form.text), ...fields });
+    const page = await s.admin.post('/admin/members/import').type('form').send({ _csrf: csrfFrom(form.text), count: '3', ...fields });
     assert.equal(page.status, 400, JSON.stringify(fields));
     assert.match(page.text, problem);
   }
-  const noToken = await s.admin.post('/admin/members/import').type('form').send({ source: 'all', role: 'subscriber' });
+  const noTag = await s.admin.get('/admin/members/import/confirm').query({ source: 'tag', tag_id: '999', role: 'subscriber' });
+  assert.equal(noTag.status, 400);
+  assert.match(noTag.text, /Tag: Keap has no tag 999/);
+  const noToken = await s.admin.post('/admin/members/import').type('form').send({ source: 'all', role: 'subscriber', count: '5' });
   assert.equal(noToken.status, 403, 'the start needs the form token');
   assert.equal(s.h.server.ctx.db.prepare('SELECT count(*) FROM keap_imports').pluck().get(), 0, 'nothing was started');
   assert.equal(s.h.server.ctx.db.prepare("SELECT count(*) FROM events WHERE action = 'keap_import_batch'").pluck().get(), 0);
@@ -224,18 +230,18 @@ test('5,000 tagged contacts are imported with the fewest Keap calls the lists al
   );
   assert.equal(memberCount(s.h), count + 1);
 
-  // The fewest: two counts (confirmation and start), the contact model, the tag list once, then per page of 1,000
+  // The fewest: the count on the confirmation page, the contact model, the tag list once, then per page of 1,000
   // tagged contacts one list call and as few id look-ups as keep their URLs short.
   const calls = keapCallsSince(s.h, before);
   const ids = [...s.h.sandbox.state.contacts.values()].filter((c) => c.tag_ids.includes(tag)).map((c) => c.id);
   let lookups = 0;
   for (let i = 0; i < ids.length; i += 1_000) lookups += idFilterChunks(ids.slice(i, i + 1_000)).length;
   const pages = Math.ceil(ids.length / 1_000);
-  const minimum = 2 + 1 + 1 + pages + lookups;
+  const minimum = 1 + 1 + 1 + pages + lookups;
   const byKind = (re: RegExp) => calls.filter((c) => re.test(c.path)).length;
   assert.deepEqual(
     { counts: byKind(/\/v1\/tags\/\d+\/contacts$/), model: byKind(/\/v2\/contacts\/model$/), tags: byKind(/\/v1\/tags$/), pages: byKind(/\/v2\/tags\/\d+\/contacts$/), lookups: byKind(/\/v2\/contacts$/) },
-    { counts: 2, model: 1, tags: 1, pages, lookups },
+    { counts: 1, model: 1, tags: 1, pages, lookups },
   );
   assert.equal(calls.length, minimum, `made ${calls.length} Keap calls, the fewest is ${minimum}`);
   assert.ok(calls.length < count / 200, `${calls.length} calls for ${count} contacts (a read per contact would be ${count * 2})`);

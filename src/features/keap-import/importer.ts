@@ -15,6 +15,7 @@ import { generatePassword } from '../members/passwords.js';
 import type { MemberService, NewMemberInput } from '../members/service.js';
 import type { Member, MemberTag } from '../members/types.js';
 import { welcomeEmail } from '../welcome-email/jobs.js';
+import { ReadAhead } from './read-ahead.js';
 import type { BatchTally, KeapImport, KeapImportStore } from './store.js';
 
 /** Where an import's events come from, in the event log and on `keap.event` (`source`). */
@@ -27,6 +28,11 @@ export const IMPORT_EVENT_TYPE = 'contact.import';
 
 /** Contacts per batch: Keap's largest page (1,000), so a batch costs one list call (plus the id look-ups of a tag). */
 export const IMPORT_PAGE_SIZE = 1_000;
+/**
+ * Pages read ahead of the batch being written: enough for Keap's calls to run back to back while batches are written,
+ * few enough to keep memory small (3,000 contacts).
+ */
+const READ_AHEAD_PAGES = 3;
 
 /** Why a contact was not made a member; the summary counts each. */
 export const SKIP_REASONS = {
@@ -71,17 +77,12 @@ interface PageRead {
   keapCalls: number;
 }
 
-type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
-
 /** Thrown inside a batch's transaction when the import was cancelled meanwhile: the batch rolls back whole. */
 class ImportStopped extends Error {}
 
 export class KeapImporter {
-  /**
-   * The next batch's page, read while the current one is written (Keap's calls and our inserts overlap), keyed by
-   * import and batch. Only a speed-up: after a restart the batch reads its page itself.
-   */
-  private readonly prefetched = new Map<string, Promise<Settled<PageRead>>>();
+  /** Each running import's pages read ahead of its batches (see read-ahead.ts). */
+  private readonly readers = new Map<number, ReadAhead<PageRead>>();
 
   constructor(private readonly deps: KeapImporterDeps) {}
 
@@ -89,7 +90,10 @@ export class KeapImporter {
     const { import_id: id, batch } = job.params;
     const current = this.deps.store.get(id);
     if (!current) return { status: 'skipped', result: `import ${id} no longer exists` };
-    if (current.status !== 'running') return { status: 'skipped', result: `import ${id} is ${current.status}` };
+    if (current.status !== 'running') {
+      this.forget(id);
+      return { status: 'skipped', result: `import ${id} is ${current.status}` };
+    }
     // A batch repeated after a crash between its commit and the worker recording it: its work is in already.
     if (current.batches !== batch) return { status: 'skipped', result: `batch ${batch + 1} of import ${id} was committed already` };
 
@@ -109,8 +113,11 @@ export class KeapImporter {
     }
     const imp = this.deps.store.get(id)!;
     const tally = await this.writeBatch(imp, batch, read);
-    if (tally === undefined) return { status: 'done', result: `import ${id} was cancelled; batch ${batch + 1} left unwritten` };
-    if (tally.nextPageToken !== null) this.prefetch(this.deps.store.get(id)!, batch + 1);
+    if (tally === undefined) {
+      this.forget(id);
+      return { status: 'done', result: `import ${id} was cancelled; batch ${batch + 1} left unwritten` };
+    }
+    if (tally.nextPageToken === null) this.forget(id);
     const skipped = tally.skipped.length;
     return {
       status: 'done',
@@ -123,9 +130,10 @@ export class KeapImporter {
     this.deps.store.finish(job.params.import_id, 'failed', this.deps.clock.now(), `batch ${job.params.batch + 1} failed for good: see its entry in the event log`);
   }
 
-  /** Forgets a page read ahead for an import that ended (cancelled). */
+  /** Stops reading ahead for an import that ended (finished or cancelled). */
   forget(importId: number): void {
-    for (const key of this.prefetched.keys()) if (key.startsWith(`${importId}:`)) this.prefetched.delete(key);
+    this.readers.get(importId)?.stop();
+    this.readers.delete(importId);
   }
 
   private async readTags(imp: KeapImport): Promise<MemberTag[]> {
@@ -134,36 +142,32 @@ export class KeapImporter {
     return tags;
   }
 
-  private prefetch(imp: KeapImport, batch: number): void {
-    const key = `${imp.id}:${batch}:${imp.pageToken ?? ''}`;
-    this.prefetched.set(
-      key,
-      this.fetchPage(imp).then(
-        (value) => ({ ok: true as const, value }),
-        (error: unknown) => ({ ok: false as const, error }),
-      ),
-    );
-  }
-
+  /** The batch's page: read ahead already, or read now (the first batch, after a restart, or when reading ahead failed). */
   private async readPage(imp: KeapImport): Promise<PageRead> {
-    const key = `${imp.id}:${imp.batches}:${imp.pageToken ?? ''}`;
-    const ahead = this.prefetched.get(key);
-    this.forget(imp.id);
+    const ahead = this.readers.get(imp.id)?.take(imp.pageToken);
     if (ahead) {
       const settled = await ahead;
       if (settled.ok) return settled.value;
-      // A read ahead that failed is tried again now, as a read of this batch's own.
     }
-    return this.fetchPage(imp);
+    this.forget(imp.id);
+    const reader = new ReadAhead<PageRead>((token, listed) => this.fetchPage(imp, token, listed), READ_AHEAD_PAGES);
+    this.readers.set(imp.id, reader);
+    reader.start(imp.pageToken);
+    const settled = await reader.take(imp.pageToken)!;
+    if (!settled.ok) throw settled.error;
+    return settled.value;
   }
 
-  private async fetchPage(imp: KeapImport): Promise<PageRead> {
-    const page = { pageSize: IMPORT_PAGE_SIZE, pageToken: imp.pageToken };
+  private async fetchPage(imp: KeapImport, pageToken: string | null, listed: (next: string | null) => void): Promise<PageRead> {
+    const page = { pageSize: IMPORT_PAGE_SIZE, pageToken };
     if (imp.tagId === null) {
       const { contacts, nextPageToken } = await this.deps.keap.listContacts(page);
+      listed(nextPageToken);
       return { contacts, goneIds: [], nextPageToken, keapCalls: 1 };
     }
     const { contactIds, nextPageToken } = await this.deps.keap.listContactIdsWithTag(imp.tagId, page);
+    // The next page can be listed while this one's contacts are looked up.
+    listed(nextPageToken);
     const contacts = contactIds.length > 0 ? await this.deps.keap.getContactsByIds(contactIds) : [];
     const found = new Set(contacts.map((c) => c.id));
     return { contacts, goneIds: contactIds.filter((cid) => !found.has(cid)), nextPageToken, keapCalls: 1 + idFilterChunks(contactIds).length };

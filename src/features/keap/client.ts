@@ -352,16 +352,17 @@ export class KeapClient {
    * as keep its URL short (see MAX_ID_FILTER_CHARS). A contact deleted meanwhile is simply not in the answer.
    */
   async getContactsByIds(ids: readonly number[]): Promise<KeapContact[]> {
-    const contacts: KeapContact[] = [];
-    for (const chunk of idFilterChunks(ids)) {
-      const body = await this.request<Record<string, unknown>>({
-        method: 'GET',
-        path: '/rest/v2/contacts',
-        query: { filter: `ids==${chunk.join(',')}`, fields: CONTACT_FIELDS.join(','), page_size: chunk.length },
-      });
-      contacts.push(...contactsOf(body));
-    }
-    return contacts;
+    // Asked for together: the limiter still spaces them, and none waits for the answer to the one before.
+    const pages = await Promise.all(
+      idFilterChunks(ids).map((chunk) =>
+        this.request<Record<string, unknown>>({
+          method: 'GET',
+          path: '/rest/v2/contacts',
+          query: { filter: `ids==${chunk.join(',')}`, fields: CONTACT_FIELDS.join(','), page_size: chunk.length },
+        }),
+      ),
+    );
+    return pages.flatMap(contactsOf);
   }
 
   /** Checks the credentials and the connection with one cheap call (the contact model, fetched fresh). */

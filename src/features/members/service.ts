@@ -227,7 +227,8 @@ export class MemberService {
     inputs: readonly NewMemberInput[],
     withinTransaction: (outcomes: Array<Member | Error>, tx: TransactionScope) => T,
   ): Promise<{ outcomes: Array<Member | Error>; result: T }> {
-    const roles = inputs.map((input) => this.requireRole(input.role));
+    const bySlug = new Map<string, Role>();
+    const roles = inputs.map((input) => bySlug.get(input.role) ?? bySlug.set(input.role, this.requireRole(input.role)).get(input.role)!);
     const hashes = await Promise.all(inputs.map((input) => (input.password === null ? null : hashPassword(input.password))));
     return this.transactions.run((tx) => {
       const outcomes = inputs.map((input, i): Member | Error => {
