@@ -199,22 +199,15 @@ function parseContactFilter(raw: string | undefined): ContactFilter {
         const ids = new Set(value.split(',').map((v) => pathId(v.trim(), name)));
         return (c) => ids.has(c.id);
       }
-      case 'start_update_time': {
-        const since = filterTime(value, name);
-        return (c) => Date.parse(c.last_updated) >= since;
+      case 'start_update_time':
+        return timeBound(value, name, 'from', (c) => c.last_updated);
+      case 'end_update_time':
+        return timeBound(value, name, 'to', (c) => c.last_updated);
+      default: {
+        const term = nameTerm(name, value);
+        if (!term) throw new SandboxHttpError(501, `filter: the sandbox does not implement ${JSON.stringify(name)}`);
+        return term;
       }
-      case 'end_update_time': {
-        const until = filterTime(value, name);
-        return (c) => Date.parse(c.last_updated) <= until;
-      }
-      case 'email':
-        return textMatch(value, (c) => c.email_addresses.map((e) => e.email));
-      case 'given_name':
-        return textMatch(value, (c) => [c.given_name]);
-      case 'family_name':
-        return textMatch(value, (c) => [c.family_name]);
-      default:
-        throw new SandboxHttpError(501, `filter: the sandbox does not implement ${JSON.stringify(name)}`);
     }
   });
   return (c) => tests.every((t) => t(c));
@@ -224,25 +217,38 @@ function parseContactFilter(raw: string | undefined): ContactFilter {
 function parseTaggedFilter(raw: string | undefined, tagId: number): ContactFilter {
   const tests: ContactFilter[] = filterTerms(raw).map(({ name, value }) => {
     switch (name) {
-      case 'since_applied_time': {
-        const since = filterTime(value, name);
-        return (c) => Date.parse(appliedTime(c, tagId)) >= since;
+      case 'since_applied_time':
+        return timeBound(value, name, 'from', (c) => appliedTime(c, tagId));
+      case 'until_applied_time':
+        return timeBound(value, name, 'to', (c) => appliedTime(c, tagId));
+      default: {
+        const term = nameTerm(name, value);
+        if (!term) throw new SandboxHttpError(400, `filter: ${JSON.stringify(name)} is not a filter of this list`);
+        return term;
       }
-      case 'until_applied_time': {
-        const until = filterTime(value, name);
-        return (c) => Date.parse(appliedTime(c, tagId)) <= until;
-      }
-      case 'email':
-        return textMatch(value, (c) => c.email_addresses.map((e) => e.email));
-      case 'given_name':
-        return textMatch(value, (c) => [c.given_name]);
-      case 'family_name':
-        return textMatch(value, (c) => [c.family_name]);
-      default:
-        throw new SandboxHttpError(400, `filter: ${JSON.stringify(name)} is not a filter of this list`);
     }
   });
   return (c) => tests.every((t) => t(c));
+}
+
+/** The name and email terms both lists take. */
+function nameTerm(name: string, value: string): ContactFilter | undefined {
+  switch (name) {
+    case 'email':
+      return textMatch(value, (c) => c.email_addresses.map((e) => e.email));
+    case 'given_name':
+      return textMatch(value, (c) => [c.given_name]);
+    case 'family_name':
+      return textMatch(value, (c) => [c.family_name]);
+    default:
+      return undefined;
+  }
+}
+
+/** A `from` (inclusive) or `to` (inclusive) bound on one of a contact's times. */
+function timeBound(value: string, name: string, side: 'from' | 'to', timeOf: (c: SandboxContact) => string): ContactFilter {
+  const bound = filterTime(value, name);
+  return side === 'from' ? (c) => Date.parse(timeOf(c)) >= bound : (c) => Date.parse(timeOf(c)) <= bound;
 }
 
 function filterTerms(raw: string | undefined): Array<{ name: string; value: string }> {
