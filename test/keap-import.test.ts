@@ -247,3 +247,26 @@ test('5,000 tagged contacts are imported with the fewest Keap calls the lists al
   assert.ok(calls.length < count / 200, `${calls.length} calls for ${count} contacts (a read per contact would be ${count * 2})`);
   assert.equal(row.keap_calls, pages + lookups + 1, 'the import counts the calls its batches made');
 });
+
+test('importing every contact reads whole pages of contacts, and each contact made or linked a member is a keap.event from the import', async (t) => {
+  const s = await site(t, { KEAP_USERNAME_FIELD: 'Username' });
+  const heard: Array<{ objectType: string; objectId: string; eventType: string; source: string; raw: Record<string, unknown> }> = [];
+  s.h.server.ctx.hooks.addAction('keap.event', (event) => void heard.push(event));
+  const before = s.h.sandbox.state.requests.length;
+  const id = await startImport(s, { source: 'all', role: 'subscriber', on_existing: 'link' });
+  await runJobs(s.h);
+  const row = importRow(s.h, id);
+  // The seeded account: five contacts, one of them without an email.
+  assert.deepEqual({ status: row.status, total: row.total, done: row.done, created: row.created, skipped: skippedOf(row) }, { status: 'done', total: 5, done: 5, created: 4, skipped: { [SKIP_REASONS.noEmail]: 1 } });
+  const lists = keapCallsSince(s.h, before).filter((c) => c.path === '/crm/rest/v2/contacts');
+  assert.equal(lists.length, 1, 'one page of contacts, read whole (no id look-ups)');
+  assert.deepEqual(heard.map((e) => [e.objectType, e.eventType, e.source]), Array.from({ length: 4 }, () => ['contact', 'contact.import', 'import']));
+  assert.deepEqual(heard.map((e) => Number(e.objectId)).sort(), [SEED.contacts.ada, SEED.contacts.grace, SEED.contacts.alan, SEED.contacts.margaret].sort());
+  const ada = s.h.server.ctx.members.findByContactId(SEED.contacts.ada)!;
+  assert.deepEqual(ada.tags.map((tag) => [tag.name, tag.category]).sort(), [['Member', 'Membership'], ['Newsletter', ''], ['VIP', 'Membership']]);
+  assert.equal(ada.fields['Favorite Color'], 'Purple', 'custom fields by label, as an add takes them');
+  const grace = s.h.server.ctx.members.findByContactId(SEED.contacts.grace)!;
+  assert.equal(grace.username, 'ghopper', 'the Keap username field, as an add takes it');
+  const alan = s.h.server.ctx.members.findByContactId(SEED.contacts.alan)!;
+  assert.notEqual(s.h.server.ctx.members.passwordHash(alan.id), null, 'the password in Keap\'s password field is his');
+});
