@@ -67,7 +67,8 @@ declare module '../../core/hooks.js' {
   interface ActionMap {
     /**
      * A change Keap reported, one per object: from a REST hook delivery (any event key, orders and invoices too) or
-     * the poller (contacts). For plugins and the outbound webhooks; members are updated by the jobs it queues.
+     * the poller (contacts); or a contact an import made or linked a member (source `import`, event type
+     * `contact.import`). For plugins and the outbound webhooks; members are updated by the jobs it queues.
      * @fires after the jobs the change causes are queued (in the same transaction)
      * @durable
      */
