@@ -21,6 +21,7 @@ export interface ProgressFigures {
   doneText: string;
   totalText: string;
   rateText: string | undefined;
+  /** "about 5 min left", "under a minute left". */
   timeLeft: string | undefined;
   started: string;
   finished: string | undefined;
@@ -40,8 +41,13 @@ export function progressFigures(state: ProgressState, now: number, unit: string)
     totalText: state.total.toLocaleString('en'),
     // Under a second there is no rate worth showing (it would only restate the count).
     rateText: state.done > 0 && end - started >= 1000 ? `${rate < 10 ? rate.toFixed(1) : Math.round(rate).toLocaleString('en')} ${unit}/s` : undefined,
-    timeLeft: state.running && rate > 0 ? describeAge((left / rate) * 1000) : undefined,
+    timeLeft: state.running && rate > 0 ? timeLeftText((left / rate) * 1000) : undefined,
     started: formatTime(state.startedAt),
     finished: state.finishedAt ? formatTime(state.finishedAt) : undefined,
   };
+}
+
+function timeLeftText(ms: number): string {
+  const age = describeAge(ms);
+  return age === describeAge(0) ? `${age} left` : `about ${age} left`;
 }
