@@ -10,7 +10,7 @@ import { idFilterChunks, type KeapClient } from '../keap/client.js';
 import { KeapPermanentError, KeapRetryableError } from '../keap/errors.js';
 import type { KeapContact } from '../keap/types.js';
 import { passwordWriteBack } from '../member-sync/jobs.js';
-import type { NewMemberDraft } from '../member-sync/service.js';
+import { NoFreeUsernameError, type NewMemberDraft } from '../member-sync/service.js';
 import { generatePassword } from '../members/passwords.js';
 import type { MemberService, NewMemberInput } from '../members/service.js';
 import type { Member, MemberTag } from '../members/types.js';
@@ -42,6 +42,7 @@ export const SKIP_REASONS = {
   existingMember: 'email belongs to a member not linked to Keap (skip was chosen)',
   gone: 'no longer in Keap',
   takenMeanwhile: 'became a member meanwhile (another job took the email, username or contact)',
+  noUsername: 'no free username (the email and every other choice are taken)',
 } as const;
 
 /**
@@ -60,7 +61,10 @@ export const keapImportBatch = jobType({
 export interface KeapImporterDeps {
   keap: Pick<KeapClient, 'listTags' | 'listContacts' | 'listContactIdsWithTag' | 'getContactsByIds'>;
   members: MemberService;
-  memberSync: { newMemberDraft(contact: KeapContact, reserved?: ReadonlySet<string>): Promise<NewMemberDraft> };
+  memberSync: {
+    newMemberDraft(contact: KeapContact, reserved?: ReadonlySet<string>): Promise<NewMemberDraft>;
+    fieldsFrom(contact: KeapContact): Promise<Record<string, unknown>>;
+  };
   jobs: JobQueue;
   store: KeapImportStore;
   clock: Clock;
@@ -214,7 +218,14 @@ export class KeapImporter {
         continue;
       }
       const checked = { ...contact, email };
-      const draft = await this.deps.memberSync.newMemberDraft(checked, reservedUsernames);
+      let draft: NewMemberDraft;
+      try {
+        draft = await this.deps.memberSync.newMemberDraft(checked, reservedUsernames);
+      } catch (err) {
+        if (!(err instanceof NoFreeUsernameError)) throw err;
+        skip(contact.id, SKIP_REASONS.noUsername);
+        continue;
+      }
       reservedUsernames.add(draft.username.toLowerCase());
       // No password unless someone will be told it: the welcome email, or Keap's password field already holding one.
       const password = draft.keapPassword ?? (imp.sendWelcome ? generatePassword() : null);
@@ -234,8 +245,8 @@ export class KeapImporter {
         skip(contact.id, SKIP_REASONS.takenMeanwhile);
         continue;
       }
-      const draft = await this.deps.memberSync.newMemberDraft(contact, reservedUsernames);
-      await this.deps.members.update(member.id, { profile: { firstName: contact.givenName, lastName: contact.familyName, fields: draft.fields, tags: tagsOf(contact) }, keapContactId: contact.id });
+      const fields = await this.deps.memberSync.fieldsFrom(contact);
+      await this.deps.members.update(member.id, { profile: { firstName: contact.givenName, lastName: contact.familyName, fields, tags: tagsOf(contact) }, keapContactId: contact.id });
       tally.linked++;
       linkedEvents.push(contact);
     }

@@ -7,8 +7,14 @@ import type { KeapContact } from '../keap/types.js';
 
 declare module '../../plugins/types.js' {
   interface PluginApi {
-    /** How a Keap contact becomes a member: what a new member takes from its contact (fields, username, Keap password). */
-    readonly memberSync: { newMemberDraft(contact: KeapContact, reserved?: ReadonlySet<string>): Promise<NewMemberDraft> };
+    /**
+     * How a Keap contact becomes a member, as an `add` does it: what a new member takes from its contact (fields,
+     * username, Keap password; NoFreeUsernameError when every username it could have is taken), and the fields alone.
+     */
+    readonly memberSync: {
+      newMemberDraft(contact: KeapContact, reserved?: ReadonlySet<string>): Promise<NewMemberDraft>;
+      fieldsFrom(contact: KeapContact): Promise<Record<string, unknown>>;
+    };
   }
 }
 
@@ -23,7 +29,7 @@ export const memberSyncPlugin: CorePlugin = {
     const { kernel } = api;
     const seen = new KeapPasswordSeen(kernel.db, () => signingKey(kernel, 'keap-password'));
     const sync = new KeapMemberSync({ keap: api.keap, members: api.members, jobs: kernel.jobs, hooks: kernel.hooks, site: api.siteSettings, seen });
-    api.provide('memberSync', () => ({ newMemberDraft: (contact, reserved) => sync.newMemberDraft(contact, reserved) }));
+    api.provide('memberSync', () => ({ newMemberDraft: (contact, reserved) => sync.newMemberDraft(contact, reserved), fieldsFrom: (contact) => sync.fieldsFrom(contact) }));
     api.webhooks.addAction('add', (job) => sync.add(job));
     api.webhooks.addAction('update', (job) => sync.update(job));
     api.webhooks.addAction('update_tags', (job) => sync.updateTags(job));

@@ -47,6 +47,11 @@ export interface MemberSyncDeps {
   seen: KeapPasswordSeen;
 }
 
+/** Every username a contact could have is taken: that contact cannot become a member as things are. */
+export class NoFreeUsernameError extends PermanentJobError {
+  override name = 'NoFreeUsernameError';
+}
+
 /** What a new member takes from its contact (see KeapMemberSync.newMemberDraft). */
 export interface NewMemberDraft {
   username: string;
@@ -148,6 +153,11 @@ export class KeapMemberSync {
    * password field (if any), and a free username. `reserved` holds lower-cased usernames to avoid besides those in
    * the database (the members of an import's batch, created together).
    */
+  /** The contact's custom fields by label, as a member takes them (never the password field). */
+  fieldsFrom(contact: KeapContact): Promise<Record<string, unknown>> {
+    return this.fieldsFromContact(contact);
+  }
+
   async newMemberDraft(contact: KeapContact, reserved: ReadonlySet<string> = new Set()): Promise<NewMemberDraft> {
     const passwordField = this.deps.site.passwordField();
     const usernameField = this.deps.site.usernameField();
@@ -260,7 +270,7 @@ export class KeapMemberSync {
     for (const candidate of [filtered, email, `${email.split('@')[0]}-${contact.id}`]) {
       if (candidate && !taken(candidate)) return candidate;
     }
-    throw new PermanentJobError(`no free username for contact ${contact.id} (tried "${filtered}" and the email)`);
+    throw new NoFreeUsernameError(`no free username for contact ${contact.id} (tried "${filtered}" and the email)`);
   }
 
   /** Custom fields keyed by their Keap label (what people call them), run through the fields filter. */
