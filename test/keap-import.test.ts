@@ -270,3 +270,20 @@ test('importing every contact reads whole pages of contacts, and each contact ma
   const alan = s.h.server.ctx.members.findByContactId(SEED.contacts.alan)!;
   assert.notEqual(s.h.server.ctx.members.passwordHash(alan.id), null, 'the password in Keap\'s password field is his');
 });
+
+test('an import whose tag is deleted in Keap before it runs stops, failed, saying why', async (t) => {
+  const s = await site(t);
+  const tag = tagContacts(s.h, 20);
+  const id = await startImport(s, { source: 'tag', tag_id: String(tag), role: 'subscriber', on_existing: 'link' });
+  s.h.sandbox.state.tags.delete(tag);
+  await runJobs(s.h);
+  const row = importRow(s.h, id) as ImportRow & { last_error: string };
+  assert.equal(row.status, 'failed');
+  assert.match(row.last_error, /404/);
+  assert.equal(memberCount(s.h), 1, 'nobody was imported');
+  const page = await s.admin.get(`/admin/members/import/${id}`);
+  assert.match(page.text, /id="import-problem"><strong>Stopped:<\/strong> Keap GET \/rest\/v2\/tags\/\d+\/contacts failed with 404/);
+  assert.doesNotMatch(page.text, /id="import-cancel"/);
+  const form = await s.admin.get('/admin/members/import');
+  assert.doesNotMatch(form.text, /id="import-running"/, 'a failed import does not hold up the next');
+});
