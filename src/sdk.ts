@@ -38,6 +38,7 @@ export type {} from './features/settings/plugin.js';
 export type { AccessKeyring } from './features/http-post/access-key.js';
 export type {} from './features/members/sessions.js';
 export type {} from './features/members/password-reset.js';
-export type {} from './features/member-sync/service.js';
+export type { NewMemberDraft } from './features/member-sync/service.js';
+export type {} from './features/member-sync/plugin.js';
 export type {} from './features/welcome-email/sender.js';
 export type {} from './features/http-post/service.js';
