@@ -4,7 +4,7 @@ import { Webhook } from 'standardwebhooks';
 import type { NewMemberInput } from '../src/features/members/service.js';
 import type { OutboundWebhooks } from '../src/features/outbound-webhooks/service.js';
 import { startHarness, type Harness } from './support/harness.js';
-import { startReceiver, type Receiver } from './support/receiver.js';
+import { startReceiver, waitUntil, type Receiver } from './support/receiver.js';
 
 /*
  * Outbound webhooks end to end, in-process: members change through the member service (as a Keap post's job or an
@@ -132,12 +132,3 @@ test('bad input is refused naming the field, and changes nothing', async (t) => 
   assert.equal(outbound.secretsOf(outbound.connectionRow(connection.id)).auth.type, 'bearer');
   assert.deepEqual(outbound.secretsOf(outbound.connectionRow(connection.id)).auth, { type: 'bearer', token: 'tok-0123456789' });
 });
-
-/** Polls a condition every 10 ms (never a blind sleep) for up to 10 s. */
-export async function waitUntil(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}

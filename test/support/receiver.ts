@@ -12,12 +12,12 @@ export interface ReceivedRequest {
   at: number;
 }
 
-/** What the receiver answers a request with; `delayMs` holds the answer back (a slow receiver). */
+/** What the receiver answers a request with; `hold` keeps the answer back until it settles (a slow receiver). */
 export interface ReceiverAnswer {
   status: number;
   headers?: Record<string, string>;
   body?: string;
-  delayMs?: number;
+  hold?: Promise<unknown>;
 }
 
 export interface Receiver {
@@ -71,7 +71,7 @@ export async function startReceiver(answer: Receiver['answer'] = () => ({ status
         res.writeHead(reply.status, { 'content-type': 'text/plain', ...reply.headers });
         res.end(reply.body ?? '');
       };
-      if (reply.delayMs) setTimeout(send, reply.delayMs).unref();
+      if (reply.hold) void reply.hold.then(send, send);
       else send();
     });
   });
@@ -85,4 +85,13 @@ export async function startReceiver(answer: Receiver['answer'] = () => ({ status
     await once(server, 'close').catch(() => undefined);
   };
   return receiver;
+}
+
+/** Polls a condition every 10 ms (never a blind sleep) until it holds, for up to `timeoutMs`. */
+export async function waitUntil(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
