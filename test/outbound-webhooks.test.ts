@@ -1,0 +1,134 @@
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { Webhook } from 'standardwebhooks';
+import type { NewMemberInput } from '../src/features/members/service.js';
+import type { OutboundWebhooks } from '../src/features/outbound-webhooks/service.js';
+import { startHarness, type Harness } from './support/harness.js';
+import { startReceiver, waitUntil, type Receiver } from './support/receiver.js';
+
+/*
+ * Outbound webhooks end to end, in-process: members change through the member service (as a Keap post's job or an
+ * admin would change them), the durable handlers record deliveries, the dispatcher sends them to real receivers on
+ * loopback, and each receiver checks what arrived as a receiver would, with the standardwebhooks package.
+ */
+
+const BASIC = { username: 'hook-user', password: 'basic-password-0123456789' };
+
+async function site(t: TestContext): Promise<{ h: Harness; outbound: OutboundWebhooks }> {
+  const h = await startHarness({ env: { OUTBOUND_ALLOW_PRIVATE: '1' } });
+  t.after(() => h.close());
+  return { h, outbound: h.server.ctx.plugins.service('outboundWebhooks') };
+}
+
+async function receiver(t: TestContext, answer?: Receiver['answer']): Promise<Receiver> {
+  const r = await startReceiver(answer);
+  t.after(() => r.close());
+  return r;
+}
+
+function newMember(email: string, extra: Partial<NewMemberInput> = {}): NewMemberInput {
+  return { email, username: email, role: 'subscriber', password: 'member password 0123', firstName: 'Ada', lastName: 'Lovelace', fields: {}, tags: [], keapContactId: null, ...extra };
+}
+
+const VIP = { id: 93, name: 'VIP', category: 'Membership' };
+
+test('a member change reaches the destination with a valid Standard Webhooks signature, basic auth and the default envelope', async (t) => {
+  const { h, outbound } = await site(t);
+  const r = await receiver(t);
+  const { connection, signing_secret: secret } = outbound.createConnection({ name: 'CRM', base_url: `${r.url}/hooks`, auth: { type: 'basic', ...BASIC } });
+  assert.match(secret, /^whsec_[A-Za-z0-9+/]{40,}={0,2}$/);
+  assert.deepEqual(connection.auth, { type: 'basic', username: BASIC.username, secrets_set: ['password'] }, 'the password is never shown back');
+  const destination = outbound.createDestination({ connection_id: connection.id, name: 'members', path: '/members', events: ['member.*'] });
+  assert.equal(destination.url, `${r.url}/hooks/members`);
+
+  const member = await h.server.ctx.members.create(newMember('ada@example.com'));
+  const [request] = await r.waitFor(1);
+  assert.equal(request!.method, 'POST');
+  assert.equal(request!.path, '/hooks/members');
+  assert.equal(request!.headers['content-type'], 'application/json');
+  assert.equal(request!.headers.authorization, `Basic ${Buffer.from(`${BASIC.username}:${BASIC.password}`).toString('base64')}`);
+  const verified = new Webhook(secret).verify(request!.body, request!.headers as Record<string, string>) as { type: string; timestamp: string; data: { member: { id: number; email: string } } };
+  assert.equal(verified.type, 'member.created');
+  assert.equal(verified.data.member.id, member.id);
+  assert.equal(verified.data.member.email, 'ada@example.com');
+  assert.throws(() => new Webhook(`whsec_${Buffer.alloc(32, 7).toString('base64')}`).verify(request!.body, request!.headers as Record<string, string>), 'another secret does not verify');
+
+  // The delivery log has the attempt: the request's headers without the password, the answer.
+  await waitUntil(() => outbound.listDeliveries({ status: 'delivered' }, 1, 10).total === 1);
+  const [listed] = outbound.listDeliveries({ destination_id: destination.id }, 1, 10).deliveries;
+  const detail = outbound.getDelivery(listed!.id);
+  assert.equal(detail.event_id, request!.headers['webhook-id']);
+  assert.equal(detail.body, request!.body);
+  assert.equal(verified.timestamp, detail.created_at, 'the envelope carries the commit time, as the delivery does');
+  assert.ok(Date.parse(detail.created_at) <= request!.at);
+  assert.equal(detail.attempts_log.length, 1);
+  assert.equal(detail.attempts_log[0]!.request.headers.authorization, '[redacted]');
+  assert.equal(detail.attempts_log[0]!.response?.status, 200);
+  assert.equal(detail.attempts_log[0]!.response?.body, 'ok');
+
+  // Secrets are nowhere in the logs or the database in the clear.
+  const dump = JSON.stringify(h.server.ctx.db.prepare("SELECT * FROM outbound_connections").all()) + JSON.stringify(h.server.ctx.db.prepare('SELECT * FROM outbound_delivery_attempts').all());
+  for (const value of [BASIC.password, secret, secret.slice('whsec_'.length)]) {
+    assert.ok(!h.logs.text().includes(value), 'a secret in the logs');
+    assert.ok(!dump.includes(value), 'a secret in the database in the clear');
+  }
+});
+
+test('destinations take the events their patterns and filters name, and nothing else', async (t) => {
+  const { h, outbound } = await site(t);
+  const r = await receiver(t);
+  const { connection } = outbound.createConnection({ name: 'Warehouse', base_url: r.url });
+  const make = (name: string, extra: Record<string, unknown>) => outbound.createDestination({ connection_id: connection.id, name, path: `/${name}`, ...extra });
+  make('everything', { events: ['*'] });
+  make('created', { events: ['member.created'] });
+  make('vip-roles', { events: ['member.role_changed'], filter_tag_id: VIP.id });
+  make('role-member', { events: ['member.*'], filter_role: 'member' });
+  make('keap-contacts', { events: ['keap.contact.*'] });
+  make('switched-off', { events: ['*'], enabled: false });
+
+  const plain = await h.server.ctx.members.create(newMember('plain@example.com'));
+  const vip = await h.server.ctx.members.create(newMember('vip@example.com', { tags: [VIP] }));
+  await h.server.ctx.members.update(plain.id, { profile: {}, role: 'member' });
+  await h.server.ctx.members.update(vip.id, { profile: {}, role: 'member' });
+  await h.settle();
+  await waitUntil(() => outbound.listDeliveries({ status: 'queued' }, 1, 1).total === 0 && outbound.listDeliveries({ status: 'delivering' }, 1, 1).total === 0);
+
+  const got = (path: string) => r.received.filter((q) => q.path === path).map((q) => `${(JSON.parse(q.body) as { type: string }).type}:${(JSON.parse(q.body) as { data: { member: { email: string } } }).data.member.email}`).sort();
+  assert.deepEqual(got('/created'), ['member.created:plain@example.com', 'member.created:vip@example.com']);
+  assert.deepEqual(got('/vip-roles'), ['member.role_changed:vip@example.com']);
+  assert.deepEqual(got('/role-member'), ['member.role_changed:plain@example.com', 'member.role_changed:vip@example.com', 'member.updated:plain@example.com', 'member.updated:vip@example.com']);
+  assert.equal(got('/everything').length, 7, 'created ×2, tags_changed, updated ×2, role_changed ×2');
+  assert.deepEqual(got('/keap-contacts'), []);
+  assert.deepEqual(got('/switched-off'), []);
+});
+
+test('bad input is refused naming the field, and changes nothing', async (t) => {
+  const { outbound } = await site(t);
+  const refused = (fn: () => unknown, field: string | undefined, status = 400) => {
+    assert.throws(fn, (err: { status: number; field?: string; message: string }) => {
+      assert.equal(err.status, status, err.message);
+      assert.equal(err.field, field, err.message);
+      return true;
+    });
+  };
+  refused(() => outbound.createConnection({ name: '', base_url: 'http://x.test' }), 'name');
+  refused(() => outbound.createConnection({ name: 'a', base_url: 'ftp://x.test' }), 'base_url');
+  refused(() => outbound.createConnection({ name: 'a', base_url: 'http://x.test', port: 70_000 }), 'port');
+  refused(() => outbound.createConnection({ name: 'a', base_url: 'http://x.test', auth: { type: 'basic', username: 'u' } }), 'auth.password');
+  refused(() => outbound.createConnection({ name: 'a', base_url: 'http://x.test', colour: 'red' }), undefined);
+  assert.deepEqual(outbound.listConnections(), []);
+  const { connection } = outbound.createConnection({ name: 'a', base_url: 'http://x.test' });
+  refused(() => outbound.createConnection({ name: 'a', base_url: 'http://y.test' }), 'name', 409);
+  refused(() => outbound.createDestination({ connection_id: connection.id, name: 'd', events: ['member.exploded'] }), 'events.0');
+  refused(() => outbound.createDestination({ connection_id: connection.id, name: 'd', events: [] }), 'events');
+  refused(() => outbound.createDestination({ connection_id: connection.id, name: 'd', events: ['*'], method: 'DELETE' }), 'method');
+  refused(() => outbound.createDestination({ connection_id: connection.id, name: 'd', events: ['*'], template: '{{#if}}' }), 'template');
+  refused(() => outbound.createDestination({ connection_id: 999, name: 'd', events: ['*'] }), 'connection_id');
+  assert.deepEqual(outbound.listDestinations(), []);
+  // A secret left out of an update keeps the stored one.
+  const withAuth = outbound.updateConnection(connection.id, { auth: { type: 'bearer', token: 'tok-0123456789' } });
+  assert.deepEqual(withAuth.auth.secrets_set, ['token']);
+  outbound.updateConnection(connection.id, { auth: { type: 'bearer' }, description: 'kept' });
+  assert.equal(outbound.secretsOf(outbound.connectionRow(connection.id)).auth.type, 'bearer');
+  assert.deepEqual(outbound.secretsOf(outbound.connectionRow(connection.id)).auth, { type: 'bearer', token: 'tok-0123456789' });
+});
