@@ -4,6 +4,7 @@ import type { ActionMap } from '../../core/hooks.js';
 import { DAY_MS } from '../../core/maintenance.js';
 import type { CorePlugin, CorePluginApi } from '../../plugins/types.js';
 import type { Member } from '../members/types.js';
+import { outboundAdminRoutes } from './admin-routes.js';
 import { OutboundAuth } from './auth.js';
 import { OutboundDispatcher, type DispatcherOptions } from './dispatcher.js';
 import { keapEventData, MEMBER_EVENT_TYPES, type MemberEventType } from './events.js';
@@ -76,6 +77,12 @@ export const outboundWebhooksPlugin: CorePlugin = {
       { durable: true },
     );
     api.provide('outboundWebhooks', () => service);
+    api.admin.addPage({
+      path: 'settings/outbound-webhooks',
+      title: 'Outbound webhooks',
+      menu: { label: 'Outbound webhooks', order: 30, parent: 'settings' },
+      handler: outboundAdminRoutes({ admin: api.admin, service, members: api.members, logger: api.logger, clock: kernel.clock }),
+    });
   },
 };
 
