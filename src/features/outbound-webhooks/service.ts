@@ -221,6 +221,7 @@ export interface TestSendView {
 
 /** A destination the dispatcher turned off, for the dashboard. */
 export interface DisabledDestinationNotice {
+  connectionId: number;
   destinationId: number;
   destination: string;
   connection: string;
@@ -535,6 +536,7 @@ export class OutboundWebhooks {
   disabledNotices(): DisabledDestinationNotice[] {
     const connections = new Map(this.store.connections().map((c) => [c.id, c.name]));
     return this.store.disabledWithReason().map((d) => ({
+      connectionId: d.connection_id,
       destinationId: d.id,
       destination: d.name,
       connection: connections.get(d.connection_id) ?? '',
