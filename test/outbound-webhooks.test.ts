@@ -132,3 +132,20 @@ test('bad input is refused naming the field, and changes nothing', async (t) => 
   assert.equal(outbound.secretsOf(outbound.connectionRow(connection.id)).auth.type, 'bearer');
   assert.deepEqual(outbound.secretsOf(outbound.connectionRow(connection.id)).auth, { type: 'bearer', token: 'tok-0123456789' });
 });
+
+test('an event no enabled destination takes records nothing: no outbox row, no job', async (t) => {
+  const { h, outbound } = await site(t);
+  const r = await receiver(t);
+  const { connection } = outbound.createConnection({ name: 'CRM', base_url: r.url });
+  outbound.createDestination({ connection_id: connection.id, name: 'deletions', events: ['member.deleted'] });
+  outbound.createDestination({ connection_id: connection.id, name: 'off', events: ['*'], enabled: false });
+  const jobs = h.server.ctx.db.prepare("SELECT count(*) FROM events WHERE action = 'hook.deliver'").pluck();
+  const member = await h.server.ctx.members.create(newMember('ada@example.com'));
+  await h.server.ctx.members.update(member.id, { profile: { firstName: 'Augusta' } });
+  assert.equal(jobs.get(), 0);
+  assert.equal(h.server.ctx.db.prepare('SELECT count(*) FROM outbox').pluck().get(), 0);
+  await h.server.ctx.members.delete(member.id);
+  assert.equal(jobs.get(), 1, 'the deletion is taken');
+  await r.waitFor(1);
+  assert.equal((JSON.parse(r.received[0]!.body) as { type: string }).type, 'member.deleted');
+});

@@ -466,6 +466,14 @@ export class OutboundWebhooks {
   // Recording --------------------------------------------------------------------------------------------------
 
   /**
+   * Whether an enabled destination lists the event type (its filters aside): asked in the transaction of every
+   * change, so an event no destination takes records nothing at all (no outbox row, no job).
+   */
+  takesEvent(type: string): boolean {
+    return this.store.enabledEventPatterns().some((patterns) => matchesEventPatterns(patterns, type));
+  }
+
+  /**
    * Records one delivery per enabled destination that takes the event (its patterns, and its tag and role filters
    * against `subject`, the member the event is about), in one transaction. The body is rendered now: every attempt
    * and replay sends the same bytes under the same `webhook-id`, and the log shows exactly what was sent. A
