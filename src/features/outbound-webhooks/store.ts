@@ -200,6 +200,11 @@ export class OutboundStore {
     };
   }
 
+  /** Runs `work` in one transaction (a savepoint inside another). */
+  inTransaction<T>(work: () => T): T {
+    return this.db.transaction(work)();
+  }
+
   // Connections.
 
   connections(): ConnectionRow[] {
