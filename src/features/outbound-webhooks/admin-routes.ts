@@ -38,6 +38,8 @@ const GRANT_LABELS: Record<OAuthGrant, string> = {
   password: 'Resource owner password',
   jwt_bearer: 'JWT bearer (RFC 7523)',
 };
+/** How the page names the secrets a connection has stored (never their values). */
+const SECRET_LABELS: Record<string, string> = { password: 'password', token: 'token', clientSecret: 'client secret', assertion: 'JSON Web Token' };
 const EVENT_LABELS: Record<(typeof MEMBER_EVENT_TYPES)[number], string> = {
   'member.created': 'member created',
   'member.updated': 'member updated',
@@ -159,6 +161,7 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
       connection: {
         ...connection,
         authLabel: authSummary(connection),
+        secretsText: connection.auth.secrets_set.map((name) => SECRET_LABELS[name] ?? name).join(', '),
         previousUntil: connection.previous_secret_until && formatTime(connection.previous_secret_until),
         tokenError: connection.token_error && { message: connection.token_error.message, at: formatTime(connection.token_error.at) },
         created: formatTime(connection.created_at),
