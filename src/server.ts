@@ -78,6 +78,9 @@ export async function buildContext(config: Config, options: BuildOptions = {}): 
       get accessKeys() {
         return service('accessKeys');
       },
+      get outboundWebhooks() {
+        return service('outboundWebhooks');
+      },
     };
   } catch (err) {
     kernel.mailer.close();

@@ -302,7 +302,7 @@ test('Send test shows the request without secrets and the answer', async () => {
   assert.ok(!res.text.includes(BEARER), 'the token is not on the page');
   assert.match(res.text, /id="test-status">202</);
   assert.match(/<pre id="test-response">([\s\S]*?)<\/pre>/.exec(res.text)![1]!, /x-receiver: yes[\s\S]*got \d+ bytes/);
-  assert.equal(s.outbound.listDeliveries({ destination_id: destinationId }, 1, 10).total, 0, 'a test is not a delivery');
+  assert.equal(s.outbound.listDeliveries({ destination_id: destinationId, per_page: 10 }).total, 0, 'a test is not a delivery');
 });
 
 test('a failing OAuth token endpoint shows on the connection page', async () => {
@@ -384,12 +384,12 @@ test('the delivery log filters, shows each attempt, replays one and the failed o
   const replayed = await submit(s.agent, log, `${PAGE}/${id}/destinations/${destinationId}/replay-failed`, { from: '2026-12-08T10:00', to: '2026-12-08T11:00', confirm: 'yes' });
   assert.equal(replayed.status, 200);
   assert.match(replayed.text, /1 failed or dead delivery is queued again/);
-  assert.equal(s.outbound.listDeliveries({ destination_id: destinationId, status: 'failed' }, 1, 10).total, 1);
+  assert.equal(s.outbound.listDeliveries({ destination_id: destinationId, status: 'failed', per_page: 10 }).total, 1);
 
   const replayOne = await submit(s.agent, log, `${log.replace(/\/log$/, '')}/deliveries/${Number(/data-delivery-id="(\d+)" data-status="failed"/.exec((await s.agent.get(`${log}?status=failed`)).text)![1])}/replay`, {});
   assert.equal(replayOne.status, 303);
   assert.match(replayOne.headers.location!, /\?done=replayed$/);
-  assert.equal(s.outbound.listDeliveries({ destination_id: destinationId, status: 'failed' }, 1, 10).total, 0);
+  assert.equal(s.outbound.listDeliveries({ destination_id: destinationId, status: 'failed', per_page: 10 }).total, 0);
 });
 
 test('unknown or mismatched ids are a 404 page', async () => {

@@ -71,7 +71,7 @@ test('5xx and network errors are retried on the schedule (immediately, 5 s, 5 mi
   await s.h.server.ctx.members.create(newMember('ada@example.com'));
   await r.waitFor(1);
   await s.dispatcher.whenIdle();
-  const delivery = () => s.outbound.listDeliveries({}, 1, 1).deliveries[0]!;
+  const delivery = () => s.outbound.listDeliveries({ per_page: 1 }).deliveries[0]!;
   assert.equal(delivery().status, 'queued');
 
   for (const [i, wait] of RETRY_SCHEDULE_MS.entries()) {
@@ -113,7 +113,7 @@ test('a 429 waits what Retry-After says (seconds or a date); other 4xx fail at o
   await s.h.server.ctx.members.create(newMember('ada@example.com'));
   await r.waitFor(1);
   await s.dispatcher.whenIdle();
-  const delivery = () => s.outbound.listDeliveries({}, 1, 1).deliveries[0]!;
+  const delivery = () => s.outbound.listDeliveries({ per_page: 1 }).deliveries[0]!;
   assert.equal(Date.parse(delivery().next_attempt_at!) - s.clock.now(), 120_000, 'Retry-After: 120');
   await s.advance(120_000);
   assert.equal(r.received.length, 2);
@@ -132,9 +132,9 @@ test('a 429 waits what Retry-After says (seconds or a date); other 4xx fail at o
   const member = s.h.server.ctx.members.findByEmail('ada@example.com')!;
   await s.h.server.ctx.members.update(member.id, { profile: { firstName: 'Augusta' } });
   await s.h.settle();
-  await waitUntil(() => s.outbound.listDeliveries({ event_type: 'member.updated' }, 1, 1).deliveries[0]?.attempts === 1);
+  await waitUntil(() => s.outbound.listDeliveries({ event_type: 'member.updated', per_page: 1 }).deliveries[0]?.attempts === 1);
   await s.dispatcher.whenIdle();
-  const refused = s.outbound.getDelivery(s.outbound.listDeliveries({ event_type: 'member.updated' }, 1, 1).deliveries[0]!.id);
+  const refused = s.outbound.getDelivery(s.outbound.listDeliveries({ event_type: 'member.updated', per_page: 1 }).deliveries[0]!.id);
   assert.equal(refused.status, 'queued', 'a refused connection is a network error: retried');
   assert.match(refused.attempts_log[0]!.error!, /^connect/);
 });
@@ -160,11 +160,11 @@ test('410 disables the destination (dashboard notice, email to the administrator
   // Still recorded while disabled? No: a disabled destination takes no new events; a queued one waits for it.
   await s.h.server.ctx.members.update(member.id, { profile: { firstName: 'Ada' } });
   await s.h.settle();
-  assert.equal(s.outbound.listDeliveries({ destination_id: destination.id }, 1, 10).total, 1, 'no delivery for a disabled destination');
+  assert.equal(s.outbound.listDeliveries({ destination_id: destination.id, per_page: 10 }).total, 1, 'no delivery for a disabled destination');
   gone = false;
   s.outbound.updateDestination(destination.id, { enabled: true });
   assert.deepEqual(s.outbound.disabledNotices(), []);
-  const [failed] = s.outbound.listDeliveries({ status: 'failed' }, 1, 1).deliveries;
+  const [failed] = s.outbound.listDeliveries({ status: 'failed', per_page: 1 }).deliveries;
   s.outbound.replay(failed!.id);
   await r.waitFor(2);
   await s.dispatcher.whenIdle();
@@ -198,7 +198,7 @@ test('a destination whose every delivery has failed for 3 days is disabled; repl
   assert.deepEqual(s.outbound.replayFailed(destination.id, everything), { replayed: 1 }, 'the dead one; the other is still queued for its retry');
   await r.waitFor(MAX_ATTEMPTS + 2);
   await s.advance(RETRY_SCHEDULE_MS[0]!);
-  assert.equal(s.outbound.listDeliveries({ destination_id: destination.id, status: 'delivered' }, 1, 10).total, 2);
+  assert.equal(s.outbound.listDeliveries({ destination_id: destination.id, status: 'delivered', per_page: 10 }).total, 2);
   assert.throws(() => s.outbound.replayFailed(destination.id, { from: everything.to, to: everything.from }), { status: 400, field: 'to' });
 });
 
@@ -222,5 +222,5 @@ test('a slow destination beside a fast one: the fast one gets every delivery at 
   release();
   await slow.waitFor(11);
   await s.dispatcher.whenIdle();
-  assert.equal(s.outbound.listDeliveries({ status: 'delivered' }, 1, 1).total, 22);
+  assert.equal(s.outbound.listDeliveries({ status: 'delivered', per_page: 1 }).total, 22);
 });

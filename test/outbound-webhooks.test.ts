@@ -54,8 +54,8 @@ test('a member change reaches the destination with a valid Standard Webhooks sig
   assert.throws(() => new Webhook(`whsec_${Buffer.alloc(32, 7).toString('base64')}`).verify(request!.body, request!.headers as Record<string, string>), 'another secret does not verify');
 
   // The delivery log has the attempt: the request's headers without the password, the answer.
-  await waitUntil(() => outbound.listDeliveries({ status: 'delivered' }, 1, 10).total === 1);
-  const [listed] = outbound.listDeliveries({ destination_id: destination.id }, 1, 10).deliveries;
+  await waitUntil(() => outbound.listDeliveries({ status: 'delivered', per_page: 10 }).total === 1);
+  const [listed] = outbound.listDeliveries({ destination_id: destination.id, per_page: 10 }).deliveries;
   const detail = outbound.getDelivery(listed!.id);
   assert.equal(detail.event_id, request!.headers['webhook-id']);
   assert.equal(detail.body, request!.body);
@@ -91,7 +91,7 @@ test('destinations take the events their patterns and filters name, and nothing 
   await h.server.ctx.members.update(plain.id, { profile: {}, role: 'member' });
   await h.server.ctx.members.update(vip.id, { profile: {}, role: 'member' });
   await h.settle();
-  await waitUntil(() => outbound.listDeliveries({ status: 'queued' }, 1, 1).total === 0 && outbound.listDeliveries({ status: 'delivering' }, 1, 1).total === 0);
+  await waitUntil(() => outbound.listDeliveries({ status: 'queued', per_page: 1 }).total === 0 && outbound.listDeliveries({ status: 'delivering', per_page: 1 }).total === 0);
 
   const got = (path: string) => r.received.filter((q) => q.path === path).map((q) => `${(JSON.parse(q.body) as { type: string }).type}:${(JSON.parse(q.body) as { data: { member: { email: string } } }).data.member.email}`).sort();
   assert.deepEqual(got('/created'), ['member.created:plain@example.com', 'member.created:vip@example.com']);

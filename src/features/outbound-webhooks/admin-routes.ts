@@ -8,7 +8,7 @@ import type { HeldTag, Role } from '../members/types.js';
 import { OAUTH_GRANTS, type OAuthGrant } from './auth.js';
 import { MEMBER_EVENT_TYPES } from './events.js';
 import type { ConnectionView, DeliveryView, DestinationView, OutboundWebhooks, TestSendView } from './service.js';
-import { DELIVERY_STATUSES, DESTINATION_METHODS } from './store.js';
+import { DELIVERY_STATUSES, DESTINATION_METHODS } from './types.js';
 import { checkTemplate, DEFAULT_TEMPLATE, renderTemplate, sampleEvent } from './template.js';
 
 /**
@@ -392,9 +392,9 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
         ...(query.event_type ? { event_type: query.event_type } : {}),
         ...(query.from ? { from: fromLocalInput(query.from) } : {}),
         ...(query.to ? { to: fromLocalInput(query.to) } : {}),
+        page: query.page,
+        per_page: DELIVERY_LOG_PAGE_SIZE,
       },
-      query.page,
-      DELIVERY_LOG_PAGE_SIZE,
     );
     const pages = Math.max(1, Math.ceil(total / DELIVERY_LOG_PAGE_SIZE));
     const first = (query.page - 1) * DELIVERY_LOG_PAGE_SIZE;

@@ -7,9 +7,8 @@ import type { SecretBox } from '../../core/secret-box.js';
 import { connectionAuthSchema, type ConnectionAuth, type OutboundAuth } from './auth.js';
 import { eventPatternProblem, matchesEventPatterns } from './events.js';
 import { sendOnce, type AttemptResult, type ConnectionSecrets, type SenderDeps } from './sender.js';
+import { DELIVERY_STATUSES, DESTINATION_METHODS } from './types.js';
 import {
-  DELIVERY_STATUSES,
-  DESTINATION_METHODS,
   OutboundStore,
   type AttemptRow,
   type ConnectionRow,
@@ -28,7 +27,7 @@ const description = z.string().max(1_000);
 const baseUrl = z
   .url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' })
   .max(2_000)
-  .refine((u) => !new URL(u).username && !new URL(u).password, 'must not carry a user name or password (use the authentication settings)');
+  .refine((u) => !URL.canParse(u) || (!new URL(u).username && !new URL(u).password), 'must not carry a user name or password (use the authentication settings)');
 const port = z.number().int().min(1).max(65_535).nullable();
 
 /**
@@ -125,6 +124,8 @@ export const deliveryQuery = z.strictObject({
   event_id: z.string().max(200).optional(),
   from: isoTime.optional().describe('Created at or after this time (ISO 8601).'),
   to: isoTime.optional().describe('Created before this time (ISO 8601).'),
+  page: z.coerce.number().int().min(1).max(1_000_000).default(1).describe('Page number, from 1.'),
+  per_page: z.coerce.number().int().min(1).max(200).default(50).describe('Items per page.'),
 });
 
 export const replayFailedInput = z.strictObject({
@@ -492,7 +493,8 @@ export class OutboundWebhooks {
 
   // The delivery log -------------------------------------------------------------------------------------------
 
-  listDeliveries(query: unknown, page: number, pageSize: number): { deliveries: DeliveryView[]; total: number } {
+  /** One page of the delivery log, newest first, filtered by `deliveryQuery`'s fields. */
+  listDeliveries(query: unknown): { deliveries: DeliveryView[]; page: number; per_page: number; total: number } {
     const q = parse(deliveryQuery, query);
     const filter: DeliveryFilter = {
       ...(q.destination_id !== undefined ? { destinationId: q.destination_id } : {}),
@@ -502,8 +504,8 @@ export class OutboundWebhooks {
       ...(q.from !== undefined ? { from: q.from } : {}),
       ...(q.to !== undefined ? { to: q.to } : {}),
     };
-    const { rows, total } = this.store.listDeliveries(filter, page, pageSize);
-    return { deliveries: rows.map(deliveryView), total };
+    const { rows, total } = this.store.listDeliveries(filter, q.page, q.per_page);
+    return { deliveries: rows.map(deliveryView), page: q.page, per_page: q.per_page, total };
   }
 
   getDelivery(id: number): DeliveryDetail {

@@ -1,11 +1,5 @@
 import { isoNow, type Db } from '../../core/db.js';
-
-/** What happened to a delivery (see the migration): queued → delivering → delivered, failed or dead. */
-export const DELIVERY_STATUSES = ['queued', 'delivering', 'delivered', 'failed', 'dead'] as const;
-export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
-
-export const DESTINATION_METHODS = ['POST', 'GET', 'PUT', 'PATCH'] as const;
-export type DestinationMethod = (typeof DESTINATION_METHODS)[number];
+import type { DeliveryStatus, DestinationMethod } from './types.js';
 
 export interface ConnectionRow {
   id: number;
