@@ -1,5 +1,6 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import request from 'supertest';
 import { SEED } from '../tools/keap-sandbox/index.js';
 import type { NewMemberInput } from '../src/features/members/service.js';
 import { DAY, MAX_ATTEMPTS, RETRY_SCHEDULE_MS, type OutboundDispatcher } from '../src/features/outbound-webhooks/dispatcher.js';
@@ -7,6 +8,7 @@ import { dispatcherTuning } from '../src/features/outbound-webhooks/plugin.js';
 import type { OutboundWebhooks } from '../src/features/outbound-webhooks/service.js';
 import { ManualClock } from './support/clock.js';
 import { startHarness, type Harness } from './support/harness.js';
+import { csrfFrom } from './support/pages.js';
 import { startReceiver, waitUntil, type Receiver } from './support/receiver.js';
 
 /*
@@ -153,6 +155,11 @@ test('410 disables the destination (dashboard notice, email to the administrator
   assert.equal(disabled.enabled, false);
   assert.match(disabled.disabled_reason!, /410 Gone/);
   assert.deepEqual(s.outbound.disabledNotices().map((n) => n.destination), ['old-crm']);
+  const browser = request.agent(s.h.server.url);
+  const form = await browser.get('/admin/login');
+  assert.equal((await browser.post('/admin/login').type('form').send({ _csrf: csrfFrom(form.text), login: admin.email, password: 'owner password 2026!' })).status, 303);
+  const dashboard = await browser.get('/admin');
+  assert.match(dashboard.text, new RegExp(`data-disabled-destination="${destination.id}"[^>]*>[^<]*<a href="/admin/settings/outbound-webhooks/${destination.connection_id}/destinations/${destination.id}">old-crm</a>[\\s\\S]*?410 Gone`));
   await waitUntil(() => s.h.smtp.messages.length > 0);
   assert.deepEqual(s.h.smtp.messages[0]!.to, [admin.email]);
   assert.match(s.h.smtp.messages[0]!.subject, /"old-crm" was disabled/);
@@ -164,6 +171,7 @@ test('410 disables the destination (dashboard notice, email to the administrator
   gone = false;
   s.outbound.updateDestination(destination.id, { enabled: true });
   assert.deepEqual(s.outbound.disabledNotices(), []);
+  assert.doesNotMatch((await browser.get('/admin')).text, /data-disabled-destination/);
   const [failed] = s.outbound.listDeliveries({ status: 'failed', per_page: 1 }).deliveries;
   s.outbound.replay(failed!.id);
   await r.waitFor(2);

@@ -132,3 +132,56 @@ test('bad input is refused naming the field, and changes nothing', async (t) => 
   assert.equal(outbound.secretsOf(outbound.connectionRow(connection.id)).auth.type, 'bearer');
   assert.deepEqual(outbound.secretsOf(outbound.connectionRow(connection.id)).auth, { type: 'bearer', token: 'tok-0123456789' });
 });
+
+test('an event no enabled destination takes records nothing: no outbox row, no job', async (t) => {
+  const { h, outbound } = await site(t);
+  const r = await receiver(t);
+  const { connection } = outbound.createConnection({ name: 'CRM', base_url: r.url });
+  outbound.createDestination({ connection_id: connection.id, name: 'deletions', events: ['member.deleted'] });
+  outbound.createDestination({ connection_id: connection.id, name: 'off', events: ['*'], enabled: false });
+  const jobs = h.server.ctx.db.prepare("SELECT count(*) FROM events WHERE action = 'hook.deliver'").pluck();
+  const member = await h.server.ctx.members.create(newMember('ada@example.com'));
+  await h.server.ctx.members.update(member.id, { profile: { firstName: 'Augusta' } });
+  assert.equal(jobs.get(), 0);
+  assert.equal(h.server.ctx.db.prepare('SELECT count(*) FROM outbox').pluck().get(), 0);
+  await h.server.ctx.members.delete(member.id);
+  assert.equal(jobs.get(), 1, 'the deletion is taken');
+  await r.waitFor(1);
+  assert.equal((JSON.parse(r.received[0]!.body) as { type: string }).type, 'member.deleted');
+});
+
+test('a rotated signing secret: both sign during the overlap, so receivers with either verify; then only the new one', async (t) => {
+  const { h, outbound } = await site(t);
+  const r = await receiver(t);
+  const { connection, signing_secret: first } = outbound.createConnection({ name: 'CRM', base_url: r.url });
+  outbound.createDestination({ connection_id: connection.id, name: 'members', events: ['member.updated'] });
+  const member = await h.server.ctx.members.create(newMember('ada@example.com'));
+  const change = async (firstName: string, n: number) => {
+    await h.server.ctx.members.update(member.id, { profile: { firstName } });
+    return (await r.waitFor(n))[n - 1]!;
+  };
+  const verifies = (secret: string, q: { body: string; headers: object }) => {
+    try {
+      new Webhook(secret).verify(q.body, q.headers as Record<string, string>);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  const rotated = outbound.rotateSigningSecret(connection.id, { overlap_hours: 1 });
+  assert.notEqual(rotated.signing_secret, first);
+  assert.ok(rotated.connection.previous_secret_until);
+  const during = await change('Augusta', 1);
+  assert.equal(String(during.headers['webhook-signature']).split(' ').length, 2, 'two signatures');
+  assert.ok(verifies(first, during), 'a receiver with the old secret verifies');
+  assert.ok(verifies(rotated.signing_secret, during), 'a receiver with the new secret verifies');
+
+  const again = outbound.rotateSigningSecret(connection.id, { overlap_hours: 0 });
+  assert.equal(again.connection.previous_secret_until, null);
+  const after = await change('Ada', 2);
+  assert.equal(String(after.headers['webhook-signature']).split(' ').length, 1);
+  assert.ok(verifies(again.signing_secret, after));
+  assert.ok(!verifies(rotated.signing_secret, after), 'the replaced secret no longer verifies');
+  assert.ok(!h.logs.text().includes(again.signing_secret.slice(6)), 'never logged');
+});

@@ -60,7 +60,7 @@ export class Outbox {
    * outside one could commit without the change, or the change without it).
    */
   record<N extends keyof ActionMap>(name: N, args: ActionMap[N]): void {
-    const handlers = this.hooks.durableHandlers(name);
+    const handlers = this.hooks.durableHandlers(name).filter((h) => h.wanted?.(...(args as unknown[])) ?? true);
     if (handlers.length === 0) return;
     if (!this.db.inTransaction) throw new Error(`the outbox records "${String(name)}" only inside the transaction that causes it`);
     const { id } = this.insertStmt.get(String(name), JSON.stringify(args), isoNow())!;

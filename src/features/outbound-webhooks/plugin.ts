@@ -74,7 +74,7 @@ export const outboundWebhooksPlugin: CorePlugin = {
         const member = contactId === undefined ? undefined : api.members.findByContactId(contactId);
         service.recordEvent(outboundEvent(api, `keap.${event.eventType}`, keapEventData(event, member)), member ? subjectOf(member) : null);
       },
-      { durable: true },
+      { durable: true, wanted: (event) => service.takesEvent(`keap.${event.eventType}`) },
     );
     api.provide('outboundWebhooks', () => service);
     api.admin.addPage({
@@ -95,7 +95,7 @@ function recordMemberEvents(api: CorePluginApi, service: OutboundWebhooks): void
         const payload = data(...args);
         service.recordEvent(outboundEvent(api, name, payload), subjectOf(payload.member));
       },
-      { durable: true },
+      { durable: true, wanted: () => service.takesEvent(name) },
     );
   };
   on('member.created', (member) => ({ member }));

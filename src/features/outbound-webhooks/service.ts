@@ -221,6 +221,7 @@ export interface TestSendView {
 
 /** A destination the dispatcher turned off, for the dashboard. */
 export interface DisabledDestinationNotice {
+  connectionId: number;
   destinationId: number;
   destination: string;
   connection: string;
@@ -465,6 +466,14 @@ export class OutboundWebhooks {
   // Recording --------------------------------------------------------------------------------------------------
 
   /**
+   * Whether an enabled destination lists the event type (its filters aside): asked in the transaction of every
+   * change, so an event no destination takes records nothing at all (no outbox row, no job).
+   */
+  takesEvent(type: string): boolean {
+    return this.store.enabledEventPatterns().some((patterns) => matchesEventPatterns(patterns, type));
+  }
+
+  /**
    * Records one delivery per enabled destination that takes the event (its patterns, and its tag and role filters
    * against `subject`, the member the event is about), in one transaction. The body is rendered now: every attempt
    * and replay sends the same bytes under the same `webhook-id`, and the log shows exactly what was sent. A
@@ -535,6 +544,7 @@ export class OutboundWebhooks {
   disabledNotices(): DisabledDestinationNotice[] {
     const connections = new Map(this.store.connections().map((c) => [c.id, c.name]));
     return this.store.disabledWithReason().map((d) => ({
+      connectionId: d.connection_id,
       destinationId: d.id,
       destination: d.name,
       connection: connections.get(d.connection_id) ?? '',

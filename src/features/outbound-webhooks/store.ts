@@ -137,6 +137,7 @@ export class OutboundStore {
       destinations: p<[], DestinationRow>('SELECT * FROM outbound_destinations ORDER BY connection_id, name'),
       destinationsOf: p<[number], DestinationRow>('SELECT * FROM outbound_destinations WHERE connection_id = ? ORDER BY name'),
       enabledDestinations: p<[], DestinationRow>('SELECT * FROM outbound_destinations WHERE enabled = 1 ORDER BY id'),
+      enabledEvents: p<[], string>('SELECT events FROM outbound_destinations WHERE enabled = 1').pluck(),
       destination: p<[number], DestinationRow>('SELECT * FROM outbound_destinations WHERE id = ?'),
       insertDestination: p(
         `INSERT INTO outbound_destinations (connection_id, name, description, method, content_type, path, template, events, filter_tag_id, filter_role, enabled, disabled_reason, created_at, updated_at)
@@ -229,6 +230,11 @@ export class OutboundStore {
 
   enabledDestinations(): DestinationRow[] {
     return this.s.enabledDestinations.all();
+  }
+
+  /** The event patterns of each enabled destination. */
+  enabledEventPatterns(): string[][] {
+    return this.s.enabledEvents.all().map((events) => JSON.parse(events) as string[]);
   }
 
   destination(id: number): DestinationRow | undefined {
