@@ -57,8 +57,8 @@ const NOTICES = {
   saved: 'Saved.',
   deleted: 'The connection was deleted, with its destinations and their delivery logs.',
   destination_deleted: 'The destination was deleted, with its delivery log.',
-  enabled: 'The destination is enabled: deliveries that waited are sent now.',
-  disabled: 'The destination is disabled: new events wait until it is enabled again.',
+  enabled: 'The destination is enabled: it takes events again, and deliveries that were queued are sent now.',
+  disabled: 'The destination is disabled: it takes no new events, and the deliveries already queued wait until it is enabled again.',
   replayed: 'The delivery is queued again, with the same event id and body.',
 } as const;
 
