@@ -185,3 +185,30 @@ test('a rotated signing secret: both sign during the overlap, so receivers with 
   assert.ok(!verifies(rotated.signing_secret, after), 'the replaced secret no longer verifies');
   assert.ok(!h.logs.text().includes(again.signing_secret.slice(6)), 'never logged');
 });
+
+test('Keap events go out as keap.<event key>, about the member linked to the contact (for the filters)', async (t) => {
+  const { h, outbound } = await site(t);
+  const r = await receiver(t);
+  const { connection } = outbound.createConnection({ name: 'Warehouse', base_url: r.url });
+  outbound.createDestination({ connection_id: connection.id, name: 'contacts', path: '/contacts', events: ['keap.contact.*'] });
+  outbound.createDestination({ connection_id: connection.id, name: 'vip-contacts', path: '/vip', events: ['keap.contact.edit'], filter_tag_id: VIP.id });
+  outbound.createDestination({ connection_id: connection.id, name: 'all-keap', path: '/keap', events: ['keap.*'] });
+  await h.server.ctx.members.create(newMember('vip@example.com', { keapContactId: 5001, tags: [VIP] }));
+  const emit = (objectType: string, objectId: string, eventType: string) =>
+    h.server.ctx.transactions.run((tx) => tx.emit('keap.event', { objectType, objectId, eventType, source: 'rest_hook', raw: { id: Number(objectId) } }));
+  await emit('contact', '5001', 'contact.edit');
+  await emit('contact', '5002', 'contact.edit');
+  await emit('order', '77', 'order.add');
+  await h.settle();
+  await r.waitFor(6);
+  await waitUntil(() => outbound.listDeliveries({ status: 'delivered' }).total === 6);
+  const got = (path: string) =>
+    r.received
+      .filter((q) => q.path === path)
+      .map((q) => JSON.parse(q.body) as { type: string; data: { objectId: string; member: { email: string } | null } })
+      .map((e) => `${e.type}:${e.data.objectId}:${e.data.member?.email ?? '-'}`)
+      .sort();
+  assert.deepEqual(got('/contacts'), ['keap.contact.edit:5001:vip@example.com', 'keap.contact.edit:5002:-']);
+  assert.deepEqual(got('/vip'), ['keap.contact.edit:5001:vip@example.com']);
+  assert.deepEqual(got('/keap'), ['keap.contact.edit:5001:vip@example.com', 'keap.contact.edit:5002:-', 'keap.order.add:77:-']);
+});
