@@ -92,7 +92,7 @@ test('creating a connection shows its signing secret once, and never the bearer 
   assert.equal(signingSecretOn(again.text), undefined, 'shown once: not on the next visit');
   assert.ok(!decoded(again.text).includes(secret));
   assert.ok(!again.text.includes(BEARER));
-  assert.match(again.text, /secrets set: token/);
+  assert.match(again.text, /\(token set\)/);
 
   const edit = await s.agent.get(`${PAGE}/${id}/edit`);
   assert.match(edit.text, /<input id="bearer_token" name="bearer_token" type="password"[^>]*placeholder="set — leave empty to keep" data-secret-set/);
@@ -157,6 +157,7 @@ test('forms without the CSRF token are refused and change nothing', async () => 
     [`${PAGE}/new`, connectionFields({ name: 'Other' })],
     [`${PAGE}/${id}/rotate`, { overlap_hours: '0', confirm: 'yes' }],
     [`${PAGE}/${id}/delete`, { confirm: 'yes' }],
+    [`${PAGE}/${id}/destinations/new`, { name: 'Sneaky', events: 'member.created', intent: 'save' }],
   ] as const) {
     const res = await s.agent.post(action).type('form').send(fields);
     assert.equal(res.status, 403, action);
@@ -405,4 +406,25 @@ test('unknown or mismatched ids are a 404 page', async () => {
   const csrf = csrfFrom((await s.agent.get(PAGE)).text);
   assert.equal((await s.agent.post(`${PAGE}/${b.id}/destinations/${destinationOfA}/delete`).type('form').send({ _csrf: csrf, confirm: 'yes' })).status, 404);
   assert.equal(s.outbound.listDestinations(a.id).length, 1);
+});
+
+test('Send test to a private address, without OUTBOUND_ALLOW_PRIVATE, shows the refusal and sends nothing', async () => {
+  const s = await testSiteWithAdmin();
+  const agent = await adminAgent(s.app);
+  const outbound: OutboundWebhooks = s.ctx.plugins.service('outboundWebhooks');
+  const { connection } = outbound.createConnection({ name: 'Internal', base_url: receiver.url });
+  const destination = outbound.createDestination({ connection_id: connection.id, name: 'Local', events: ['member.*'] });
+  const before = receiver.received.length;
+  const res = await submit(agent, `${PAGE}/${connection.id}/destinations/${destination.id}`, `${PAGE}/${connection.id}/destinations/${destination.id}/test`, {});
+  assert.equal(res.status, 200);
+  assert.match(res.text, /data-test-status="error"/);
+  assert.match(res.text, /id="test-failure">[^<]*private, loopback, link-local or reserved address[^<]*OUTBOUND_ALLOW_PRIVATE(=|&#x3D;)1/);
+  assert.equal(receiver.received.length, before);
+
+  // The forms on the destination's page and its log need the token too.
+  for (const action of [`${PAGE}/${connection.id}/destinations/${destination.id}/test`, `${PAGE}/${connection.id}/destinations/${destination.id}/enabled`, `${PAGE}/${connection.id}/destinations/${destination.id}/replay-failed`]) {
+    assert.equal((await agent.post(action).type('form').send({ enabled: 'no', from: '2026-12-08T00:00', to: '2026-12-09T00:00', confirm: 'yes' })).status, 403, action);
+  }
+  assert.equal(receiver.received.length, before);
+  assert.equal(outbound.getDestination(destination.id).enabled, true);
 });

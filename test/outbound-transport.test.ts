@@ -238,6 +238,13 @@ describe('requests and answers', () => {
     assert.doesNotMatch(err.message, /secret/);
   });
 
+  test('a header Node cannot send is refused without repeating its value', async () => {
+    const before = received.length;
+    const err = await expectCode(safeRequest({ method: 'POST', url: `${base}/ok`, headers: { authorization: 'Bearer secret-value\r\nx-injected: 1' }, body: '{}' }, ALLOW), 'network');
+    assert.doesNotMatch(err.message, /secret-value|injected/);
+    assert.equal(received.length, before);
+  });
+
   test('an unknown host is a DNS error', async () => {
     await expectCode(safeRequest({ method: 'GET', url: 'http://no-such-host.invalid/' }, ALLOW), 'dns');
   });

@@ -253,6 +253,18 @@ function send(
   const body = req.body === undefined ? undefined : Buffer.from(req.body, 'utf8');
   if (body !== undefined && !Object.keys(headers).some((name) => name.toLowerCase() === 'content-length')) headers['content-length'] = String(body.length);
 
+  const makeRequest = () => (isHttps ? https : http).request({
+    method: req.method.toUpperCase(),
+    protocol: url.protocol,
+    hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+    port: url.port || (isHttps ? 443 : 80),
+    path: `${url.pathname}${url.search}`,
+    headers,
+    lookup: pinned,
+    agent: isHttps ? httpsAgent : httpAgent,
+    maxHeaderSize: MAX_HEADER_BYTES,
+    ...(isHttps ? { servername: isIP(url.hostname.replace(/^\[|\]$/g, '')) ? undefined : url.hostname } : {}),
+  });
   return new Promise<OutboundResponse>((resolve, reject) => {
     let settled = false;
     const fail = (err: OutboundError) => {
@@ -261,22 +273,20 @@ function send(
       request.destroy();
       reject(err);
     };
-    const request = (isHttps ? https : http).request({
-      method: req.method.toUpperCase(),
-      protocol: url.protocol,
-      hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
-      port: url.port || (isHttps ? 443 : 80),
-      path: `${url.pathname}${url.search}`,
-      headers,
-      lookup: pinned,
-      agent: isHttps ? httpsAgent : httpAgent,
-      maxHeaderSize: MAX_HEADER_BYTES,
-      ...(isHttps ? { servername: isIP(url.hostname.replace(/^\[|\]$/g, '')) ? undefined : url.hostname } : {}),
-    });
+    let request: http.ClientRequest;
+    try {
+      request = makeRequest();
+    } catch (err) {
+      // Node refuses a header name or value it cannot send (a newline in it) before anything goes out; its message
+      // names the header, ours does not repeat the value.
+      reject(new OutboundError('network', `${where}: the request could not be sent (${(err as NodeJS.ErrnoException).code ?? 'invalid request'})`, { cause: err }));
+      return;
+    }
+    request.on('error', (err) => fail(describeFailure(err, where)));
     const onAbort = () => fail(timeoutError(limits.timeoutMs, where));
+    if (limits.signal.aborted) return onAbort();
     limits.signal.addEventListener('abort', onAbort, { once: true });
     request.on('close', () => limits.signal.removeEventListener('abort', onAbort));
-    request.on('error', (err) => fail(describeFailure(err, where)));
     request.on('response', (response) => {
       const chunks: Buffer[] = [];
       let kept = 0;

@@ -38,6 +38,8 @@ const GRANT_LABELS: Record<OAuthGrant, string> = {
   password: 'Resource owner password',
   jwt_bearer: 'JWT bearer (RFC 7523)',
 };
+/** How the page names the secrets a connection has stored (never their values). */
+const SECRET_LABELS: Record<string, string> = { password: 'password', token: 'token', clientSecret: 'client secret', assertion: 'JSON Web Token' };
 const EVENT_LABELS: Record<(typeof MEMBER_EVENT_TYPES)[number], string> = {
   'member.created': 'member created',
   'member.updated': 'member updated',
@@ -55,8 +57,8 @@ const NOTICES = {
   saved: 'Saved.',
   deleted: 'The connection was deleted, with its destinations and their delivery logs.',
   destination_deleted: 'The destination was deleted, with its delivery log.',
-  enabled: 'The destination is enabled: deliveries that waited are sent now.',
-  disabled: 'The destination is disabled: new events wait until it is enabled again.',
+  enabled: 'The destination is enabled: it takes events again, and deliveries that were queued are sent now.',
+  disabled: 'The destination is disabled: it takes no new events, and the deliveries already queued wait until it is enabled again.',
   replayed: 'The delivery is queued again, with the same event id and body.',
 } as const;
 
@@ -159,6 +161,7 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
       connection: {
         ...connection,
         authLabel: authSummary(connection),
+        secretsText: connection.auth.secrets_set.map((name) => SECRET_LABELS[name] ?? name).join(', '),
         previousUntil: connection.previous_secret_until && formatTime(connection.previous_secret_until),
         tokenError: connection.token_error && { message: connection.token_error.message, at: formatTime(connection.token_error.at) },
         created: formatTime(connection.created_at),

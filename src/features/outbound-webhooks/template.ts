@@ -185,36 +185,37 @@ export function checkTemplate(source: string): string | null {
   }
 }
 
-/** A member as outbound events carry it (snake_case, as the JSON API shows one; see events.ts `memberJson`). */
+/** A member as outbound events carry it (the Member the member hooks pass; see plugin.ts `recordMemberEvents`). */
 const SAMPLE_MEMBER = {
   id: 42,
   email: 'ada@example.com',
   username: 'ada',
   role: 'subscriber',
-  first_name: 'Ada',
-  last_name: 'Lovelace',
-  keap_contact_id: 1001,
+  roleIsAdmin: false,
+  firstName: 'Ada',
+  lastName: 'Lovelace',
+  keapContactId: 1001,
+  fields: { company: 'Analytical Engines Ltd' },
   tags: [
     { id: 91, name: 'Member', category: 'Membership' },
     { id: 93, name: 'VIP', category: 'Membership' },
   ],
-  fields: { company: 'Analytical Engines Ltd' },
   blocked: null,
-  created_at: '2026-12-01T09:30:00.000Z',
-  updated_at: '2026-12-08T00:15:00.000Z',
+  createdAt: '2026-12-01T09:30:00.000Z',
+  updatedAt: '2026-12-08T00:15:00.000Z',
 };
 
 /**
- * An event of the type with made-up data, for the template preview and the check on save. Member events carry
- * `data.member` and what changed; Keap events (`keap.` + Keap's event key) the object Keap reported and the linked
- * member.
+ * An event of the type with made-up data, for the template preview and the check on save, in the shape real events
+ * have (test/outbound-samples.test.ts holds the two together). Member events carry `data.member` and what changed;
+ * Keap events (`keap.` + Keap's event key) the normalized Keap event and the linked member.
  */
 export function sampleEvent(type: string): OutboundEvent {
   const base = { id: 'msg_sample_0001', type, timestamp: '2026-12-08T00:15:00.000Z' };
   const member = SAMPLE_MEMBER;
   switch (type) {
     case 'member.updated':
-      return { ...base, data: { member, changed: ['first_name', 'fields'] } };
+      return { ...base, data: { member, changed: ['firstName', 'fields'] } };
     case 'member.tags_changed':
       return { ...base, data: { member, added: [{ id: 93, name: 'VIP', category: 'Membership' }], removed: [] } };
     case 'member.role_changed':
@@ -227,15 +228,16 @@ export function sampleEvent(type: string): OutboundEvent {
       return { ...base, data: { member } };
   }
   if (type.startsWith('keap.')) {
-    const eventKey = type.slice('keap.'.length).replace(/\.?\*$/, '') || 'contact';
-    const objectType = eventKey.split('.')[0] || 'contact';
+    const eventType = type.slice('keap.'.length).replace(/\.?\*$/, '') || 'contact.edit';
+    const objectType = eventType.split('.')[0] || 'contact';
     return {
       ...base,
       data: {
-        object_type: objectType,
-        object_id: '1001',
+        objectType,
+        objectId: '1001',
+        eventType: eventType.includes('.') ? eventType : `${eventType}.edit`,
         source: 'rest_hook',
-        object: { id: 1001, apiUrl: `https://api.infusionsoft.com/crm/rest/v1/${objectType}s/1001`, timestamp: base.timestamp },
+        raw: { id: 1001, apiUrl: `https://api.infusionsoft.com/crm/rest/v1/${objectType}s/1001`, timestamp: base.timestamp },
         member: objectType === 'contact' ? member : null,
       },
     };
