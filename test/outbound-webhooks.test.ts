@@ -1,9 +1,11 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { Webhook } from 'standardwebhooks';
+import request from 'supertest';
 import type { NewMemberInput } from '../src/features/members/service.js';
 import type { OutboundWebhooks } from '../src/features/outbound-webhooks/service.js';
 import { startHarness, type Harness } from './support/harness.js';
+import { csrfFrom } from './support/pages.js';
 import { startReceiver, waitUntil, type Receiver } from './support/receiver.js';
 
 /*
@@ -211,4 +213,21 @@ test('Keap events go out as keap.<event key>, about the member linked to the con
   assert.deepEqual(got('/contacts'), ['keap.contact.edit:5001:vip@example.com', 'keap.contact.edit:5002:-']);
   assert.deepEqual(got('/vip'), ['keap.contact.edit:5001:vip@example.com']);
   assert.deepEqual(got('/keap'), ['keap.contact.edit:5001:vip@example.com', 'keap.contact.edit:5002:-', 'keap.order.add:77:-']);
+});
+
+test('a member logging in at /login reaches a destination taking member.logged_in', async (t) => {
+  const { h, outbound } = await site(t);
+  const r = await receiver(t);
+  const { connection } = outbound.createConnection({ name: 'Analytics', base_url: r.url });
+  outbound.createDestination({ connection_id: connection.id, name: 'logins', events: ['member.logged_in'] });
+  const member = await h.server.ctx.members.create(newMember('ada@example.com'));
+  const browser = request.agent(h.server.url);
+  const form = await browser.get('/login');
+  const login = await browser.post('/login').type('form').send({ _csrf: csrfFrom(form.text), login: 'ada@example.com', password: 'member password 0123' });
+  assert.equal(login.status, 303);
+  const [event] = await r.waitFor(1);
+  const body = JSON.parse(event!.body) as { type: string; data: { member: { id: number } } };
+  assert.equal(body.type, 'member.logged_in');
+  assert.equal(body.data.member.id, member.id);
+  assert.equal(r.received.length, 1, 'only the login: member.created is not taken');
 });
