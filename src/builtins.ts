@@ -7,6 +7,7 @@ import { keapImportPlugin } from './features/keap-import/plugin.js';
 import { keapPlugin } from './features/keap/plugin.js';
 import { memberSyncPlugin } from './features/member-sync/plugin.js';
 import { membersPlugin } from './features/members/plugin.js';
+import { outboundWebhooksPlugin } from './features/outbound-webhooks/plugin.js';
 import { rolesPlugin } from './features/roles/plugin.js';
 import { settingsPlugin } from './features/settings/plugin.js';
 import { welcomeEmailPlugin } from './features/welcome-email/plugin.js';
@@ -25,6 +26,7 @@ export const BUILT_IN_PLUGINS: readonly CorePlugin[] = [
   memberSyncPlugin,
   keapEventsPlugin,
   keapImportPlugin,
+  outboundWebhooksPlugin,
   welcomeEmailPlugin,
   rolesPlugin,
   eventsPlugin,

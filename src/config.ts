@@ -95,6 +95,7 @@ const envSchema = z
     EVENTS_KEEP_REFUSED_PER_ADDRESS: positiveInt('a positive whole number of requests').default(1000),
     SITE_KEY: z.string().refine((key) => SecretBox.parseKey(key) !== undefined, 'expected 32 random bytes in base64 (openssl rand -base64 32)').optional(),
     SITE_KEY_FILE: z.string().min(1).optional(),
+    OUTBOUND_ALLOW_PRIVATE: z.enum(['0', '1', 'true', 'false'], 'expected 1 (allow) or 0 (refuse)').optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'expected one of fatal, error, warn, info, debug, trace, silent').default('info'),
   })
   .superRefine((env, ctx) => {
@@ -165,6 +166,11 @@ export interface Config {
     /** The file is the operator's (SITE_KEY_FILE): it is never created, only read. */
     fileFromSetting: boolean;
   };
+  /**
+   * Outbound requests to admin-given URLs (outbound webhooks, their OAuth token endpoints): `allowPrivate` lets them
+   * reach loopback, private and link-local addresses (OUTBOUND_ALLOW_PRIVATE=1; tests, a receiver on the same network).
+   */
+  outbound: { allowPrivate: boolean };
   logLevel: string;
   /** The variables that were set in the environment (not defaulted): those fix a setting against admin edits. */
   fromEnvironment: ReadonlySet<string>;
@@ -232,6 +238,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       file: e.SITE_KEY_FILE ? resolve(cwd, e.SITE_KEY_FILE) : resolve(dataDir, 'site.key'),
       fileFromSetting: e.SITE_KEY_FILE !== undefined,
     },
+    outbound: { allowPrivate: e.OUTBOUND_ALLOW_PRIVATE === '1' || e.OUTBOUND_ALLOW_PRIVATE === 'true' },
     logLevel: e.LOG_LEVEL,
     fromEnvironment: new Set(Object.keys(present).filter((name) => name in envSchema.shape)),
   };

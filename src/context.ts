@@ -2,6 +2,7 @@ import type { Kernel } from './core/kernel.js';
 import type { AccessKeyring } from './features/http-post/access-key.js';
 import type { KeapClient } from './features/keap/client.js';
 import type { MemberService } from './features/members/service.js';
+import type { OutboundWebhooks } from './features/outbound-webhooks/service.js';
 import type { SiteSettings } from './features/settings/site-settings.js';
 import type { PluginHost } from './plugins/host.js';
 import type { AdminShell } from './web/admin-shell.js';
@@ -17,4 +18,5 @@ export interface AppContext extends Kernel {
   readonly keap: KeapClient;
   readonly site: SiteSettings;
   readonly accessKeys: AccessKeyring;
+  readonly outboundWebhooks: OutboundWebhooks;
 }

@@ -23,6 +23,7 @@ try {
   const checkpoints = checkpointEvery(ctx.db, logger);
   // The daily clean-ups run here, on the thread that writes the queue, in small batches between its other work.
   const maintenance = ctx.maintenance.start();
+  ctx.background.startAll();
   port.on('message', (message: ToJobThread) => {
     switch (message.type) {
       case 'enqueue': {
@@ -43,6 +44,7 @@ try {
       case 'stop':
         void (async () => {
           await ctx.worker.stop();
+          await ctx.background.stopAll();
           await maintenance.stop();
           await ctx.plugins.stopAll();
           ctx.mailer.close();

@@ -78,6 +78,9 @@ export async function buildContext(config: Config, options: BuildOptions = {}): 
       get accessKeys() {
         return service('accessKeys');
       },
+      get outboundWebhooks() {
+        return service('outboundWebhooks');
+      },
     };
   } catch (err) {
     kernel.mailer.close();
@@ -100,6 +103,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const checkpointer = jobThread ? undefined : startCheckpointer(ctx.db, ctx.logger);
   // The daily clean-ups run where the jobs run: the job thread runs its own.
   const maintenance = jobThread || options.worker?.start === false ? undefined : ctx.maintenance.start();
+  // So do the features' background services (see core/background.ts).
+  if (!jobThread && options.worker?.start !== false) ctx.background.startAll();
   ctx.outbox.purge(ctx.clock.now());
   const purge = setInterval(() => ctx.outbox.purge(ctx.clock.now()), 24 * 60 * 60 * 1000);
   purge.unref();
@@ -122,6 +127,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       forced.unref();
       if (jobThread) await jobThread.stop();
       else await ctx.worker.stop();
+      await ctx.background.stopAll();
       await maintenance?.stop();
       ctx.jobs.commitSoonThrough(undefined);
       if (server.listening) await once(server, 'close').catch(() => undefined);

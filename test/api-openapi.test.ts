@@ -9,6 +9,7 @@ import { apiRoutes } from '../src/features/api/routes.js';
 import { openApiPath } from '../src/features/api/openapi.js';
 import { ApiTokenStore } from '../src/features/api/tokens.js';
 import { startHarness, TEST_ACCESS_KEY, TEST_API_TOKEN, type Harness } from './support/harness.js';
+import { startReceiver, waitUntil, type Receiver } from './support/receiver.js';
 
 /**
  * The OpenAPI document at /api/v1/openapi.json against the running API: every route the router has is described,
@@ -21,13 +22,15 @@ const DOC_ID = 'https://memberhook.test/openapi.json';
 const METHODS = ['get', 'put', 'post', 'patch', 'delete'] as const;
 
 let h: Harness;
+let receiver: Receiver;
 let doc: JsonObject;
 let ajv: Ajv2020;
 const covered = new Set<string>();
 const tokens: Record<'reader' | 'writer' | 'revoked', string> = { reader: '', writer: '', revoked: '' };
 
 before(async () => {
-  h = await startHarness();
+  h = await startHarness({ env: { OUTBOUND_ALLOW_PRIVATE: '1' } });
+  receiver = await startReceiver();
   for (const id of [SEED.contacts.ada, SEED.contacts.grace, SEED.contacts.alan, SEED.contacts.noEmail]) await h.post({ wpf_action: 'add', contactId: String(id) });
   await h.settle();
   const store = new ApiTokenStore(h.server.ctx.db, systemClock);
@@ -44,7 +47,10 @@ before(async () => {
   addFormatsModule.default(ajv);
   ajv.addSchema(doc, DOC_ID);
 });
-after(() => h.close());
+after(async () => {
+  await h.close();
+  await receiver.close();
+});
 
 /** `/api/v1/users/12?x=1` → the document's path template it matches, if any. */
 function templateOf(path: string): string | undefined {
@@ -210,6 +216,106 @@ test('every answer of every operation, walked with real requests, is what the do
   assert.equal((await call('POST', '/api/v1/events/999999/replay')).status, 404);
   assert.equal((await call('POST', '/api/v1/events/abc/replay')).status, 400);
   await h.settle();
+
+  // Outbound webhooks: connections, destinations, the delivery log (all need the admin scope).
+  const refusedWithout = async (method: string, path: string, body?: unknown) => {
+    assert.equal((await call(method, path, { token: null, ...(body === undefined ? {} : { body }) })).status, 401);
+    assert.equal((await call(method, path, { token: tokens.writer, ...(body === undefined ? {} : { body }) })).status, 403);
+  };
+  const connectionBody = { name: 'CRM', base_url: `${receiver.url}/hooks`, auth: { type: 'bearer', token: 'crm-token-0123456789' } };
+  const created = await call('POST', '/api/v1/outbound/connections', { body: connectionBody });
+  assert.equal(created.status, 200);
+  assert.match(created.body.signing_secret, /^whsec_/);
+  assert.equal(JSON.stringify(created.body.connection).includes('crm-token'), false, 'the token is never shown back');
+  const conn = created.body.connection.id as number;
+  assert.equal((await call('POST', '/api/v1/outbound/connections', { body: connectionBody })).status, 409);
+  const badUrl = await call('POST', '/api/v1/outbound/connections', { body: { ...connectionBody, name: 'x', base_url: 'nope' } });
+  assert.equal(badUrl.body.field, 'base_url', JSON.stringify(badUrl.body));
+  await refusedWithout('POST', '/api/v1/outbound/connections', connectionBody);
+  await call('GET', '/api/v1/outbound/connections');
+  await call('GET', '/api/v1/outbound/connections?colour=red');
+  await refusedWithout('GET', '/api/v1/outbound/connections');
+  for (const [path, missing] of [[`/api/v1/outbound/connections/${conn}`, '/api/v1/outbound/connections/999999'], [`/api/v1/outbound/connections/${conn}/rotate-secret`, '/api/v1/outbound/connections/999999/rotate-secret']] as const) {
+    const method = path.endsWith('rotate-secret') ? 'POST' : 'GET';
+    assert.equal((await call(method, path, method === 'POST' ? { body: { overlap_hours: 1 } } : {})).status, 200);
+    assert.equal((await call(method, missing)).status, 404);
+    assert.equal((await call(method, path.replace(`/${conn}`, '/abc'))).status, 400);
+    await refusedWithout(method, path);
+  }
+  assert.ok((await call('GET', `/api/v1/outbound/connections/${conn}`)).body.connection.previous_secret_until, 'the rotation overlaps');
+  await call('POST', '/api/v1/outbound/connections', { body: { ...connectionBody, name: 'Other' } });
+  const connPath = `/api/v1/outbound/connections/${conn}`;
+  assert.equal((await call('PATCH', connPath, { body: { description: 'The CRM', auth: { type: 'bearer' } } })).status, 200);
+  assert.equal((await call('PATCH', connPath, { body: { name: 'Other' } })).status, 409);
+  assert.equal((await call('PATCH', connPath, { body: { port: 0 } })).body.field, 'port');
+  assert.equal((await call('PATCH', '/api/v1/outbound/connections/999999', { body: {} })).status, 404);
+  assert.equal((await call('PATCH', connPath, { rawBody: JSON.stringify({ description: 'x'.repeat(200_000) }) })).status, 413);
+  await refusedWithout('PATCH', connPath, {});
+
+  const destinationBody = { connection_id: conn, name: 'members', path: '/members', events: ['member.*'] };
+  const destination = await call('POST', '/api/v1/outbound/destinations', { body: destinationBody });
+  assert.equal(destination.status, 200);
+  const dest = destination.body.destination.id as number;
+  assert.equal((await call('POST', '/api/v1/outbound/destinations', { body: destinationBody })).status, 409);
+  assert.equal((await call('POST', '/api/v1/outbound/destinations', { body: { ...destinationBody, name: 'x', events: ['member.exploded'] } })).body.field, 'events.0');
+  await refusedWithout('POST', '/api/v1/outbound/destinations', destinationBody);
+  await call('GET', `/api/v1/outbound/destinations?connection_id=${conn}`);
+  await call('GET', '/api/v1/outbound/destinations?connection_id=999999');
+  await call('GET', '/api/v1/outbound/destinations?connection_id=abc');
+  await refusedWithout('GET', '/api/v1/outbound/destinations');
+  const destPath = `/api/v1/outbound/destinations/${dest}`;
+  await call('GET', destPath);
+  await call('GET', '/api/v1/outbound/destinations/999999');
+  await call('GET', '/api/v1/outbound/destinations/abc');
+  await refusedWithout('GET', destPath);
+  await call('POST', '/api/v1/outbound/destinations', { body: { ...destinationBody, name: 'second' } });
+  assert.equal((await call('PATCH', destPath, { body: { description: 'Members to the CRM', method: 'PUT' } })).status, 200);
+  assert.equal((await call('PATCH', destPath, { body: { name: 'second' } })).status, 409);
+  assert.equal((await call('PATCH', destPath, { body: { template: '{{#each}}' } })).body.field, 'template');
+  assert.equal((await call('PATCH', '/api/v1/outbound/destinations/999999', { body: {} })).status, 404);
+  assert.equal((await call('PATCH', destPath, { rawBody: JSON.stringify({ description: 'x'.repeat(200_000) }) })).status, 413);
+  await refusedWithout('PATCH', destPath, {});
+  const sent = await call('POST', `${destPath}/test`, { body: { event_type: 'member.created' } });
+  assert.equal(sent.body.test.response.status, 200);
+  assert.equal(sent.body.test.request.headers.authorization, '[redacted]');
+  await call('POST', `${destPath}/test`, { body: { colour: 'red' } });
+  await call('POST', '/api/v1/outbound/destinations/999999/test');
+  await refusedWithout('POST', `${destPath}/test`);
+
+  // A member change: a delivery to the destination, then its log, a replay and the failed ones' replay.
+  await call('PATCH', `/api/v1/users/${grace}`, { body: { first_name: 'Grace B.' } });
+  await h.settle();
+  await waitUntil(() => h.server.ctx.outboundWebhooks.listDeliveries({ status: 'delivered' }).total > 0);
+  const log = await call('GET', `/api/v1/outbound/deliveries?destination_id=${dest}&status=delivered&event_type=member.updated&from=2020-01-01T00:00:00Z&to=2100-01-01T00:00:00Z&page=1&per_page=5`);
+  assert.equal(log.body.total, 1);
+  await call('GET', '/api/v1/outbound/deliveries?status=lost');
+  await refusedWithout('GET', '/api/v1/outbound/deliveries');
+  const deliveryId = log.body.deliveries[0].id as number;
+  const detail = await call('GET', `/api/v1/outbound/deliveries/${deliveryId}`);
+  assert.equal(detail.body.delivery.attempts_log[0].request.headers.authorization, '[redacted]');
+  await call('GET', '/api/v1/outbound/deliveries/999999');
+  await call('GET', '/api/v1/outbound/deliveries/abc');
+  await refusedWithout('GET', `/api/v1/outbound/deliveries/${deliveryId}`);
+  // Disabled, the destination's replayed delivery stays queued: a second replay is refused, whatever the timing.
+  await call('PATCH', destPath, { body: { enabled: false } });
+  assert.equal((await call('POST', `/api/v1/outbound/deliveries/${deliveryId}/replay`)).status, 200);
+  assert.equal((await call('POST', `/api/v1/outbound/deliveries/${deliveryId}/replay`)).status, 409);
+  await call('POST', '/api/v1/outbound/deliveries/999999/replay');
+  await call('POST', '/api/v1/outbound/deliveries/abc/replay');
+  await refusedWithout('POST', `/api/v1/outbound/deliveries/${deliveryId}/replay`);
+  const range = { from: '2020-01-01T00:00:00Z', to: '2100-01-01T00:00:00Z' };
+  assert.deepEqual((await call('POST', `${destPath}/replay-failed`, { body: range })).body, { replayed: 0 });
+  await call('POST', `${destPath}/replay-failed`, { body: { from: 'yesterday' } });
+  await call('POST', '/api/v1/outbound/destinations/999999/replay-failed', { body: range });
+  await refusedWithout('POST', `${destPath}/replay-failed`, range);
+  assert.equal((await call('DELETE', destPath)).status, 200);
+  await call('DELETE', destPath);
+  await call('DELETE', '/api/v1/outbound/destinations/abc');
+  await refusedWithout('DELETE', destPath);
+  assert.equal((await call('DELETE', connPath)).status, 200);
+  await call('DELETE', connPath);
+  await call('DELETE', '/api/v1/outbound/connections/abc');
+  await refusedWithout('DELETE', connPath);
 
   // Every answer the document promises was seen at least once (server errors and body encodings aside).
   const promised: string[] = [];

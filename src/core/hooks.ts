@@ -24,6 +24,12 @@ export interface HookOptions {
    * for actions that are recorded durably (see `declareDurable`); the handler gets the arguments as JSON data.
    */
   durable?: boolean;
+  /**
+   * For a durable handler: asked with the action's arguments in the transaction that records it; false records
+   * nothing for this handler (it has nothing to do with this one: the outbound webhooks while no destination takes
+   * the event), so an action nobody wants adds no outbox row and no job.
+   */
+  wanted?: (...args: never[]) => boolean;
 }
 
 /** A durable handler as the outbox sees it: `key` stays the same from one start to the next. */
@@ -31,6 +37,8 @@ export interface DurableHandler {
   key: string;
   plugin: string;
   fn: (...args: unknown[]) => unknown;
+  /** See HookOptions.wanted; absent: always. */
+  wanted: ((...args: unknown[]) => boolean) | undefined;
 }
 
 export const DEFAULT_PRIORITY = 10;
@@ -42,6 +50,7 @@ interface Registration {
   priority: number;
   plugin: string;
   durable: boolean;
+  wanted: AnyFn | undefined;
 }
 
 /** A filter handler threw: the pipeline that applied it stops, naming the plugin (a half-filtered value is worse). */
@@ -72,7 +81,7 @@ export class HookRegistry<Actions extends object = ActionMap, Filters extends ob
   addAction<N extends keyof Actions>(
     name: N,
     fn: (...args: ArgsOf<Actions[N]>) => void | Promise<void>,
-    options: HookOptions = {},
+    options: HookOptions & { wanted?: (...args: ArgsOf<Actions[N]>) => boolean } = {},
   ): () => void {
     if (options.durable && !this.durableNames.has(name)) {
       throw new Error(`action "${String(name)}" is not recorded durably, so it cannot have a durable handler; durable actions: ${[...this.durableNames].map(String).sort().join(', ')}`);
@@ -100,7 +109,7 @@ export class HookRegistry<Actions extends object = ActionMap, Filters extends ob
       .map((r) => {
         const n = (seen.get(r.plugin) ?? 0) + 1;
         seen.set(r.plugin, n);
-        return { key: `${r.plugin}:${String(name)}#${n}`, plugin: r.plugin, fn: r.fn as DurableHandler['fn'] };
+        return { key: `${r.plugin}:${String(name)}#${n}`, plugin: r.plugin, fn: r.fn as DurableHandler['fn'], wanted: r.wanted as DurableHandler['wanted'] };
       });
   }
 
@@ -181,7 +190,7 @@ type ArgsOf<T> = T extends unknown[] ? T : never;
 type FilterValue<T> = T extends [infer V, ...unknown[]] ? V : never;
 
 function register(table: Map<PropertyKey, Registration[]>, name: PropertyKey, fn: AnyFn, options: HookOptions): () => void {
-  const reg: Registration = { fn, priority: options.priority ?? DEFAULT_PRIORITY, plugin: options.plugin ?? 'core', durable: options.durable === true };
+  const reg: Registration = { fn, priority: options.priority ?? DEFAULT_PRIORITY, plugin: options.plugin ?? 'core', durable: options.durable === true, wanted: options.wanted as AnyFn | undefined };
   const list = table.get(name) ?? [];
   // Insert after every registration of the same or lower priority: keeps ties in insertion order.
   let at = list.length;

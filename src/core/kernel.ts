@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Config } from '../config.js';
+import { BackgroundServices } from './background.js';
 import { systemClock, type Clock } from './clock.js';
 import { securePrivateDir } from './data-dir.js';
 import { openDatabase, type Db } from './db.js';
@@ -52,6 +53,8 @@ export interface Kernel {
   worker: QueueWorker;
   /** Daily clean-ups, run on the thread that runs the jobs. */
   maintenance: Maintenance;
+  /** Features' long-running background work (the outbound webhook dispatcher), run on the thread that runs the jobs. */
+  background: BackgroundServices;
   outbox: Outbox;
   transactions: Transactions;
 }
@@ -113,6 +116,7 @@ export function createKernel(config: Config, options: KernelOptions = {}): Kerne
     jobs,
     worker,
     maintenance: new Maintenance(logger, clock),
+    background: new BackgroundServices(logger),
     outbox,
     transactions: new Transactions(db, hooks, outbox),
   };

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { z } from 'zod';
 import type { Db } from './db.js';
 import { isoNow } from './db.js';
@@ -12,6 +13,14 @@ const deliveryParams = z.object({ outbox_id: z.number().int().positive(), handle
 /** How long a delivered action stays in the outbox (for the event log and for deliveries still waiting). */
 const KEEP_DELIVERED_MS = 14 * 24 * 60 * 60 * 1000;
 
+/** The recorded action a durable handler is running for (see `Outbox.recordedAction`). */
+export interface RecordedAction {
+  /** The outbox row: the same on every run of the handler for this action. */
+  id: number;
+  /** When the action was recorded, in the transaction that caused it: its commit time, give or take the commit. */
+  recordedAt: string;
+}
+
 /**
  * The transactional outbox. Code that changes state records the actions it causes inside the same transaction
  * (`record`); for each durable handler of the action, one row here and one delivery job commit with the change, or
@@ -22,6 +31,7 @@ export class Outbox {
   private readonly insertStmt;
   private readonly getStmt;
   private readonly purgeStmt;
+  private readonly delivering = new AsyncLocalStorage<RecordedAction>();
 
   constructor(
     private readonly db: Db,
@@ -29,7 +39,7 @@ export class Outbox {
     private readonly jobs: JobQueue,
   ) {
     this.insertStmt = db.prepare<[string, string, string], { id: number }>('INSERT INTO outbox (name, payload, created_at) VALUES (?, ?, ?) RETURNING id');
-    this.getStmt = db.prepare<[number], { name: string; payload: string }>('SELECT name, payload FROM outbox WHERE id = ?');
+    this.getStmt = db.prepare<[number], { name: string; payload: string; created_at: string }>('SELECT name, payload, created_at FROM outbox WHERE id = ?');
     this.purgeStmt = db.prepare(
       `DELETE FROM outbox WHERE created_at < ? AND NOT EXISTS (
          SELECT 1 FROM events e WHERE e.action = '${DELIVER_HOOK_JOB}' AND e.status IN ('queued', 'processing')
@@ -50,13 +60,21 @@ export class Outbox {
    * outside one could commit without the change, or the change without it).
    */
   record<N extends keyof ActionMap>(name: N, args: ActionMap[N]): void {
-    const handlers = this.hooks.durableHandlers(name);
+    const handlers = this.hooks.durableHandlers(name).filter((h) => h.wanted?.(...(args as unknown[])) ?? true);
     if (handlers.length === 0) return;
     if (!this.db.inTransaction) throw new Error(`the outbox records "${String(name)}" only inside the transaction that causes it`);
     const { id } = this.insertStmt.get(String(name), JSON.stringify(args), isoNow())!;
     for (const handler of handlers) {
       this.jobs.enqueue(DELIVER_HOOK_JOB, { outbox_id: id, handler: handler.key }, { eventType: String(name), plugin: handler.plugin });
     }
+  }
+
+  /**
+   * Inside a durable handler: the recorded action it runs for, the same on every run (a retry, a run after a crash),
+   * so a handler can make its work idempotent (an event id) and knows when the change committed. Undefined elsewhere.
+   */
+  recordedAction(): RecordedAction | undefined {
+    return this.delivering.getStore();
   }
 
   /** Drops delivered actions older than two weeks. Returns how many. */
@@ -70,7 +88,7 @@ export class Outbox {
     const handler = this.hooks.durableHandlers(row.name as keyof ActionMap).find((h) => h.key === params.handler);
     // The plugin runs (its jobs are claimed only then) but no longer registers this handler: nothing to deliver to.
     if (!handler) return { status: 'skipped' as const, result: `no durable handler ${params.handler} is registered now` };
-    await handler.fn(...(JSON.parse(row.payload) as unknown[]));
+    await this.delivering.run({ id: params.outbox_id, recordedAt: row.created_at }, () => handler.fn(...(JSON.parse(row.payload) as unknown[])));
     return { status: 'done' as const, result: `${row.name} delivered to ${params.handler}` };
   }
 }

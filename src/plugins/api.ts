@@ -114,7 +114,7 @@ export function buildPluginApi(deps: ApiDeps, scope: Scope, routers: { router: R
     hooks: {
       addAction(hook, fn, options = {}) {
         scope.assertOpen();
-        const off = kernel.hooks.addAction(hook, fn, { priority: options.priority, plugin: name, durable: options.durable === true });
+        const off = kernel.hooks.addAction(hook, fn, { priority: options.priority, plugin: name, durable: options.durable === true, ...(options.wanted ? { wanted: options.wanted as never } : {}) });
         scope.record('action', `${String(hook)}${options.durable ? ' (durable)' : ''}`);
         scope.addUndo(off);
         return off;

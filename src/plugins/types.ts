@@ -46,7 +46,7 @@ export interface PluginHooks {
   addAction<N extends keyof ActionMap>(
     name: N,
     fn: (...args: ActionMap[N]) => void | Promise<void>,
-    options?: { priority?: number; durable?: boolean },
+    options?: { priority?: number; durable?: boolean; wanted?: (...args: ActionMap[N]) => boolean },
   ): () => void;
   addFilter<N extends keyof FilterMap>(
     name: N,

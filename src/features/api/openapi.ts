@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import { API_SCOPE_DESCRIPTIONS, API_SCOPES, type ApiScope } from './scopes.js';
+import { connectionCreate, connectionPatch, deliveryQuery, destinationCreate, destinationPatch, replayFailedInput, rotateSecretInput, sendTestInput } from '../outbound-webhooks/service.js';
+import { destinationListQuery, noQuery } from './outbound-routes.js';
+import * as outbound from './outbound-schemas.js';
 import * as schemas from './schemas.js';
 
 /**
@@ -35,7 +38,20 @@ const ANSWERS = {
   EventDetail: schemas.eventDetailResponse,
   ReplayAnswer: schemas.replayResponse,
   OpenApiDocument: z.looseObject({ openapi: z.string() }).describe('This document.'),
+  ConnectionList: outbound.connectionListResponse,
+  ConnectionAnswer: outbound.connectionResponse,
+  ConnectionWithSecret: outbound.connectionWithSecretResponse,
+  DestinationList: outbound.destinationListResponse,
+  DestinationAnswer: outbound.destinationResponse,
+  DeliveryList: outbound.deliveryListResponse,
+  DeliveryDetail: outbound.deliveryDetailResponse,
+  DeliveryAnswer: outbound.deliveryResponse,
+  ReplayFailedAnswer: outbound.replayFailedResponse,
+  TestSendAnswer: outbound.testSendResponse,
 } as const;
+
+const NEEDS_ADMIN = 'The token lacks the `admin` scope.';
+const NAME_TAKEN = 'Another one has this name (`field` is `name`).';
 
 const ID = { name: 'id', schema: schemas.idParam };
 
@@ -84,6 +100,75 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       409: 'The event is queued or running already.',
     },
   },
+  {
+    method: 'get', path: '/api/v1/outbound/connections', operationId: 'listOutboundConnections', summary: 'Outbound webhook connections', scope: 'admin', query: noQuery, answer: 'ConnectionList', errors: { 403: NEEDS_ADMIN },
+    description: 'Their authentication without secrets: `auth.secrets_set` names the secrets stored.',
+  },
+  {
+    method: 'post', path: '/api/v1/outbound/connections', operationId: 'createOutboundConnection', summary: 'Add a connection', scope: 'admin', body: connectionCreate, answer: 'ConnectionWithSecret',
+    description: 'The answer holds the new signing secret (`whsec_...`), the only time it is shown: receivers verify deliveries with it.',
+    errors: { 403: NEEDS_ADMIN, 409: NAME_TAKEN },
+  },
+  {
+    method: 'get', path: '/api/v1/outbound/connections/:id', operationId: 'getOutboundConnection', summary: 'One connection', scope: 'admin', answer: 'ConnectionAnswer', errors: { 403: NEEDS_ADMIN, 404: 'No connection has this id.' },
+  },
+  {
+    method: 'patch', path: '/api/v1/outbound/connections/:id', operationId: 'updateOutboundConnection', summary: 'Change a connection', scope: 'admin', body: connectionPatch, answer: 'ConnectionAnswer',
+    description: 'Fields left out stay as they are; in `auth`, a secret left out keeps the stored one when the type stays the same.',
+    errors: { 403: NEEDS_ADMIN, 404: 'No connection has this id.', 409: NAME_TAKEN },
+  },
+  {
+    method: 'delete', path: '/api/v1/outbound/connections/:id', operationId: 'deleteOutboundConnection', summary: 'Delete a connection, its destinations and their deliveries', scope: 'admin', answer: 'Ok',
+    errors: { 403: NEEDS_ADMIN, 404: 'No connection has this id.' },
+  },
+  {
+    method: 'post', path: '/api/v1/outbound/connections/:id/rotate-secret', operationId: 'rotateOutboundSigningSecret', summary: 'A new signing secret', scope: 'admin', body: rotateSecretInput, answer: 'ConnectionWithSecret',
+    description: 'Shown once in the answer. The previous secret still signs for `overlap_hours` (deliveries carry both signatures), so receivers can switch without refusing one.',
+    errors: { 403: NEEDS_ADMIN, 404: 'No connection has this id.' },
+  },
+  {
+    method: 'get', path: '/api/v1/outbound/destinations', operationId: 'listOutboundDestinations', summary: 'Outbound webhook destinations', scope: 'admin', query: destinationListQuery, answer: 'DestinationList',
+    errors: { 403: NEEDS_ADMIN, 404: 'No connection has this id.' },
+  },
+  {
+    method: 'post', path: '/api/v1/outbound/destinations', operationId: 'createOutboundDestination', summary: 'Add a destination to a connection', scope: 'admin', body: destinationCreate, answer: 'DestinationAnswer',
+    description: 'Events: `member.created`, `member.updated`, `member.tags_changed`, `member.role_changed`, `member.deleted`, `member.logged_in`, `member.password_changed`, `member.*`, `keap.<Keap event key>` (`keap.contact.edit`), `keap.contact.*`, `keap.*`, `*`. The template is checked on save.',
+    errors: { 403: NEEDS_ADMIN, 409: NAME_TAKEN },
+  },
+  {
+    method: 'get', path: '/api/v1/outbound/destinations/:id', operationId: 'getOutboundDestination', summary: 'One destination', scope: 'admin', answer: 'DestinationAnswer', errors: { 403: NEEDS_ADMIN, 404: 'No destination has this id.' },
+  },
+  {
+    method: 'patch', path: '/api/v1/outbound/destinations/:id', operationId: 'updateOutboundDestination', summary: 'Change a destination (enable, disable, ...)', scope: 'admin', body: destinationPatch, answer: 'DestinationAnswer',
+    description: 'Enabling a destination memberhook disabled clears its reason; its queued deliveries go out at once.',
+    errors: { 403: NEEDS_ADMIN, 404: 'No destination has this id.', 409: NAME_TAKEN },
+  },
+  {
+    method: 'delete', path: '/api/v1/outbound/destinations/:id', operationId: 'deleteOutboundDestination', summary: 'Delete a destination and its deliveries', scope: 'admin', answer: 'Ok',
+    errors: { 403: NEEDS_ADMIN, 404: 'No destination has this id.' },
+  },
+  {
+    method: 'post', path: '/api/v1/outbound/destinations/:id/test', operationId: 'sendOutboundTest', summary: 'Send a sample event now', scope: 'admin', body: sendTestInput, answer: 'TestSendAnswer',
+    description: 'Signed and authenticated as a delivery is; answers with the request (secrets redacted) and the destination\'s answer, or why there was none. Records nothing.',
+    errors: { 403: NEEDS_ADMIN, 404: 'No destination has this id.' },
+  },
+  {
+    method: 'post', path: '/api/v1/outbound/destinations/:id/replay-failed', operationId: 'replayFailedOutboundDeliveries', summary: 'Queue again the failed and dead deliveries of a time range', scope: 'admin', body: replayFailedInput, answer: 'ReplayFailedAnswer',
+    errors: { 403: NEEDS_ADMIN, 404: 'No destination has this id.' },
+  },
+  {
+    method: 'get', path: '/api/v1/outbound/deliveries', operationId: 'listOutboundDeliveries', summary: 'The outbound delivery log', scope: 'admin', query: deliveryQuery, answer: 'DeliveryList', errors: { 403: NEEDS_ADMIN },
+    description: 'Newest first. A query parameter not listed here is a 400.',
+  },
+  {
+    method: 'get', path: '/api/v1/outbound/deliveries/:id', operationId: 'getOutboundDelivery', summary: 'One delivery: its body and every attempt', scope: 'admin', answer: 'DeliveryDetail',
+    errors: { 403: NEEDS_ADMIN, 404: 'No delivery has this id.' },
+  },
+  {
+    method: 'post', path: '/api/v1/outbound/deliveries/:id/replay', operationId: 'replayOutboundDelivery', summary: 'Send a finished delivery again', scope: 'admin', answer: 'DeliveryAnswer',
+    description: 'Same event id and body; attempts start again from the first.',
+    errors: { 403: NEEDS_ADMIN, 404: 'No delivery has this id.', 409: 'The delivery is queued or being sent already.' },
+  },
 ];
 
 /** `/api/v1/users/:id` → `/api/v1/users/{id}`. */
@@ -107,6 +192,10 @@ function components(): Record<string, JsonObject> {
     Tag: schemas.tagSchema,
     Event: schemas.eventSchema,
     EventAttempt: schemas.eventAttemptSchema,
+    OutboundConnection: outbound.connectionSchema,
+    OutboundDestination: outbound.destinationSchema,
+    OutboundDelivery: outbound.deliverySchema,
+    OutboundDeliveryAttempt: outbound.deliveryAttemptSchema,
     Error: schemas.errorResponse,
     ...ANSWERS,
   };

@@ -16,6 +16,9 @@ export const apiPlugin: CorePlugin = {
       get members() {
         return api.members;
       },
+      get outboundWebhooks() {
+        return api.outboundWebhooks;
+      },
     };
     api.router.use(apiRoutes(ctx));
     api.admin.addPage({

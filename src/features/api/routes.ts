@@ -6,10 +6,14 @@ import type { Kernel } from '../../core/kernel.js';
 import { accessKeyMatches } from '../http-post/access-key.js';
 import type { MemberService } from '../members/service.js';
 import type { Member } from '../members/types.js';
+import type { OutboundWebhooks } from '../outbound-webhooks/service.js';
 import { isUniqueViolation } from '../../core/db.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { eventQuery, idParam, userPatch, userQuery, type EventJson, type UserJson } from './schemas.js';
-import { scopeAllows, type ApiScope } from './scopes.js';
+import { outboundApiRoutes } from './outbound-routes.js';
+import { parse, requireScope } from './request-checks.js';
+import type { ApiScope } from './scopes.js';
+export { insufficientScopeMessage } from './request-checks.js';
 import type { ApiTokenStore } from './tokens.js';
 
 declare global {
@@ -25,6 +29,7 @@ declare global {
 /** What the JSON API works with. */
 export interface ApiContext extends Kernel {
   readonly members: MemberService;
+  readonly outboundWebhooks: OutboundWebhooks;
   tokens: ApiTokenStore;
 }
 
@@ -116,6 +121,7 @@ export function apiRoutes(ctx: ApiContext): Router {
     res.json({ ok: true, event: eventJson(ctx.events.get(event.id)!) });
   });
 
+  outboundApiRoutes(router, ctx);
   return router;
 }
 
@@ -157,35 +163,10 @@ function requireApiToken(ctx: ApiContext): RequestHandler {
   };
 }
 
-/**
- * Refuses (403) a request whose token lacks `needed`, naming the scope it needs (RFC 6750's insufficient_scope).
- * Scopes nest: `admin` includes `members:write`, which includes `read`.
- */
-function requireScope(res: Response, needed: ApiScope, what: string): void {
-  const held = res.locals.apiScope ?? 'read';
-  if (scopeAllows(held, needed)) return;
-  res.set('WWW-Authenticate', `Bearer realm="memberhook API", error="insufficient_scope", scope="${needed}"`);
-  throw new AppError(403, insufficientScopeMessage(what, needed, held), { code: 'insufficient_scope' });
-}
-
-export function insufficientScopeMessage(what: string, needed: ApiScope, held: ApiScope): string {
-  return `${what} needs an API token with the ${needed} scope; this token has the ${held} scope`;
-}
-
 function findEvent(ctx: ApiContext, id: number): EventRecord {
   const event = ctx.events.get(id);
   if (!event) throw notFound(`no event with id ${id}`);
   return event;
-}
-
-/** Validates with zod; the first problem becomes a 400 naming the field and what was expected. */
-function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const field = issue.path.length ? issue.path.join('.') : where;
-  const message = issue.code === 'unrecognized_keys' ? `unknown ${where} field(s): ${issue.keys.join(', ')}` : `${field}: ${issue.message}`;
-  throw new AppError(400, message, { code: 'invalid_input', field });
 }
 
 export function userJson(m: Member): UserJson {

@@ -2,6 +2,7 @@ import { EVENT_STATUSES, type EventStore } from '../../core/jobs/store.js';
 import { describeAge, formatTime } from '../../web/format.js';
 import type { KeapState } from '../keap/connection-state.js';
 import type { RoleCount } from '../members/types.js';
+import type { DisabledDestinationNotice } from '../outbound-webhooks/service.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const RECENT_FAILURES = 10;
@@ -15,6 +16,8 @@ export interface DashboardSources {
   now(): number;
   membersByRole(): RoleCount[];
   keapState(): KeapState;
+  /** Outbound webhook destinations memberhook disabled (a 410, or failing for days). */
+  disabledDestinations(): DisabledDestinationNotice[];
 }
 
 /** What the dashboard shows, ready for `views/admin/dashboard.hbs`. */
@@ -26,6 +29,7 @@ export interface DashboardData {
   queue: { queued: number; processing: number; depth: number; oldestAge: string | null; oldestAt: string | null };
   keap: KeapState;
   failures: Array<{ id: number; status: string; source: string; action: string; contactId: number | null; error: string | null; at: string }>;
+  disabledDestinations: Array<DisabledDestinationNotice & { url: string; when: string }>;
 }
 
 /** Every figure is read through an index (see EventStore.countByStatusSince), so the page costs the same at a million rows. */
@@ -48,6 +52,11 @@ export function loadDashboard(sources: DashboardSources): DashboardData {
       oldestAt: queue.oldestQueuedAt === null ? null : formatTime(queue.oldestQueuedAt),
     },
     keap: sources.keapState(),
+    disabledDestinations: sources.disabledDestinations().map((d) => ({
+      ...d,
+      url: `/admin/settings/outbound-webhooks/${d.connectionId}/destinations/${d.destinationId}`,
+      when: formatTime(d.at),
+    })),
     failures: sources.events.recentFailures(RECENT_FAILURES).map((f) => ({
       id: f.id,
       status: f.status,

@@ -16,6 +16,7 @@ export const dashboardPlugin: CorePlugin = {
         now: () => kernel.clock.now(),
         membersByRole: () => api.members.countByRole(),
         keapState: () => describeKeapConnection(api.keap, kernel.config.keap.apiUrl, () => api.siteSettings.keapApiKeySource()),
+        disabledDestinations: () => api.outboundWebhooks.disabledNotices(),
       });
       api.admin.view(res, 200, 'dashboard', { title: 'Dashboard', ...data });
     });
