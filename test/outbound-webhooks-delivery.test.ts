@@ -232,3 +232,20 @@ test('a slow destination beside a fast one: the fast one gets every delivery at 
   await s.dispatcher.whenIdle();
   assert.equal(s.outbound.listDeliveries({ status: 'delivered', per_page: 1 }).total, 22);
 });
+
+test('a destination deleted while its deliveries are being sent: the others sent at the same time are still recorded', async (t) => {
+  const s = await site(t);
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const doomed = await receiver(t, () => ({ status: 200, hold: released }));
+  const kept = await receiver(t, () => ({ status: 200, hold: released }));
+  const gone = destinationOn(s.outbound, doomed, 'doomed');
+  const stays = destinationOn(s.outbound, kept, 'stays');
+  await s.h.server.ctx.members.create(newMember('ada@example.com'));
+  await doomed.waitFor(1);
+  await kept.waitFor(1);
+  s.outbound.deleteDestination(gone.id);
+  release();
+  await waitUntil(() => s.outbound.listDeliveries({ destination_id: stays.id, status: 'delivered' }).total === 1);
+  assert.equal(s.outbound.listDeliveries({}).total, 1, 'the deleted destination took its delivery with it');
+});

@@ -3,7 +3,7 @@ import type { BackgroundService } from '../../core/background.js';
 import type { Logger } from '../../core/logger.js';
 import { sendOnce, type AttemptResult, type SenderDeps } from './sender.js';
 import type { OutboundWebhooks } from './service.js';
-import type { AttemptOutcome, DeliveryRow, DestinationRow } from './store.js';
+import type { AttemptOutcome, DeliveryRow, DestinationRow, NewAttempt } from './store.js';
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
@@ -102,6 +102,8 @@ export class OutboundDispatcher implements BackgroundService {
   private readonly sends = new Set<Promise<void>>();
   private pumping = false;
   private turn = 0;
+  private pumpScheduled = false;
+  private finishing: Array<{ destination: DestinationRow; delivery: DeliveryRow; attempt: NewAttempt; outcome: ReturnType<typeof outcomeOf>; settle: (err?: unknown) => void }> = [];
   private nextLeaseCheck = 0;
   private pumpAgain = false;
   private idleWaiters: Array<() => void> = [];
@@ -203,16 +205,24 @@ export class OutboundDispatcher implements BackgroundService {
     const destinations = store.enabledDestinations();
     const turn = destinations.length ? this.turn++ % destinations.length : 0;
     let nextDue = now + this.opts.idleMs;
-    for (const destination of [...destinations.slice(turn), ...destinations.slice(0, turn)]) {
-      const free = Math.min(this.opts.perDestination - (this.perDestination.get(destination.id) ?? 0), this.opts.concurrency - this.inFlight);
-      if (free <= 0) continue;
-      const claimed = store.claim(destination.id, now, free, now + this.opts.leaseMs);
-      for (const delivery of claimed) this.startSend(destination, delivery);
-      if (claimed.length < free) {
-        const due = store.nextDueOf(destination.id);
-        if (due !== null) nextDue = Math.min(nextDue, Math.max(due, now + 1));
+    // Every destination's claim in one commit (see recordFinished).
+    const claims = store.inTransaction(() => {
+      const claims: Array<{ destination: DestinationRow; deliveries: DeliveryRow[] }> = [];
+      let free = this.opts.concurrency - this.inFlight;
+      for (const destination of [...destinations.slice(turn), ...destinations.slice(0, turn)]) {
+        const room = Math.min(this.opts.perDestination - (this.perDestination.get(destination.id) ?? 0), free);
+        if (room <= 0) continue;
+        const deliveries = store.claim(destination.id, now, room, now + this.opts.leaseMs);
+        free -= deliveries.length;
+        claims.push({ destination, deliveries });
+        if (deliveries.length < room) {
+          const due = store.nextDueOf(destination.id);
+          if (due !== null) nextDue = Math.min(nextDue, Math.max(due, now + 1));
+        }
       }
-    }
+      return claims;
+    });
+    for (const { destination, deliveries } of claims) for (const delivery of deliveries) this.startSend(destination, delivery);
     this.setTimer(nextDue - now);
   }
 
@@ -233,7 +243,7 @@ export class OutboundDispatcher implements BackgroundService {
         if (left > 0) this.perDestination.set(destination.id, left);
         else this.perDestination.delete(destination.id);
         this.sends.delete(send);
-        this.pump();
+        this.pumpSoon();
       });
     this.sends.add(send);
   }
@@ -245,36 +255,73 @@ export class OutboundDispatcher implements BackgroundService {
     const result = await sendOnce(this.deps.sender, { connection, secrets: service.secretsOf(connection), destination }, { eventId: delivery.event_id, body: delivery.body, at: clock.now() });
     const now = clock.now();
     const outcome = outcomeOf(result, delivery.attempts, now, this.opts.random);
-    service.store.finish(
-      {
-        deliveryId: delivery.id,
-        attempt: delivery.attempts,
-        method: result.request.method,
-        url: result.request.url,
-        headers: result.request.headers,
-        responseStatus: result.response?.status ?? null,
-        responseHeaders: result.response?.headers ?? null,
-        responseBody: result.response?.body ?? null,
-        responseTruncated: result.response?.truncated ?? false,
-        error: outcome.kind === 'delivered' ? null : outcome.error,
-        durationMs: result.durationMs,
-        at: now,
-      },
-      outcome,
-    );
-    if (outcome.kind === 'delivered') return service.store.markHealthy(destination.id);
-    if (outcome.gone) return this.disable(destination, `it answered 410 Gone (delivery ${delivery.id}, ${delivery.event_type})`, now);
-    const failingSince = service.store.markFailing(destination.id, now);
-    if (now - failingSince >= this.opts.disableAfterFailingMs) {
-      const days = Math.round((now - failingSince) / DAY);
-      this.disable(destination, `every delivery has failed for ${days} day${days === 1 ? '' : 's'} (the last: ${outcome.error})`, now);
+    const attempt: NewAttempt = {
+      deliveryId: delivery.id,
+      attempt: delivery.attempts,
+      method: result.request.method,
+      url: result.request.url,
+      headers: result.request.headers,
+      responseStatus: result.response?.status ?? null,
+      responseHeaders: result.response?.headers ?? null,
+      responseBody: result.response?.body ?? null,
+      responseTruncated: result.response?.truncated ?? false,
+      error: outcome.kind === 'delivered' ? null : outcome.error,
+      durationMs: result.durationMs,
+      at: now,
+    };
+    await new Promise<void>((resolve, reject) => {
+      this.finishing.push({ destination, delivery, attempt, outcome, settle: (err) => (err ? reject(err) : resolve()) });
+      // The attempts that end in this turn of the event loop are recorded in one commit: the request thread writes
+      // too (every change of a member), and a commit per attempt would wait for its write lock twice as often.
+      if (this.finishing.length === 1) setImmediate(() => this.recordFinished());
+    });
+  }
+
+  /** Records the attempts that ended (and what they mean for their destinations) in one transaction. */
+  private recordFinished(): void {
+    const batch = this.finishing;
+    this.finishing = [];
+    const { store } = this.deps.service;
+    const disabled: Array<{ destination: DestinationRow; reason: string }> = [];
+    try {
+      store.inTransaction(() => {
+        for (const { destination, delivery, attempt, outcome } of batch) {
+          store.finish(attempt, outcome);
+          if (outcome.kind === 'delivered') {
+            store.markHealthy(destination.id);
+            continue;
+          }
+          let reason: string | undefined;
+          if (outcome.gone) reason = `it answered 410 Gone (delivery ${delivery.id}, ${delivery.event_type})`;
+          else {
+            const failingSince = store.markFailing(destination.id, attempt.at);
+            if (attempt.at - failingSince >= this.opts.disableAfterFailingMs) {
+              const days = Math.round((attempt.at - failingSince) / DAY);
+              reason = `every delivery has failed for ${days} day${days === 1 ? '' : 's'} (the last: ${outcome.error})`;
+            }
+          }
+          if (reason && store.disableDestination(destination.id, reason, attempt.at)) disabled.push({ destination, reason });
+        }
+      });
+    } catch (err) {
+      for (const { settle } of batch) settle(err);
+      return;
+    }
+    for (const { settle } of batch) settle();
+    for (const { destination, reason } of disabled) {
+      this.deps.logger.warn({ destination: destination.id, reason }, 'an outbound webhook destination was disabled');
+      this.deps.onDisabled(destination, reason);
     }
   }
 
-  private disable(destination: DestinationRow, reason: string, now: number): void {
-    if (!this.deps.service.store.disableDestination(destination.id, reason, now)) return;
-    this.deps.logger.warn({ destination: destination.id, reason }, 'an outbound webhook destination was disabled');
-    this.deps.onDisabled(destination, reason);
+  /** Looks at the queue after this turn of the event loop: attempts ending together cost one look. */
+  private pumpSoon(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
   }
 
   private settleIdle(): void {

@@ -200,6 +200,11 @@ export class OutboundStore {
     };
   }
 
+  /** Runs `work` in one transaction (a savepoint inside another). */
+  inTransaction<T>(work: () => T): T {
+    return this.db.transaction(work)();
+  }
+
   // Connections.
 
   connections(): ConnectionRow[] {
@@ -295,9 +300,13 @@ export class OutboundStore {
     return all ? this.s.requeueAllLeased.run(now, isoNow(now)).changes : this.s.requeueLeased.run(isoNow(now), now).changes;
   }
 
-  /** Records an attempt and what it means for its delivery, in one transaction. */
+  /**
+   * Records an attempt and what it means for its delivery, in one transaction. A delivery deleted while it was sent
+   * (its destination or connection deleted) is left gone: nothing is recorded.
+   */
   finish(attempt: NewAttempt, outcome: AttemptOutcome): void {
     this.db.transaction(() => {
+      if (!this.s.delivery.get(attempt.deliveryId)) return;
       this.s.insertAttempt.run(
         attempt.deliveryId,
         attempt.attempt,
