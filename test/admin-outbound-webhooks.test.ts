@@ -334,6 +334,13 @@ test('a destination is disabled and enabled again', async () => {
   assert.match((await s.agent.get(off.headers.location!)).text, /id="destination-state" data-enabled="no"/);
   await submit(s.agent, `${PAGE}/${id}/destinations/${destinationId}`, `${PAGE}/${id}/destinations/${destinationId}/enabled`, { enabled: 'yes' });
   assert.equal(s.outbound.getDestination(destinationId).enabled, true);
+
+  // A save of the form leaves it as it is: memberhook may have turned it off since the page was loaded.
+  await submit(s.agent, `${PAGE}/${id}/destinations/${destinationId}`, `${PAGE}/${id}/destinations/${destinationId}/enabled`, { enabled: 'no' });
+  const saved = await submit(s.agent, `${PAGE}/${id}/destinations/${destinationId}`, `${PAGE}/${id}/destinations/${destinationId}`, destinationFields({ name: 'Renamed', enabled: 'yes' }));
+  assert.equal(saved.status, 303);
+  assert.equal(s.outbound.getDestination(destinationId).name, 'Renamed');
+  assert.equal(s.outbound.getDestination(destinationId).enabled, false);
 });
 
 test('the delivery log filters, shows each attempt, replays one and the failed ones of a time range', async () => {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
+import { openDatabase } from '../src/core/db.js';
 import { safeRequest } from '../src/core/safe-http.js';
+import { SettingsStore } from '../src/core/settings.js';
 import { connectionAuthSchema, OutboundAuth, TokenEndpointError, type ConnectionAuth } from '../src/features/outbound-webhooks/auth.js';
 import { ManualClock } from './support/clock.js';
 import { startOAuthServer, type TestOAuthServer } from './support/oauth-server.js';
@@ -231,6 +233,30 @@ describe('a failing token endpoint', () => {
     assert.ok(auth.tokenError('c1'));
     auth.forget('c1');
     assert.equal(auth.tokenError('c1'), undefined);
+  });
+});
+
+describe('a token error seen from another thread', () => {
+  test('the failure kept in the settings table shows wherever the page asks, and goes with the next token', async () => {
+    // Two OutboundAuth on one database: the job thread's, which delivers, and the request thread's, which shows the page.
+    const { db } = openDatabase({ filename: ':memory:' });
+    const board = new SettingsStore(db);
+    const delivering = new OutboundAuth({ clock, allowPrivate: () => true, errorBoard: board });
+    const showing = new OutboundAuth({ clock, allowPrivate: () => true, errorBoard: board });
+    oauth.failNext(1, 400, { error: 'invalid_grant', error_description: 'expired assertion' });
+    await tokenFailure(delivering.headers('connection:7', grants.jwt_bearer()));
+    assert.deepEqual(showing.tokenError('connection:7'), { message: 'The token endpoint answered 400: invalid_grant (expired assertion)', at: '2026-12-08T00:00:00.000Z' });
+    assert.equal(showing.tokenError('connection:8'), undefined);
+    await delivering.headers('connection:7', grants.jwt_bearer());
+    assert.equal(showing.tokenError('connection:7'), undefined);
+    assert.equal(board.get('outbound.token_error.connection:7'), '');
+
+    oauth.failNext(1, 500, {});
+    await tokenFailure(delivering.headers('connection:7', { ...grants.jwt_bearer(), scope: 'members:write' } as ConnectionAuth));
+    assert.ok(showing.tokenError('connection:7'));
+    showing.forget('connection:7');
+    assert.equal(delivering.tokenError('connection:7'), undefined, 'a change to the connection (forget) clears it for every thread');
+    db.close();
   });
 });
 

@@ -323,7 +323,9 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
       return renderDestinationForm(res, 200, { ...found, form, preview: previewOf(req, form) });
     }
     try {
-      service.updateDestination(found.destination.id, destinationInputOf(form));
+      // Enabled or not is the Enable/Disable button's: a save never turns back on what memberhook turned off meanwhile.
+      const { enabled: _enabled, ...changes } = destinationInputOf(form);
+      service.updateDestination(found.destination.id, changes);
     } catch (err) {
       return renderDestinationForm(res, statusOf(err), { ...found, form, ...formErrors(err, destinationField) });
     }
@@ -509,7 +511,14 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
 
   function connectionIdOf(req: Request, res: Response): number | undefined {
     const id = idParam(req.params.connectionId);
-    if (id !== undefined && service.listConnections().some((c) => c.id === id)) return id;
+    if (id !== undefined) {
+      try {
+        service.connectionRow(id);
+        return id;
+      } catch (err) {
+        if (!(err instanceof AppError) || err.status !== 404) throw err;
+      }
+    }
     missing(res, 'There is no such connection: it may have been deleted.');
     return undefined;
   }

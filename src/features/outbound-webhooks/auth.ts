@@ -136,6 +136,18 @@ const GRANT_TYPES: Record<OAuthGrant, string> = {
 };
 
 /**
+ * Where token endpoint failures are kept so every thread sees them: the deliveries run on the job thread, the admin
+ * page that shows the failure on the request thread. The settings table does it (core/settings.ts); an empty value
+ * means none.
+ */
+export interface TokenErrorBoard {
+  get(key: string): string | undefined;
+  set(key: string, value: string): void;
+}
+
+const BOARD_PREFIX = 'outbound.token_error.';
+
+/**
  * The headers that authenticate one delivery, per connection. OAuth access tokens are cached per connection and
  * per auth configuration (a changed client secret or token URL never reuses the old token), fetched once however
  * many deliveries ask together, and forgotten when a receiver answers 401 (the caller then asks once more).
@@ -146,7 +158,7 @@ export class OutboundAuth {
   private readonly fetching = new Map<string, Promise<CachedToken>>();
   private readonly errors = new Map<string, { message: string; at: string }>();
 
-  constructor(private readonly deps: { clock: Clock; allowPrivate: () => boolean }) {}
+  constructor(private readonly deps: { clock: Clock; allowPrivate: () => boolean; errorBoard?: TokenErrorBoard }) {}
 
   /** The Authorization header (or none) for a delivery on this connection. Throws TokenEndpointError. */
   async headers(connectionKey: string, auth: ConnectionAuth): Promise<Record<string, string>> {
@@ -167,12 +179,33 @@ export class OutboundAuth {
   /** Drops the connection's cached token and kept error: after a 401, or when the connection changes or goes. */
   forget(connectionKey: string): void {
     this.tokens.delete(connectionKey);
-    this.errors.delete(connectionKey);
+    this.clearError(connectionKey);
   }
 
-  /** The token endpoint's last failure for this connection, until a token is fetched (or `forget`). */
+  /** The token endpoint's last failure for this connection (on whichever thread), until a token is fetched (or `forget`). */
   tokenError(connectionKey: string): { message: string; at: string } | undefined {
-    return this.errors.get(connectionKey);
+    const board = this.deps.errorBoard;
+    if (!board) return this.errors.get(connectionKey);
+    const kept = board.get(BOARD_PREFIX + connectionKey);
+    if (!kept) return undefined;
+    try {
+      const parsed = JSON.parse(kept) as { message?: unknown; at?: unknown };
+      return typeof parsed.message === 'string' && typeof parsed.at === 'string' ? { message: parsed.message, at: parsed.at } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private recordError(connectionKey: string, error: { message: string; at: string }): void {
+    this.errors.set(connectionKey, error);
+    this.deps.errorBoard?.set(BOARD_PREFIX + connectionKey, JSON.stringify(error));
+  }
+
+  private clearError(connectionKey: string): void {
+    this.errors.delete(connectionKey);
+    // Read before writing: a token fetched with no failure kept (the usual case) costs no write.
+    const board = this.deps.errorBoard;
+    if (board?.get(BOARD_PREFIX + connectionKey)) board.set(BOARD_PREFIX + connectionKey, '');
   }
 
   private async accessToken(connectionKey: string, auth: Extract<ConnectionAuth, { type: 'oauth2' }>): Promise<string> {
@@ -186,14 +219,14 @@ export class OutboundAuth {
         (token) => {
           this.fetching.delete(flightKey);
           this.tokens.set(connectionKey, token);
-          this.errors.delete(connectionKey);
+          this.clearError(connectionKey);
           return token;
         },
         (err: unknown) => {
           this.fetching.delete(flightKey);
           const failure = err instanceof TokenEndpointError ? err : new TokenEndpointError('the token endpoint could not be asked', true);
           this.tokens.delete(connectionKey);
-          this.errors.set(connectionKey, { message: failure.message, at: new Date(this.deps.clock.now()).toISOString() });
+          this.recordError(connectionKey, { message: failure.message, at: new Date(this.deps.clock.now()).toISOString() });
           throw failure;
         },
       );

@@ -40,7 +40,9 @@ export const outboundWebhooksPlugin: CorePlugin = {
   setup(api) {
     const { kernel } = api;
     const allowPrivate = () => kernel.config.outbound.allowPrivate;
-    const auth = new OutboundAuth({ clock: kernel.clock, allowPrivate });
+    // Token failures are kept in the settings table: the deliveries (on the job thread) record them, the connection page
+    // (on the request thread) shows them.
+    const auth = new OutboundAuth({ clock: kernel.clock, allowPrivate, errorBoard: kernel.settings });
     const sender = { allowPrivate, userAgent: `memberhook/${kernel.config.version} (+outbound webhooks)` };
     let dispatcher: OutboundDispatcher | undefined;
     const service = new OutboundWebhooks({
