@@ -98,10 +98,10 @@ describe('sample events', () => {
       assert.equal(JSON.parse(renderTemplate(DEFAULT_TEMPLATE, sample)).type, type);
     }
     assert.deepEqual((sampleEvent('member.tags_changed').data as { added: unknown[] }).added.length, 1);
-    const keap = sampleEvent('keap.contactGroup.applied').data as { objectType: string; eventType: string; member: unknown };
-    assert.equal(keap.objectType, 'contactGroup');
-    assert.equal(keap.eventType, 'contactGroup.applied');
+    const keap = sampleEvent('keap.contactGroup.applied').data as { object_type: string; event_type: string; member: unknown };
+    assert.equal(keap.object_type, 'contactGroup');
+    assert.equal(keap.event_type, 'contactGroup.applied');
     assert.equal(keap.member, null);
-    assert.equal((sampleEvent('keap.contact.*').data as { objectType: string }).objectType, 'contact');
+    assert.equal((sampleEvent('keap.contact.*').data as { object_type: string }).object_type, 'contact');
   });
 });

@@ -207,8 +207,8 @@ test('Keap events go out as keap.<event key>, about the member linked to the con
   const got = (path: string) =>
     r.received
       .filter((q) => q.path === path)
-      .map((q) => JSON.parse(q.body) as { type: string; data: { objectId: string; member: { email: string } | null } })
-      .map((e) => `${e.type}:${e.data.objectId}:${e.data.member?.email ?? '-'}`)
+      .map((q) => JSON.parse(q.body) as { type: string; data: { object_id: string; member: { email: string } | null } })
+      .map((e) => `${e.type}:${e.data.object_id}:${e.data.member?.email ?? '-'}`)
       .sort();
   assert.deepEqual(got('/contacts'), ['keap.contact.edit:5001:vip@example.com', 'keap.contact.edit:5002:-']);
   assert.deepEqual(got('/vip'), ['keap.contact.edit:5001:vip@example.com']);

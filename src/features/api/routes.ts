@@ -5,6 +5,7 @@ import { EVENT_STATUSES, type EventRecord } from '../../core/jobs/store.js';
 import type { Kernel } from '../../core/kernel.js';
 import { accessKeyMatches } from '../http-post/access-key.js';
 import type { MemberService } from '../members/service.js';
+import { publicMember } from '../members/public-shape.js';
 import type { Member } from '../members/types.js';
 import type { OutboundWebhooks } from '../outbound-webhooks/service.js';
 import { isUniqueViolation } from '../../core/db.js';
@@ -169,20 +170,9 @@ function findEvent(ctx: ApiContext, id: number): EventRecord {
   return event;
 }
 
+/** The API's user is the public member shape (schemas.ts's userSchema describes the same fields for OpenAPI). */
 export function userJson(m: Member): UserJson {
-  return {
-    id: m.id,
-    email: m.email,
-    username: m.username,
-    role: m.role,
-    first_name: m.firstName,
-    last_name: m.lastName,
-    keap_contact_id: m.keapContactId,
-    tags: m.tags.map((t) => ({ id: t.id, name: t.name, category: t.category })),
-    fields: m.fields,
-    created_at: m.createdAt,
-    updated_at: m.updatedAt,
-  };
+  return publicMember(m);
 }
 
 export function eventJson(e: EventRecord): EventJson {

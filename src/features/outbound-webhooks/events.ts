@@ -1,4 +1,5 @@
 import type { KeapEvent } from '../keap-events/delivery.js';
+import { publicMember } from '../members/public-shape.js';
 import type { Member } from '../members/types.js';
 
 /**
@@ -41,8 +42,16 @@ export function matchesEventPatterns(patterns: readonly string[], type: string):
 
 /**
  * A Keap event's data: the normalized event (object type and id, Keap's event key, where it came from, Keap's part
- * of the payload) and the member linked to the contact, when there is one (the shape of `sampleEvent`'s).
+ * of the payload) and the member linked to the contact, when there is one (the shape of `sampleEvent`'s), in the
+ * JSON API's snake_case (`GET /api/v1/events` names the same fields so).
  */
 export function keapEventData(event: KeapEvent, member: Member | undefined) {
-  return { objectType: event.objectType, objectId: event.objectId, eventType: event.eventType, source: event.source, raw: event.raw, member: member ?? null };
+  return {
+    object_type: event.objectType,
+    object_id: event.objectId,
+    event_type: event.eventType,
+    source: event.source,
+    raw: event.raw,
+    member: member ? publicMember(member) : null,
+  };
 }

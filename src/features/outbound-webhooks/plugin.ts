@@ -3,6 +3,7 @@ import { isoNow } from '../../core/db.js';
 import type { ActionMap } from '../../core/hooks.js';
 import { DAY_MS } from '../../core/maintenance.js';
 import type { CorePlugin, CorePluginApi } from '../../plugins/types.js';
+import { publicMember } from '../members/public-shape.js';
 import type { Member } from '../members/types.js';
 import { outboundAdminRoutes } from './admin-routes.js';
 import { OutboundAuth } from './auth.js';
@@ -95,7 +96,7 @@ function recordMemberEvents(api: CorePluginApi, service: OutboundWebhooks): void
       name,
       (...args: ActionMap[N]) => {
         const payload = data(...args);
-        service.recordEvent(outboundEvent(api, name, payload), subjectOf(payload.member));
+        service.recordEvent(outboundEvent(api, name, { ...payload, member: publicMember(payload.member) }), subjectOf(payload.member));
       },
       { durable: true, wanted: () => service.takesEvent(name) },
     );

@@ -185,24 +185,22 @@ export function checkTemplate(source: string): string | null {
   }
 }
 
-/** A member as outbound events carry it (the Member the member hooks pass; see plugin.ts `recordMemberEvents`). */
+/** A member as outbound events carry it (members/public-shape.ts: the JSON API's user; see plugin.ts `recordMemberEvents`). */
 const SAMPLE_MEMBER = {
   id: 42,
   email: 'ada@example.com',
   username: 'ada',
   role: 'subscriber',
-  roleIsAdmin: false,
-  firstName: 'Ada',
-  lastName: 'Lovelace',
-  keapContactId: 1001,
-  fields: { company: 'Analytical Engines Ltd' },
+  first_name: 'Ada',
+  last_name: 'Lovelace',
+  keap_contact_id: 1001,
   tags: [
     { id: 91, name: 'Member', category: 'Membership' },
     { id: 93, name: 'VIP', category: 'Membership' },
   ],
-  blocked: null,
-  createdAt: '2026-12-01T09:30:00.000Z',
-  updatedAt: '2026-12-08T00:15:00.000Z',
+  fields: { company: 'Analytical Engines Ltd' },
+  created_at: '2026-12-01T09:30:00.000Z',
+  updated_at: '2026-12-08T00:15:00.000Z',
 };
 
 /**
@@ -215,7 +213,7 @@ export function sampleEvent(type: string): OutboundEvent {
   const member = SAMPLE_MEMBER;
   switch (type) {
     case 'member.updated':
-      return { ...base, data: { member, changed: ['firstName', 'fields'] } };
+      return { ...base, data: { member, changed: ['first_name', 'fields'] } };
     case 'member.tags_changed':
       return { ...base, data: { member, added: [{ id: 93, name: 'VIP', category: 'Membership' }], removed: [] } };
     case 'member.role_changed':
@@ -233,9 +231,9 @@ export function sampleEvent(type: string): OutboundEvent {
     return {
       ...base,
       data: {
-        objectType,
-        objectId: '1001',
-        eventType: eventType.includes('.') ? eventType : `${eventType}.edit`,
+        object_type: objectType,
+        object_id: '1001',
+        event_type: eventType.includes('.') ? eventType : `${eventType}.edit`,
         source: 'rest_hook',
         raw: { id: 1001, apiUrl: `https://api.infusionsoft.com/crm/rest/v1/${objectType}s/1001`, timestamp: base.timestamp },
         member: objectType === 'contact' ? member : null,
