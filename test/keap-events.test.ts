@@ -193,13 +193,13 @@ test('the poller updates members whose contacts changed since its checkpoint, un
   await runJobs(s);
   assert.equal(ctx.members.findByContactId(C.ada)!.lastName, 'Lovelace');
   const page = await s.admin.get('/admin/settings/keap-events');
-  assert.match(page.text, /data-poll-minutes="0"/, 'off until asked for');
+  assert.match(page.text, /data-poll-resource="contacts" data-poll-minutes="0"/, 'off until asked for');
 
   // Ada changes in Keap while no hook tells us (none registered, or the site was down).
   s.h.sandbox.state.updateContact(C.ada, { family_name: 'King' });
   const pollNow = async (minutes: string) => {
     const form = await s.admin.get('/admin/settings/keap-events');
-    return s.admin.post('/admin/settings/keap-events/poll').type('form').send({ _csrf: csrfFrom(form.text), interval_minutes: minutes });
+    return s.admin.post('/admin/settings/keap-events/poll').type('form').send({ _csrf: csrfFrom(form.text), resource: 'contacts', interval_minutes: minutes });
   };
   const bad = await pollNow('often');
   assert.equal(bad.status, 400);
@@ -210,18 +210,23 @@ test('the poller updates members whose contacts changed since its checkpoint, un
   const polled = events(s).filter((e) => e.action === 'update' && e.source === 'poller');
   assert.deepEqual(polled.map((e) => [e.contact_id, e.event_type, e.status]), [[C.ada, 'contact.edit', 'done']]);
   const shown = (await s.admin.get('/admin/settings/keap-events')).text;
-  assert.match(shown, /data-poll-minutes="5"/);
-  assert.match(shown, /id="poll-last">[^<]*: \d+ changed since [^,]+, 1 updates queued, 0 already synced/);
-  assert.doesNotMatch(shown, /Checkpoint<\/dt><dd><span class="muted">none yet/, 'a checkpoint is kept');
+  assert.match(shown, /data-poll-resource="contacts" data-poll-minutes="5"/);
+  assert.match(contactsPart(shown), /data-poll-last>[^<]*: \d+ changed since [^,]+, 1 member updates queued, 0 already synced/);
+  assert.doesNotMatch(contactsPart(shown), /Checkpoint<\/dt><dd><span class="muted">none yet/, 'a checkpoint is kept');
 
   // The next poll starts a little before the checkpoint and sees Ada again, but her change is already synced.
   assert.equal((await pollNow('5')).status, 303);
   await runJobs(s);
   assert.equal(events(s).filter((e) => e.action === 'update' && e.source === 'poller').length, 1, 'no second update for the same change');
-  assert.match((await s.admin.get('/admin/settings/keap-events')).text, /id="poll-last">[^<]*: \d+ changed since [^,]+, 0 updates queued, 1 already synced/);
+  assert.match(contactsPart((await s.admin.get('/admin/settings/keap-events')).text), /data-poll-last>[^<]*: \d+ changed since [^,]+, 0 member updates queued, 1 already synced/);
   // One scheduled poll waits for its time, whatever was asked meanwhile.
   assert.equal(ctx.db.prepare("SELECT count(*) FROM events WHERE action = 'keap_poll_contacts' AND status = 'queued'").pluck().get(), 1);
 });
+
+/** The contacts part of the poller's section of the page. */
+function contactsPart(page: string): string {
+  return /<div class="poll-resource" id="poll-contacts"[\s\S]*?<\/div>\s*<\/div>/.exec(page)?.[0] ?? '';
+}
 
 /** A port nothing listens on now, so PUBLIC_URL can name the address memberhook will listen on (Keap posts to it). */
 async function freePort(): Promise<number> {
@@ -253,7 +258,9 @@ test('end to end with the sandbox: registering subscribes and verifies the hooks
   assert.deepEqual(hooks.map((h) => [h.eventKey, h.status, h.hookUrl]).sort(), keys.map((k) => [k, 'Verified', `http://127.0.0.1:${port}${s.url}`]));
   const listed = (await s.admin.get('/admin/settings/keap-events')).text;
   assert.equal([...listed.matchAll(/<tr data-hook="[^"]+" data-status="Verified">/g)].length, 3);
-  assert.match(listed, /data-poll-minutes="15"/, 'polling came on with the hooks');
+  assert.match(listed, /data-poll-resource="contacts" data-poll-minutes="15"/, 'polling came on with the hooks');
+  assert.match(listed, /data-poll-resource="tags" data-poll-minutes="15"/);
+  assert.match(listed, /data-poll-resource="orders" data-poll-minutes="0"/, 'no order hooks: no order polling');
 
   // Ada changes in Keap: the deliveries reach memberhook and her member follows.
   sandbox.state.updateContact(C.ada, { family_name: 'King' });
@@ -279,7 +286,7 @@ test('end to end with the sandbox: registering subscribes and verifies the hooks
 
   // The poll (asked for now) catches both changes, and asks Keap to verify the Inactive hook, which comes back.
   const form = await s.admin.get('/admin/settings/keap-events');
-  assert.equal((await s.admin.post('/admin/settings/keap-events/poll').type('form').send({ _csrf: csrfFrom(form.text), interval_minutes: '15' })).status, 303);
+  assert.equal((await s.admin.post('/admin/settings/keap-events/poll').type('form').send({ _csrf: csrfFrom(form.text), resource: 'contacts', interval_minutes: '15' })).status, 303);
   await runJobs(s);
   const caught = ctx.members.findByContactId(C.ada)!;
   assert.deepEqual([caught.firstName, caught.lastName], ['Augusta Ada', 'Lovelace-King'], 'nothing lost');

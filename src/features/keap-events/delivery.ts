@@ -4,6 +4,7 @@ import { jobType } from '../../core/jobs/queue.js';
 import type { Transactions } from '../../core/outbox.js';
 import { webhookJobType } from '../http-post/jobs.js';
 import type { MemberService } from '../members/service.js';
+import { reportedChangeKind, type ReportedChanges } from './reported-changes.js';
 
 /** Where the events these deliveries cause come from, in the event log and the API (`source`). */
 export const REST_HOOK_SOURCE = 'rest_hook';
@@ -107,15 +108,20 @@ export const keapContactDeleted = jobType({
  * - `contact.delete`: `keap_contact_deleted`, which blocks, deletes or leaves the member, as the admin chose;
  * - anything else (orders, invoices, ...): recorded, for plugins and the event log, and nothing more.
  */
-export async function fanOut(deps: { transactions: Transactions; jobs: JobQueue; rules: DeliveryRules }, job: Job<HookDelivery>): Promise<JobOutcome> {
+export async function fanOut(deps: { transactions: Transactions; jobs: JobQueue; rules: DeliveryRules; reported: ReportedChanges }, job: Job<HookDelivery>): Promise<JobOutcome> {
   const { event_key: key, object_type: objectType, object_keys: objects } = job.params;
   const plan = planFor(job.params, deps.rules);
   const contacts = plan?.contacts ?? [];
+  // What the poller would read back as the same change: recorded as handed on when the delivery arrived, so a poll
+  // after it skips it (a tag event's changes are the contacts it names).
+  const kind = reportedChangeKind(key);
+  const reportedIds = kind === undefined ? [] : kind === 'tag_applied' ? namedContacts(job.params) : objects.map((o) => o.id);
   // In slices, each its own transaction, with a turn of the event loop between them: a thousand jobs written in one
   // go would hold this thread (which also commits the posts and deliveries being acknowledged) for tens of ms. A
   // crash half-way runs the job again from the start; the slices already queued fold into their waiting jobs.
-  for (let start = 0; start < Math.max(contacts.length, objects.length); start += FAN_OUT_SLICE) {
+  for (let start = 0; start < Math.max(contacts.length, objects.length, reportedIds.length); start += FAN_OUT_SLICE) {
     await deps.transactions.run((tx) => {
+      for (const id of reportedIds.slice(start, start + FAN_OUT_SLICE)) deps.reported.record(kind!, id, job.createdAt);
       for (const contactId of contacts.slice(start, start + FAN_OUT_SLICE)) {
         if (plan!.action === 'contact_deleted') deps.jobs.enqueue(keapContactDeleted, { contact_id: contactId });
         else deps.jobs.enqueue(webhookJobType(plan!.action), { contact_id: contactId }, { source: REST_HOOK_SOURCE, eventType: key });
@@ -132,7 +138,7 @@ export async function fanOut(deps: { transactions: Transactions; jobs: JobQueue;
 }
 
 function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: string; contacts: number[] } | undefined {
-  const { event_key: key, object_type: type, object_keys: objects } = delivery;
+  const { event_key: key, object_keys: objects } = delivery;
   const unique = (ids: number[]) => [...new Set(ids)];
   // Most of a Keap account's contacts are not members: a job for each would only be skipped (and fill the event
   // log). A member being created right now by a waiting `add` needs none either: `add` reads the whole contact.
@@ -149,15 +155,20 @@ function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: string
       return { action: 'contact_deleted', contacts: members(objects.map((o) => o.id)) };
     case 'contactGroup.applied':
     case 'contactGroup.removed':
-      // Keap does not document this body. Its ids are contacts only when the object type says so; a tag's id with
-      // the contacts in `contactDetails` is read too. Anything else names no contact: the poller catches it up.
-      return {
-        action: 'update_tags',
-        contacts: members(type === 'contact' ? objects.map((o) => o.id) : objects.flatMap((o) => (o.contactDetails ?? []).map((c) => c.id))),
-      };
+      return { action: 'update_tags', contacts: members(namedContacts(delivery)) };
     default:
       return undefined;
   }
+}
+
+/**
+ * The contacts a tag event names. Keap does not document this body: its ids are contacts only when the object type
+ * says so; a tag's id with the contacts in `contactDetails` is read too. Anything else names no contact: the poller
+ * catches it up.
+ */
+function namedContacts(delivery: HookDelivery): number[] {
+  const { object_type: type, object_keys: objects } = delivery;
+  return [...new Set(type === 'contact' ? objects.map((o) => o.id) : objects.flatMap((o) => (o.contactDetails ?? []).map((c) => c.id)))];
 }
 
 /** The `keap_contact_deleted` job: the member of the deleted contact, blocked, deleted or kept. */
