@@ -68,7 +68,11 @@ test('the hook URL answers Keap\'s handshake by echoing X-Hook-Secret; a wrong t
 /** Runs every runnable job through the site's worker, one at a time as its loop would, until none is left. */
 async function runJobs(s: Site): Promise<void> {
   const { ctx } = s.h.server;
-  for (let job = ctx.events.claimNext('test', Date.now(), 60_000); job; job = ctx.events.claimNext('test', Date.now(), 60_000)) await ctx.worker.runClaimed(job);
+  for (let job = ctx.events.claimNext('test', Date.now(), 60_000); job; job = ctx.events.claimNext('test', Date.now(), 60_000)) {
+    const t0 = Date.now();
+    await ctx.worker.runClaimed(job);
+    if (process.env.TRACE_JOBS) console.log('job', job.action, Date.now() - t0);
+  }
 }
 
 test('a delivery is written once and answered at once, then fans out to one job per member it names, which a campaign post for the same contact folds into', async (t) => {
@@ -270,7 +274,8 @@ test('end to end with the sandbox: registering subscribes and verifies the hooks
   const ada = ctx.members.findByContactId(C.ada)!;
   assert.equal(ada.lastName, 'King');
   assert.equal(ada.tags.some((tag) => tag.id === T.vip), false);
-  assert.ok(events(s).some((e) => e.source === 'rest_hook' && e.action === 'update_tags' && e.event_type === 'contactGroup.removed'));
+  // The tag event needed no job of its own: her full update (from the contact.edit delivery) waited, and read her tags.
+  assert.ok(events(s).some((e) => e.source === 'rest_hook' && e.action === 'keap_hook_delivery' && e.event_type === 'contactGroup.removed' && e.status === 'done'));
 
   // The site turns deliveries away (as a site that is down, or answers 410, looks to Keap): the hook goes Inactive,
   // and what changed meanwhile is never delivered.
@@ -351,4 +356,154 @@ test('a contact deleted in Keap blocks its member by default (no login, sessions
   const blockAdmin = await s.admin.post(`/admin/members/${ada.id}/block`).type('form').send({ _csrf: csrfFrom(adminPage.text) });
   assert.equal(blockAdmin.status, 409);
   assert.match(blockAdmin.text, /An administrator cannot be blocked/);
+});
+
+/** Registers the given event keys from the page, as an admin ticking them and pressing Register subscriptions. */
+async function register(s: Site, keys: string[]): Promise<void> {
+  const page = await s.admin.get('/admin/settings/keap-events');
+  const body = new URLSearchParams({ _csrf: csrfFrom(page.text) });
+  for (const key of keys) body.append('key', key);
+  const registered = await s.admin.post('/admin/settings/keap-events/register').type('form').send(body.toString());
+  assert.equal(registered.status, 303, registered.text.slice(0, 300));
+}
+
+async function pollNow(s: Site, resource: string): Promise<void> {
+  const page = await s.admin.get('/admin/settings/keap-events');
+  const asked = await s.admin.post('/admin/settings/keap-events/poll-now').type('form').send({ _csrf: csrfFrom(page.text), resource });
+  assert.equal(asked.status, 303, asked.text.slice(0, 300));
+}
+
+test('while the site was down, tags applied and orders placed are caught by the poller: the tags reach the members, each order becomes one keap.event, the hooks come back', async (t) => {
+  const port = await freePort();
+  const s = await site(t, { PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}` }, { hookBatchWindowMs: 20, hookRetryDelaysMs: [0, 0, 0] });
+  const { ctx } = s.h.server;
+  const { sandbox } = s.h;
+  const heard: Array<{ objectType: string; objectId: string; eventType: string; source: string }> = [];
+  ctx.hooks.addAction('keap.event', (e) => void heard.push({ objectType: e.objectType, objectId: e.objectId, eventType: e.eventType, source: e.source }));
+  for (const id of [C.ada, C.grace]) await s.h.post({ contactId: String(id), wpf_action: 'add' });
+  await runJobs(s);
+  assert.deepEqual(ctx.members.findByContactId(C.grace)!.tags.map((tag) => tag.id), [T.member]);
+
+  await register(s, ['contactGroup.applied', 'order.add', 'order.edit']);
+  const hooks = [...sandbox.state.hooks.values()];
+  assert.ok(hooks.every((h) => h.status === 'Verified'));
+  const shown = (await s.admin.get('/admin/settings/keap-events')).text;
+  assert.match(shown, /data-poll-resource="tags" data-poll-minutes="15"/, 'tag and order polling came on with their hooks');
+  assert.match(shown, /data-poll-resource="orders" data-poll-minutes="15"/);
+  await runJobs(s);
+  const before = { events: heard.length, jobs: events(s).length };
+
+  // The site is down: every attempt of both deliveries fails (Keap tries four times), and the hooks go Inactive.
+  sandbox.hooks.failNextDeliveries(hooks[0]!.hookUrl, 8);
+  sandbox.state.applyTag(C.grace, T.vip);
+  const order = sandbox.state.addOrder({ contact_id: C.ada, title: 'Annual membership', total: 9_900 });
+  for (let attempt = 0; attempt < 4; attempt++) await sandbox.hooks.flush();
+  const statuses = Object.fromEntries(hooks.map((h) => [h.eventKey, sandbox.state.hooks.get(h.key)!.status]));
+  assert.deepEqual(statuses, { 'contactGroup.applied': 'Inactive', 'order.add': 'Inactive', 'order.edit': 'Verified' }, 'no order was edited: that hook had nothing to fail');
+  await runJobs(s);
+  assert.equal(heard.length, before.events, 'nothing reached the site');
+
+  // Back up: the polls (asked for now) catch both, and ask Keap to verify the Inactive hooks.
+  await pollNow(s, 'tags');
+  await pollNow(s, 'orders');
+  await runJobs(s);
+  assert.deepEqual(ctx.members.findByContactId(C.grace)!.tags.map((tag) => tag.id).sort(), [T.member, T.vip].sort(), 'the tag applied while down reached the member');
+  const caught = events(s).slice(before.jobs).filter((e) => e.source === 'poller' && e.action === 'update_tags');
+  assert.deepEqual(caught.map((e) => [e.contact_id, e.event_type, e.status]), [[C.grace, 'contactGroup.applied', 'done']]);
+  assert.deepEqual(heard.slice(before.events), [
+    { objectType: 'contact', objectId: String(C.grace), eventType: 'contactGroup.applied', source: 'poller' },
+    { objectType: 'order', objectId: String(order.id), eventType: 'order.add', source: 'poller' },
+  ]);
+  assert.ok([...sandbox.state.hooks.values()].every((h) => h.status === 'Verified'), 'the polls brought the hooks back');
+  const page = (await s.admin.get('/admin/settings/keap-events')).text;
+  assert.match(page, /id="poll-tags"[\s\S]*?data-poll-last>[^<]*: 1 changed since [^,]+, 1 member updates queued, 0 already synced, 1 events/);
+  assert.match(page, /id="poll-orders"[\s\S]*?data-poll-last>[^<]*: 1 changed since [^,]+, 0 member updates queued, 0 already synced, 1 events/);
+
+  // Polled again (the overlap reads the same changes): nothing is handed on twice.
+  const after = { events: heard.length, jobs: events(s).length };
+  await pollNow(s, 'tags');
+  await pollNow(s, 'orders');
+  await runJobs(s);
+  assert.equal(heard.length, after.events, 'no event twice');
+  assert.deepEqual(events(s).slice(after.jobs).map((e) => e.action).sort(), ['keap_poll_orders', 'keap_poll_tags'], 'no member job twice');
+
+  // The order is paid after the hooks came back: the hook delivers order.edit, and a poll after it adds nothing.
+  sandbox.state.updateOrder(order.id, { status: 'PAID' });
+  await sandbox.hooks.flush();
+  await runJobs(s);
+  assert.deepEqual(heard.slice(after.events), [{ objectType: 'order', objectId: String(order.id), eventType: 'order.edit', source: 'rest_hook' }]);
+  await pollNow(s, 'orders');
+  await runJobs(s);
+  assert.equal(heard.length, after.events + 1, 'the poll skipped what the hook delivered');
+});
+
+test('a hook and a poll of the same tag change cost one member update and one Keap read; a tag event for a contact whose full update waits adds no job', async (t) => {
+  const s = await site(t);
+  const { ctx } = s.h.server;
+  const { sandbox } = s.h;
+  const heard: string[] = [];
+  ctx.hooks.addAction('keap.event', (e) => void heard.push(`${e.eventType} ${e.objectId} ${e.source}`));
+  for (const id of [C.ada, C.grace]) await s.h.post({ contactId: String(id), wpf_action: 'add' });
+  await runJobs(s);
+  const tagReads = (id: number) => sandbox.state.requestsTo('GET', `/crm/rest/v1/contacts/${id}/tags`).length;
+  const graceReads = tagReads(C.grace);
+
+  sandbox.state.applyTag(C.grace, T.vip);
+  assert.equal((await deliver(s, { event_key: 'contactGroup.applied', object_type: 'contact', object_keys: [{ id: C.grace }] })).status, 200);
+  const { ctx: c } = s.h.server;
+  await c.worker.runClaimed(c.events.claimNext('test', Date.now(), 60_000)!);
+  // A campaign's post about the same change, while the hook's job waits: it folds in.
+  const posted = await s.h.post({ contactId: String(C.grace), wpf_action: 'update_tags' });
+  const waiting = events(s).filter((e) => e.action === 'update_tags' && e.contact_id === C.grace);
+  assert.equal(waiting.length, 1);
+  assert.equal(posted.body.event_id, waiting[0]!.id);
+  await runJobs(s);
+  await pollNow(s, 'tags');
+  await runJobs(s);
+  assert.equal(events(s).filter((e) => e.action === 'update_tags' && e.contact_id === C.grace).length, 1, 'one member update for hook, post and poll');
+  assert.equal(tagReads(C.grace) - graceReads, 1, 'one Keap read');
+  assert.deepEqual(heard, [`contactGroup.applied ${C.grace} rest_hook`], 'one event: the poll skipped what the hook had delivered');
+  assert.ok(ctx.members.findByContactId(C.grace)!.tags.some((tag) => tag.id === T.vip));
+
+  // Ada's full update waits (a campaign post); a tag event about her meanwhile needs no job of its own.
+  const adaReads = tagReads(C.ada);
+  sandbox.state.applyTag(C.ada, T.paymentFailed);
+  assert.equal((await deliver(s, { event_key: 'contactGroup.applied', object_type: 'contact', object_keys: [{ id: C.ada }] })).status, 200);
+  await s.h.post({ contactId: String(C.ada), wpf_action: 'update' });
+  // The delivery's job fans out first, while her update still waits.
+  await runJobs(s);
+  assert.deepEqual(events(s).filter((e) => e.contact_id === C.ada && ['update', 'update_tags'].includes(e.action)).slice(-1).map((e) => [e.action, e.status]), [['update', 'done']]);
+  assert.equal(events(s).filter((e) => e.contact_id === C.ada && e.action === 'update_tags').length, 0);
+  assert.equal(tagReads(C.ada) - adaReads, 1, 'one Keap read of her tags');
+  assert.ok(ctx.members.findByContactId(C.ada)!.tags.some((tag) => tag.id === T.paymentFailed));
+});
+
+test('bursts of 1,000-object deliveries from the sandbox: each acked, every object fanned out, nothing lost', async (t) => {
+  const port = await freePort();
+  const s = await site(t, { PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}` }, { hookBatchWindowMs: 60_000 });
+  const { ctx } = s.h.server;
+  const { sandbox } = s.h;
+  const members = [C.ada, C.grace, C.margaret];
+  for (const id of members) await s.h.post({ contactId: String(id), wpf_action: 'add' });
+  await runJobs(s);
+  await register(s, ['contact.edit']);
+  await runJobs(s);
+  let heard = 0;
+  ctx.hooks.addAction('keap.event', () => void heard++);
+
+  // 3,500 contacts change: three full deliveries of 1,000 and one of 500, sent one after another.
+  const edited: number[] = [...members];
+  for (let i = 0; i < 3_500 - members.length; i++) edited.push(sandbox.state.addContact({ email: `burst${i}@example.com` }).id);
+  for (const id of edited) sandbox.state.updateContact(id, { given_name: `Edited ${id}` });
+  const records = await sandbox.hooks.flush();
+  assert.deepEqual(records.map((r) => [r.outcome, r.status, r.body!.object_keys.length]), [['delivered', 200, 1000], ['delivered', 200, 1000], ['delivered', 200, 1000], ['delivered', 200, 500]]);
+  const deliveries = events(s).filter((e) => e.action === 'keap_hook_delivery');
+  assert.equal(deliveries.length, 4, 'each delivery written once');
+
+  await runJobs(s);
+  assert.equal(heard, 3_500, 'every object became a keap.event');
+  assert.ok(events(s).filter((e) => e.action === 'keap_hook_delivery').every((e) => e.status === 'done'));
+  const updates = events(s).filter((e) => e.action === 'update' && e.source === 'rest_hook');
+  assert.deepEqual(updates.map((e) => e.contact_id).sort(), [...members].sort(), 'a job for each member, none for other contacts');
+  for (const id of members) assert.equal(ctx.members.findByContactId(id)!.firstName, `Edited ${id}`);
 });

@@ -159,6 +159,15 @@ export class JobQueue {
   }
 
   /**
+   * Whether a job identical to this one (same type and dedupe key) waits, not yet started: one that would fold it in.
+   * For work another waiting job covers (a contact's full update covers its tags).
+   */
+  isWaiting<P>(type: string | JobType<P>, params: P): boolean {
+    const { dedupeKey } = this.newEvent(type, params, {});
+    return dedupeKey !== null && this.store.hasWaiting(dedupeKey);
+  }
+
+  /**
    * The same, group-committed with the other jobs queued in this turn of the event loop (see
    * `EventStore.enqueueSoon`): for the webhook receiver, whose answer waits for the commit.
    */

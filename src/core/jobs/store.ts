@@ -1,3 +1,4 @@
+import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db.js';
 import { isoNow } from '../db.js';
 import { selectPage } from '../paging.js';
@@ -239,6 +240,14 @@ export class EventStore {
     })!;
     return { id: row.id, coalesced: row.coalesced > 0 };
   }
+
+  /** Whether a job with this dedupe key waits (queued, not started). */
+  hasWaiting(dedupeKey: string): boolean {
+    this.waitingStmt ??= this.db.prepare<[string], number>("SELECT 1 FROM events WHERE dedupe_key = ? AND status = 'queued'").pluck();
+    return this.waitingStmt.get(dedupeKey) !== undefined;
+  }
+
+  private waitingStmt: Statement<[string], number> | undefined;
 
   /** One durable row for an accepted request (or the pending identical job it was folded into). */
   enqueue(event: NewEvent): { id: number; coalesced: boolean } {

@@ -67,7 +67,8 @@ declare module '../../core/hooks.js' {
   interface ActionMap {
     /**
      * A change Keap reported, one per object: from a REST hook delivery (any event key, orders and invoices too) or
-     * the poller (contacts). For plugins and the outbound webhooks; members are updated by the jobs it queues.
+     * the poller (contacts changed, tags applied, orders; a change a hook delivered is not fired again by a poll).
+     * For plugins and the outbound webhooks; members are updated by the jobs it queues.
      * @fires after the jobs the change causes are queued (in the same transaction)
      * @durable
      */
@@ -124,7 +125,7 @@ export async function fanOut(deps: { transactions: Transactions; jobs: JobQueue;
       for (const id of reportedIds.slice(start, start + FAN_OUT_SLICE)) deps.reported.record(kind!, id, job.createdAt);
       for (const contactId of contacts.slice(start, start + FAN_OUT_SLICE)) {
         if (plan!.action === 'contact_deleted') deps.jobs.enqueue(keapContactDeleted, { contact_id: contactId });
-        else deps.jobs.enqueue(webhookJobType(plan!.action), { contact_id: contactId }, { source: REST_HOOK_SOURCE, eventType: key });
+        else queueMemberJob(deps.jobs, plan!.action as MemberJobAction, contactId, { source: REST_HOOK_SOURCE, eventType: key });
       }
       for (const object of objects.slice(start, start + FAN_OUT_SLICE)) {
         tx.emit('keap.event', { objectType, objectId: String(object.id), eventType: key, source: REST_HOOK_SOURCE, raw: object });
@@ -137,7 +138,21 @@ export async function fanOut(deps: { transactions: Transactions; jobs: JobQueue;
   return { status: 'done', result: `${plan.contacts.length} ${type} job${plan.contacts.length === 1 ? '' : 's'} queued for ${key}` };
 }
 
-function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: string; contacts: number[] } | undefined {
+/** The member jobs a Keap change can need: the HTTP Post receiver's actions, so both fold into each other. */
+export type MemberJobAction = 'add' | 'update' | 'update_tags';
+
+/**
+ * Queues the member job a Keap change needs, the same job (type and params) an HTTP Post queues for that contact,
+ * so one waiting for it takes this one in. `update_tags` is not queued while the contact's full `update` waits (it
+ * reads the tags too): a campaign post, a hook and a poll about one change cost one Keap read.
+ */
+export function queueMemberJob(jobs: JobQueue, action: MemberJobAction, contactId: number, options: { source: string; eventType: string }): 'queued' | 'folded' | 'covered' {
+  const params = { contact_id: contactId };
+  if (action === 'update_tags' && jobs.isWaiting(webhookJobType('update'), params)) return 'covered';
+  return jobs.enqueue(webhookJobType(action), params, options).coalesced ? 'folded' : 'queued';
+}
+
+function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: MemberJobAction | 'contact_deleted'; contacts: number[] } | undefined {
   const { event_key: key, object_keys: objects } = delivery;
   const unique = (ids: number[]) => [...new Set(ids)];
   // Most of a Keap account's contacts are not members: a job for each would only be skipped (and fill the event

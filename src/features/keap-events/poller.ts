@@ -6,11 +6,10 @@ import type { EventStore } from '../../core/jobs/store.js';
 import type { Logger } from '../../core/logger.js';
 import type { TransactionScope, Transactions } from '../../core/outbox.js';
 import type { SettingsStore } from '../../core/settings.js';
-import { webhookJobType } from '../http-post/jobs.js';
 import type { KeapClient } from '../keap/client.js';
 import { isKeapError } from '../keap/errors.js';
 import type { MemberService } from '../members/service.js';
-import type { KeapEvent } from './delivery.js';
+import { queueMemberJob, type KeapEvent } from './delivery.js';
 import { HOOK_PATH_PREFIX } from './hook-token.js';
 import type { ReportedChangeKind, ReportedChanges } from './reported-changes.js';
 
@@ -340,8 +339,8 @@ async function handOn(deps: PollerDeps, changes: PolledChange[], report: PollRep
         report.events++;
       }
       if (needsJob) {
-        deps.jobs.enqueue(webhookJobType(memberJob.action), { contact_id: memberJob.contactId }, { source: POLLER_SOURCE, eventType: change.event.eventType });
-        report.queued++;
+        if (queueMemberJob(deps.jobs, memberJob.action, memberJob.contactId, { source: POLLER_SOURCE, eventType: change.event.eventType }) === 'queued') report.queued++;
+        else report.alreadySynced++;
       } else if (handedOn || isMember) report.alreadySynced++;
     }
   });
