@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import request from 'supertest';
 import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
+import { request as httpRequest } from 'node:http';
+import { hookDelivery, isHookDelivery } from '../src/features/keap-events/delivery.js';
 import { SEED, type KeapSandboxOptions } from '../tools/keap-sandbox/index.js';
 import { startHarness, type Harness } from './support/harness.js';
 import { csrfFrom } from './support/pages.js';
@@ -445,6 +447,10 @@ test('a hook and a poll of the same tag change cost one member update and one Ke
   ctx.hooks.addAction('keap.event', (e) => void heard.push(`${e.eventType} ${e.objectId} ${e.source}`));
   for (const id of [C.ada, C.grace]) await s.h.post({ contactId: String(id), wpf_action: 'add' });
   await runJobs(s);
+  // Tags are polled (every 15 minutes): what hooks deliver is then remembered for the polls to skip.
+  const form = await s.admin.get('/admin/settings/keap-events');
+  assert.equal((await s.admin.post('/admin/settings/keap-events/poll').type('form').send({ _csrf: csrfFrom(form.text), resource: 'tags', interval_minutes: '15' })).status, 303);
+  await runJobs(s);
   const tagReads = (id: number) => sandbox.state.requestsTo('GET', `/crm/rest/v1/contacts/${id}/tags`).length;
   const graceReads = tagReads(C.grace);
 
@@ -506,4 +512,64 @@ test('bursts of 1,000-object deliveries from the sandbox: each acked, every obje
   const updates = events(s).filter((e) => e.action === 'update' && e.source === 'rest_hook');
   assert.deepEqual(updates.map((e) => e.contact_id).sort(), [...members].sort(), 'a job for each member, none for other contacts');
   for (const id of members) assert.equal(ctx.members.findByContactId(id)!.firstName, `Edited ${id}`);
+});
+
+test('a delivery sent with its length is stored as the text Keap sent; one sent chunked goes through the router with the same answers; the quick check is never looser than the schema', async (t) => {
+  const s = await site(t);
+  const { ctx } = s.h.server;
+  const storedParams = (id: unknown) => ctx.db.prepare('SELECT params FROM events WHERE id = ?').pluck().get(id) as string;
+  const text = '{ "event_key": "contact.edit", "object_type": "contact", "object_keys": [ { "id": "102", "apiUrl": "", "timestamp": "" } ] }';
+  const fast = await deliver(s, undefined, { raw: text });
+  assert.equal(fast.status, 200);
+  assert.equal(storedParams(fast.body.event_id), text, 'kept as it came: not parsed through the schema and written again');
+
+  const chunked = (body: string, headers: Record<string, string> = {}) =>
+    new Promise<{ status: number; body: Record<string, unknown>; headers: import('node:http').IncomingHttpHeaders }>((resolve, reject) => {
+      const url = new URL(`${s.h.server.url}${s.url}`);
+      const req = httpRequest({ method: 'POST', host: url.hostname, port: url.port, path: url.pathname, headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked', ...headers } }, (res) => {
+        let data = '';
+        res.on('data', (c: Buffer) => (data += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(data) as Record<string, unknown>, headers: res.headers }));
+      });
+      req.on('error', reject);
+      req.write(body.slice(0, 10));
+      req.end(body.slice(10));
+    });
+  const viaRouter = await chunked(text);
+  assert.equal(viaRouter.status, 200);
+  assert.deepEqual(JSON.parse(storedParams(viaRouter.body.event_id)), { event_key: 'contact.edit', object_type: 'contact', object_keys: [{ id: 102, apiUrl: '', timestamp: '' }] }, 'the router stores what the schema read');
+  const bad = '{"event_key":"contact.edit","object_type":"contact","object_keys":[{"id":"abc"}]}';
+  const [fastBad, routerBad] = [await deliver(s, undefined, { raw: bad }), await chunked(bad)];
+  assert.deepEqual([fastBad.status, routerBad.status], [400, 400]);
+  assert.equal(fastBad.body.error, routerBad.body.error);
+  const handshake = await chunked('', { 'x-hook-secret': 'abc123' });
+  assert.deepEqual([handshake.status, handshake.headers['x-hook-secret']], [200, 'abc123']);
+  for (const path of ['/webhooks/keap/hooks/wrong', '/webhooks/keap/hooks/%E0%A4%A']) assert.equal((await deliver(s, {}, { path })).status, 404);
+
+  const object = { id: 1 };
+  const cases: unknown[] = [
+    { event_key: 'contact.edit', object_type: 'contact', object_keys: [object] },
+    { event_key: 'contact.edit', object_type: 'contact', object_keys: [{ id: '123', apiUrl: null, timestamp: null, extra: true }], more: 1 },
+    { event_key: 'contactGroup.applied', object_type: 'contactGroup', object_keys: [{ id: 9, contactDetails: [{ id: '5' }] }] },
+    ...[0, -1, 1.5, '01', '1e3', 2 ** 60, '12345678901234567', null, true, [1]].map((id) => ({ event_key: 'contact.edit', object_type: 'contact', object_keys: [{ id }] })),
+    { event_key: 'contact.edit', object_type: 'contact', object_keys: [{ id: 1, apiUrl: 5 }] },
+    { event_key: 'contact.edit', object_type: 'contact', object_keys: [{ id: 1, apiUrl: 'x'.repeat(2_001) }] },
+    { event_key: 'contact.edit', object_type: 'contact', object_keys: [{ id: 1, timestamp: 'x'.repeat(101) }] },
+    { event_key: 'contact.edit', object_type: 'contact', object_keys: [{ id: 1, contactDetails: [{ id: 'a' }] }] },
+    { event_key: 'contact.edit', object_type: 'contact', object_keys: [{ id: 1, contactDetails: {} }] },
+    { event_key: 'contact.edit', object_type: 'contact', object_keys: [{ id: 1, contactDetails: Array.from({ length: 1_001 }, () => object) }] },
+    { event_key: 'contact.edit', object_type: 'contact', object_keys: Array.from({ length: 1_001 }, () => object) },
+    { event_key: 'contact.edit', object_type: 'contact', object_keys: {} },
+    { event_key: 'contact', object_type: 'contact', object_keys: [] },
+    { event_key: 'contact.edit', object_type: 'x'.repeat(101), object_keys: [] },
+    { event_key: 'contact.edit', object_keys: [] },
+    { event_key: 'contact.edit', object_type: 'contact', object_keys: [null] },
+    [],
+    null,
+    'contact.edit',
+  ];
+  for (const value of cases) {
+    if (isHookDelivery(value)) assert.ok(hookDelivery.safeParse(value).success, `the quick check took what the schema refuses: ${JSON.stringify(value).slice(0, 120)}`);
+  }
+  assert.deepEqual(cases.slice(0, 3).map((v) => isHookDelivery(v)), [true, true, true], 'and takes what Keap sends');
 });

@@ -43,7 +43,12 @@ export interface NewEvent {
   source: string;
   action: string;
   contactId: number | null;
-  params: Record<string, unknown>;
+  /**
+   * The job's params, or their JSON text as a request brought it, already checked against the job type (see
+   * `JobQueue.enqueueSoonChecked`): stored as it is, neither serialized again nor copied object by object to the
+   * job thread.
+   */
+  params: Record<string, unknown> | string;
   eventType?: string | null;
   /** Identical pending jobs share this key; a second enqueue returns the first job. */
   dedupeKey?: string | null;
@@ -230,7 +235,7 @@ export class EventStore {
       objectType: event.contactId === null ? null : 'contact',
       objectId: event.contactId === null ? null : String(event.contactId),
       eventType: event.eventType ?? null,
-      params: JSON.stringify(event.params),
+      params: typeof event.params === 'string' ? event.params : JSON.stringify(event.params),
       status,
       error,
       dedupeKey: status === 'queued' ? (event.dedupeKey ?? null) : null,
@@ -304,7 +309,7 @@ export class EventStore {
       objectType: event.contactId === null ? null : 'contact',
       objectId: event.contactId === null ? null : String(event.contactId),
       eventType: event.eventType ?? null,
-      params: JSON.stringify(event.params),
+      params: typeof event.params === 'string' ? event.params : JSON.stringify(event.params),
       error: reason,
       plugin: event.plugin ?? null,
       clientAddress: event.clientAddress ?? null,

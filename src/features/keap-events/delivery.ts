@@ -4,7 +4,7 @@ import { jobType } from '../../core/jobs/queue.js';
 import type { Transactions } from '../../core/outbox.js';
 import { webhookJobType } from '../http-post/jobs.js';
 import type { MemberService } from '../members/service.js';
-import { reportedChangeKind, type ReportedChanges } from './reported-changes.js';
+import { reportedChangeKind, type ReportedChangeKind, type ReportedChanges } from './reported-changes.js';
 
 /** Where the events these deliveries cause come from, in the event log and the API (`source`). */
 export const REST_HOOK_SOURCE = 'rest_hook';
@@ -14,7 +14,9 @@ const MAX_OBJECTS = 1_000;
 /** Objects fanned out per transaction (see fanOut). */
 const FAN_OUT_SLICE = 100;
 
-const objectId = z.union([z.number().int().positive(), z.string().regex(/^[1-9]\d{0,15}$/)]).transform(Number);
+const EVENT_KEY = /^[A-Za-z]+(\.[A-Za-z]+)+$/;
+const ID_TEXT = /^[1-9]\d{0,15}$/;
+const objectId = z.union([z.number().int().positive(), z.string().regex(ID_TEXT)]).transform(Number);
 
 /**
  * A REST hook delivery as Keap documents it: `event_key`, `object_type` and up to 1,000 `object_keys`, each with an
@@ -23,7 +25,7 @@ const objectId = z.union([z.number().int().positive(), z.string().regex(/^[1-9]\
  * event's record) but not relied on.
  */
 export const hookDelivery = z.looseObject({
-  event_key: z.string().regex(/^[A-Za-z]+(\.[A-Za-z]+)+$/, 'expected an event key such as contact.edit'),
+  event_key: z.string().regex(EVENT_KEY, 'expected an event key such as contact.edit'),
   object_type: z.string().max(100),
   object_keys: z
     .array(
@@ -38,6 +40,41 @@ export const hookDelivery = z.looseObject({
 });
 
 export type HookDelivery = z.infer<typeof hookDelivery>;
+
+/** A delivery as it arrives (ids may be numeric strings); `hookDelivery` turns it into a HookDelivery. */
+export type ArrivedHookDelivery = z.input<typeof hookDelivery>;
+
+/**
+ * Whether `value` is a delivery `hookDelivery` accepts, checked in one plain pass: the receiver's answer waits for
+ * this, and zod's walk over 1,000 objects costs several times the rest of the answer. Never looser than the schema
+ * (a test holds the two together); a body it refuses is checked by the schema too, which names what is wrong.
+ */
+export function isHookDelivery(value: unknown): value is ArrivedHookDelivery {
+  if (!isPlainObject(value)) return false;
+  const { event_key: key, object_type: type, object_keys: objects } = value;
+  if (typeof key !== 'string' || !EVENT_KEY.test(key)) return false;
+  if (typeof type !== 'string' || type.length > 100) return false;
+  if (!Array.isArray(objects) || objects.length > MAX_OBJECTS) return false;
+  for (const object of objects) {
+    if (!isPlainObject(object) || !isObjectId(object.id)) return false;
+    const { apiUrl, timestamp, contactDetails } = object;
+    if (apiUrl != null && (typeof apiUrl !== 'string' || apiUrl.length > 2_000)) return false;
+    if (timestamp != null && (typeof timestamp !== 'string' || timestamp.length > 100)) return false;
+    if (contactDetails !== undefined) {
+      if (!Array.isArray(contactDetails) || contactDetails.length > MAX_OBJECTS) return false;
+      for (const contact of contactDetails) if (!isPlainObject(contact) || !isObjectId(contact.id)) return false;
+    }
+  }
+  return true;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isObjectId(id: unknown): boolean {
+  return typeof id === 'number' ? Number.isSafeInteger(id) && id > 0 : typeof id === 'string' && ID_TEXT.test(id);
+}
 
 /**
  * One delivery, written as it arrived (the durable write the answer waits for), then fanned out by its job into one
@@ -109,14 +146,18 @@ export const keapContactDeleted = jobType({
  * - `contact.delete`: `keap_contact_deleted`, which blocks, deletes or leaves the member, as the admin chose;
  * - anything else (orders, invoices, ...): recorded, for plugins and the event log, and nothing more.
  */
-export async function fanOut(deps: { transactions: Transactions; jobs: JobQueue; rules: DeliveryRules; reported: ReportedChanges }, job: Job<HookDelivery>): Promise<JobOutcome> {
+export async function fanOut(
+  deps: { transactions: Transactions; jobs: JobQueue; rules: DeliveryRules; reported: ReportedChanges; polled(kind: ReportedChangeKind): boolean },
+  job: Job<HookDelivery>,
+): Promise<JobOutcome> {
   const { event_key: key, object_type: objectType, object_keys: objects } = job.params;
   const plan = planFor(job.params, deps.rules);
   const contacts = plan?.contacts ?? [];
   // What the poller would read back as the same change: recorded as handed on when the delivery arrived, so a poll
-  // after it skips it (a tag event's changes are the contacts it names).
+  // after it skips it (a tag event's changes are the contacts it names). Not while that poller is off: nothing
+  // would read it, and a 1,000-object delivery would write a thousand rows for nothing.
   const kind = reportedChangeKind(key);
-  const reportedIds = kind === undefined ? [] : kind === 'tag_applied' ? namedContacts(job.params) : objects.map((o) => o.id);
+  const reportedIds = kind === undefined || !deps.polled(kind) ? [] : kind === 'tag_applied' ? namedContacts(job.params) : objects.map((o) => o.id);
   // In slices, each its own transaction, with a turn of the event loop between them: a thousand jobs written in one
   // go would hold this thread (which also commits the posts and deliveries being acknowledged) for tens of ms. A
   // crash half-way runs the job again from the start; the slices already queued fold into their waiting jobs.

@@ -322,6 +322,12 @@ export async function poll(deps: PollerDeps, resourceName: PolledResourceName): 
 
 const KIND_OF: Record<PolledResourceName, ReportedChangeKind> = { contacts: 'contact', tags: 'tag_applied', orders: 'order' };
 
+/** Whether the poller reading changes of this kind is on (then a hook's changes are recorded for it to skip). */
+export function kindPolled(settings: SettingsStore, kind: ReportedChangeKind): boolean {
+  const resource = POLLED_RESOURCES.find((r) => KIND_OF[r] === kind)!;
+  return pollIntervalMinutes(settings, resource) > 0;
+}
+
 /** One page's changes, handed on in one transaction: a poll that stops half-way has handed on whole pages only. */
 async function handOn(deps: PollerDeps, changes: PolledChange[], report: PollReport): Promise<void> {
   const contacts = changes.flatMap((c) => (c.memberJob ? [c.memberJob.contactId] : []));

@@ -50,8 +50,12 @@ export class ReportedChanges {
   }
 }
 
+const CANONICAL_ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
 /** Keap writes times with or without milliseconds and with any zone; stored as one form so they compare as text. */
 function normalizeIso(iso: string): string {
+  // Ours (a delivery's arrival) are in that form already: a thousand of them come with each delivery.
+  if (CANONICAL_ISO.test(iso)) return iso;
   const ms = Date.parse(iso);
   return Number.isNaN(ms) ? iso : new Date(ms).toISOString();
 }
