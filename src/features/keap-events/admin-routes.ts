@@ -204,9 +204,9 @@ const HOOK_KEYS_OF: Record<PolledResourceName, (key: string) => boolean> = {
 };
 
 const RESOURCE_LABELS: Record<PolledResourceName, { title: string; what: string }> = {
-  contacts: { title: 'Contacts', what: 'contacts changed (by last update): members linked to them are updated' },
-  tags: { title: 'Tags applied', what: 'tags members hold, applied to contacts: those members\' tags are updated' },
-  orders: { title: 'Orders', what: 'orders created or changed: recorded as events (order.add, order.edit) for plugins and outbound webhooks' },
+  contacts: { title: 'Contacts', what: 'Contacts changed (by last update): members linked to them are updated' },
+  tags: { title: 'Tags applied', what: 'Tags members hold, applied to contacts: those members\' tags are updated' },
+  orders: { title: 'Orders', what: 'Orders created or changed: recorded as events (order.add, order.edit) for plugins and outbound webhooks' },
 };
 
 /** The poller's part of the page: per resource its interval, checkpoint, and what the last poll found. */
