@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { request as httpRequest } from 'node:http';
 import { hookDelivery, isHookDelivery } from '../src/features/keap-events/delivery.js';
+import { validateKeapRequest } from './support/keap-openapi.js';
 import { SEED, type KeapSandboxOptions } from '../tools/keap-sandbox/index.js';
 import { startHarness, type Harness } from './support/harness.js';
 import { csrfFrom } from './support/pages.js';
@@ -213,6 +214,9 @@ test('the poller updates members whose contacts changed since its checkpoint, un
   assert.equal((await pollNow('5')).status, 303);
   await runJobs(s);
   assert.equal(ctx.members.findByContactId(C.ada)!.lastName, 'King', 'the poll caught the change');
+  const listed = s.h.sandbox.state.requestsTo('GET', '/crm/rest/v1/contacts');
+  assert.ok(listed.length > 0 && listed.every((call) => call.query.until !== undefined));
+  for (const call of listed) assert.deepEqual(validateKeapRequest({ method: call.method, path: call.path, query: call.query }), []);
   const polled = events(s).filter((e) => e.action === 'update' && e.source === 'poller');
   assert.deepEqual(polled.map((e) => [e.contact_id, e.event_type, e.status]), [[C.ada, 'contact.edit', 'done']]);
   const shown = (await s.admin.get('/admin/settings/keap-events')).text;
@@ -417,6 +421,10 @@ test('while the site was down, tags applied and orders placed are caught by the 
     { objectType: 'order', objectId: String(order.id), eventType: 'order.add', source: 'poller' },
   ]);
   assert.ok([...sandbox.state.hooks.values()].every((h) => h.status === 'Verified'), 'the polls brought the hooks back');
+  const pollCalls = [...sandbox.state.requestsTo('GET', /\/rest\/v2\/(tags\/\d+\/contacts|orders)$/)];
+  assert.ok(pollCalls.length >= 2);
+  for (const call of pollCalls) assert.deepEqual(validateKeapRequest({ method: call.method, path: call.path, query: call.query }), [], `${call.path} matches Keap's spec`);
+  assert.match(String(pollCalls.find((c) => c.path.endsWith('/orders'))!.query.filter), /^modified_since_time==\d{4}-\d\d-\d\dT[\d:.]+Z;modified_until_time==\d{4}-\d\d-\d\dT[\d:.]+Z$/);
   const page = (await s.admin.get('/admin/settings/keap-events')).text;
   assert.match(page, /id="poll-tags"[\s\S]*?data-poll-last>[^<]*: 1 changed since [^,]+, 1 member updates queued, 0 already synced, 1 events/);
   assert.match(page, /id="poll-orders"[\s\S]*?data-poll-last>[^<]*: 1 changed since [^,]+, 0 member updates queued, 0 already synced, 1 events/);
