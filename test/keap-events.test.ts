@@ -208,6 +208,9 @@ test('the poller updates members whose contacts changed since its checkpoint, un
     const form = await s.admin.get('/admin/settings/keap-events');
     return s.admin.post('/admin/settings/keap-events/poll').type('form').send({ _csrf: csrfFrom(form.text), resource: 'contacts', interval_minutes: minutes });
   };
+  const unknown = await s.admin.post('/admin/settings/keap-events/poll-now').type('form').send({ _csrf: csrfFrom((await s.admin.get('/admin/settings/keap-events')).text), resource: 'invoices' });
+  assert.equal(unknown.status, 400);
+  assert.match(unknown.text, /What to poll: one of contacts, tags, orders\. Nothing was changed\./);
   const bad = await pollNow('often');
   assert.equal(bad.status, 400);
   assert.match(bad.text, /Poll every: a whole number of minutes from 0 \(off\) to 1440/);

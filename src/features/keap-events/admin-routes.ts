@@ -227,7 +227,10 @@ function pollView(ctx: KeapEventsContext, error: { resource: string; message: st
       checkpoint: checkpoint && formatTime(checkpoint),
       last: last && {
         ...last,
+        // A report written before tags and orders were polled has `changed`, and no events or completeness.
         found: last.found ?? (last as { changed?: number }).changed ?? 0,
+        events: last.events ?? 0,
+        complete: last.complete ?? true,
         atText: formatTime(last.at),
         sinceText: last.since && formatTime(last.since),
         reactivatedText: (last.reactivated ?? []).join(', '),
