@@ -292,7 +292,11 @@ export async function poll(deps: PollerDeps, resourceName: PolledResourceName): 
     let stopped = false;
     for await (const page of resource.pages(deps, { since, until }, report)) {
       await handOn(deps, page.changes, report);
-      for (const change of page.changes) if (change.changedAt && (newestSeen === null || change.changedAt > newestSeen)) newestSeen = change.changedAt;
+      for (const change of page.changes) {
+        // Keap writes times with or without milliseconds: compared (and stored) in one form.
+        const at = change.changedAt === null || Number.isNaN(Date.parse(change.changedAt)) ? null : new Date(Date.parse(change.changedAt)).toISOString();
+        if (at !== null && (newestSeen === null || at > newestSeen)) newestSeen = at;
+      }
       if (++pages >= MAX_PAGES) {
         stopped = true;
         break;
