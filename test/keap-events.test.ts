@@ -448,6 +448,14 @@ test('while the site was down, tags applied and orders placed are caught by the 
   await pollNow(s, 'orders');
   await runJobs(s);
   assert.equal(heard.length, after.events + 1, 'the poll skipped what the hook delivered');
+
+  // Down again while the order is retitled: the poll reports it as the edit it is.
+  sandbox.hooks.failNextDeliveries(hooks[0]!.hookUrl, 4);
+  sandbox.state.updateOrder(order.id, { title: 'Annual membership (renewed)' });
+  for (let attempt = 0; attempt < 4; attempt++) await sandbox.hooks.flush();
+  await pollNow(s, 'orders');
+  await runJobs(s);
+  assert.deepEqual(heard.slice(after.events + 1), [{ objectType: 'order', objectId: String(order.id), eventType: 'order.edit', source: 'poller' }]);
 });
 
 test('a hook and a poll of the same tag change cost one member update and one Keap read; a tag event for a contact whose full update waits adds no job', async (t) => {

@@ -7,6 +7,7 @@ import type { Logger } from '../../core/logger.js';
 import type { TransactionScope, Transactions } from '../../core/outbox.js';
 import type { SettingsStore } from '../../core/settings.js';
 import type { KeapClient } from '../keap/client.js';
+import type { KeapOrderSummary } from '../keap/types.js';
 import { isKeapError } from '../keap/errors.js';
 import type { MemberService } from '../members/service.js';
 import { queueMemberJob, type KeapEvent } from './delivery.js';
@@ -204,8 +205,7 @@ const ordersResource: PolledResource = {
           event: {
             objectType: 'order',
             objectId: String(order.id),
-            // Keap's own keys: an order never modified since it was created is new.
-            eventType: order.raw.creation_time !== undefined && order.raw.creation_time === order.modificationTime ? 'order.add' : 'order.edit',
+            eventType: isNewOrder(deps, order, since) ? 'order.add' : 'order.edit',
             source: POLLER_SOURCE,
             raw: order.raw,
           },
@@ -217,6 +217,17 @@ const ordersResource: PolledResource = {
     } while (token !== undefined);
   },
 };
+
+/**
+ * Keap's own keys: `order.add` for an order created within the window and never handed on before (whatever was
+ * changed since, in the same window), `order.edit` for the rest. Comparing its creation and modification times
+ * would count on Keap writing both in the same instant for a new order, which its spec does not promise.
+ */
+function isNewOrder(deps: PollerDeps, order: KeapOrderSummary, since: Date): boolean {
+  const created = typeof order.raw.creation_time === 'string' ? order.raw.creation_time : null;
+  if (created === null || !(Date.parse(created) >= since.getTime())) return false;
+  return !deps.reported.reportedSince('order', String(order.id), created);
+}
 
 const RESOURCES: Record<PolledResourceName, PolledResource> = { contacts: contactsResource, tags: tagsResource, orders: ordersResource };
 
