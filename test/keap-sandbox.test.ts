@@ -813,3 +813,55 @@ test('v2 lists contacts with a tag and all contacts in pages with page_size and 
   const unknown = await keap(sb, 'GET', `/rest/v2/contacts?filter=${encodeURIComponent('city==Chandler')}`, { spec: false });
   assert.equal(unknown.status, 501, 'a filter the sandbox does not implement says so instead of answering everything');
 });
+
+test('tagged contacts and orders are listed by v2 filter times, paged, each answer as the spec types it; a filter Keap would not read is a 400', async (t) => {
+  const clock = manualClock();
+  const sb = await sandbox(t, { clock, limits: { perSecond: 100 } });
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const before = clock.now();
+  clock.advance(60_000);
+  sb.state.applyTag(C.grace, T.vip);
+  clock.advance(60_000);
+  sb.state.applyTag(C.margaret, T.vip);
+  const order = sb.state.addOrder({ contact_id: C.ada, title: 'Annual membership', total: 9_900 });
+  clock.advance(60_000);
+  sb.state.updateOrder(order.id, { status: 'PAID' });
+  const other = sb.state.addOrder({ contact_id: C.grace });
+
+  const tagged = async (filter: string, extra = '') => keap(sb, 'GET', `/rest/v2/tags/${T.vip}/contacts?filter=${encodeURIComponent(filter)}${extra}`);
+  const since = await tagged(`since_applied_time==${iso(before)};until_applied_time==${iso(clock.now())};`);
+  assert.equal(since.status, 200, JSON.stringify(since.body));
+  assert.deepEqual(since.body.contacts.map((c: Json) => c.id), [String(C.grace), String(C.margaret)], 'applied in the window, oldest first; Ada had VIP long before');
+  assert.equal(since.body.contacts[0].email, 'grace@example.com');
+  const firstPage = await tagged(`since_applied_time==${iso(before)}`, '&page_size=1&order_by=applied_time%20asc');
+  assert.deepEqual(firstPage.body.contacts.map((c: Json) => c.id), [String(C.grace)]);
+  const secondPage = await tagged(`since_applied_time==${iso(before)}`, `&page_size=1&page_token=${firstPage.body.next_page_token}`);
+  assert.deepEqual(secondPage.body.contacts.map((c: Json) => c.id), [String(C.margaret)]);
+  assert.equal(secondPage.body.next_page_token, undefined, 'the last page has no token');
+  const onlyUntil = await tagged(`until_applied_time==${iso(before)}`);
+  assert.deepEqual(onlyUntil.body.contacts.map((c: Json) => c.id), [String(C.ada)]);
+
+  const orders = async (filter: string, extra = '') => keap(sb, 'GET', `/rest/v2/orders?filter=${encodeURIComponent(filter)}${extra}`);
+  const changed = await orders(`modified_since_time==${iso(before + 90_000)}`, '&order_by=modification_time%20asc');
+  assert.equal(changed.status, 200, JSON.stringify(changed.body));
+  assert.deepEqual(changed.body.orders.map((o: Json) => [o.id, o.status, o.contact.id]), [[String(order.id), 'PAID', String(C.ada)], [String(other.id), 'DRAFT', String(C.grace)]]);
+  assert.deepEqual(changed.body.orders[0].total, { amount: 9_900, currency_code: 'USD', formatted_amount: '$99.00' });
+  const window = await orders(`modified_since_time==${iso(before)};modified_until_time==${iso(before + 90_000)}`);
+  assert.deepEqual(window.body.orders, [], 'the paid order was modified after the window');
+  assert.deepEqual((await orders(`contact_id==${C.grace}`)).body.orders.map((o: Json) => o.id), [String(other.id)]);
+
+  for (const [call, message] of [
+    [() => tagged('since_applied_time==yesterday'), /since_applied_time must be a full ISO 8601 date-time/],
+    [() => tagged(`applied_after==${iso(before)}`), /applied_after is not a filter field here/],
+    [() => tagged(`since_applied_time>${iso(before)}`), /does not take the > operator/],
+    [() => tagged('given_name'), /is not field==value/],
+    [() => orders('paid==maybe'), /paid must be true or false/],
+    [() => orders('modified_since_time==2025-13-45T99:00:00Z'), /modified_since_time must be a full ISO 8601/],
+  ] as const) {
+    const answer = await call();
+    assert.equal(answer.status, 400);
+    assert.match(answer.body.message, message);
+    assert.equal(answer.body.status, 'INVALID_ARGUMENT');
+  }
+  assert.equal((await keap(sb, 'GET', '/rest/v2/tags/999/contacts')).status, 404);
+});

@@ -43,3 +43,44 @@ export function pathId(value: unknown, name: string): number {
   if (!/^\d{1,18}$/.test(raw)) throw new SandboxHttpError(400, `${name} must be a numeric id`);
   return Number(raw);
 }
+
+/** What one v2 `filter` field takes: its operators and the kind of value (times are full ISO 8601). */
+export interface V2FilterField {
+  kind: 'string' | 'time' | 'id' | 'boolean';
+  operators?: readonly string[];
+}
+
+export interface V2FilterTerm {
+  field: string;
+  operator: string;
+  value: string;
+}
+
+/**
+ * A v2 `filter` query: `field==value` terms joined by `;` (a trailing `;` allowed, as the spec's own example has it),
+ * only the fields the operation documents and their operators (`==` unless the spec lists more). Anything else is
+ * a 400 naming the term, as Keap answers a filter it cannot read, rather than a silently wider listing.
+ */
+export function queryV2Filter(value: unknown, fields: Readonly<Record<string, V2FilterField>>): V2FilterTerm[] {
+  const raw = queryString(value, 'filter');
+  if (raw === undefined || raw.trim() === '') return [];
+  const terms: V2FilterTerm[] = [];
+  for (const part of raw.split(';')) {
+    if (part.trim() === '') continue;
+    const match = /^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(==|!=|<=|>=|<|>)(.*)$/.exec(part);
+    if (!match) throw new SandboxHttpError(400, `filter: ${JSON.stringify(part)} is not field==value`);
+    const [, field, operator, rawValue] = match as unknown as [string, string, string, string];
+    const spec = fields[field];
+    if (!spec) throw new SandboxHttpError(400, `filter: ${field} is not a filter field here (allowed: ${Object.keys(fields).join(', ')})`);
+    if (!(spec.operators ?? ['==']).includes(operator)) throw new SandboxHttpError(400, `filter: ${field} does not take the ${operator} operator`);
+    const v = rawValue.trim();
+    if (spec.kind === 'time' && (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(v) || Number.isNaN(Date.parse(v)))) {
+      throw new SandboxHttpError(400, `filter: ${field} must be a full ISO 8601 date-time, e.g. 2025-04-16T20:33:02.321Z`);
+    }
+    if (spec.kind === 'id' && !/^\d{1,18}$/.test(v)) throw new SandboxHttpError(400, `filter: ${field} must be a numeric id`);
+    if (spec.kind === 'boolean' && v !== 'true' && v !== 'false') throw new SandboxHttpError(400, `filter: ${field} must be true or false`);
+    if (terms.some((t) => t.field === field && t.operator === operator)) throw new SandboxHttpError(400, `filter: ${field}${operator} is given twice`);
+    terms.push({ field, operator, value: v });
+  }
+  return terms;
+}

@@ -2,8 +2,8 @@ import express, { type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
 import { readContactPatch } from './contact-changes.js';
 import { SandboxHttpError } from './error-bodies.js';
-import { pathId, queryInteger, queryList, queryString } from './query.js';
-import type { SandboxContact, SandboxState } from './state.js';
+import { pathId, queryInteger, queryList, queryString, queryV2Filter, type V2FilterField, type V2FilterTerm } from './query.js';
+import type { SandboxContact, SandboxOrder, SandboxState } from './state.js';
 
 /**
  * REST v2 (`/crm/rest/v2/...`), shapes from keap-rest-v2.openapi.yml: ids are strings (Contact.id, tag_ids,
@@ -61,7 +61,7 @@ export function v2Routes(state: SandboxState): Router {
   router.get('/tags/:tag_id/contacts', (req: Request, res: Response) => {
     const tagId = pathId(req.params.tag_id, 'tag_id');
     if (!state.tags.has(tagId)) throw new SandboxHttpError(404, `Tag ${tagId} not found`);
-    const filter = parseTaggedFilter(queryString(req.query.filter, 'filter'), tagId);
+    const filter = parseTaggedFilter(req.query.filter, tagId);
     const order = parseTaggedOrder(queryString(req.query.order_by, 'order_by'), tagId);
     const pageSize = queryInteger(req.query.page_size, 'page_size', { min: 0, max: MAX_PAGE_SIZE }) || MAX_PAGE_SIZE;
     const offset = decodePageToken(queryString(req.query.page_token, 'page_token'));
@@ -150,7 +150,131 @@ export function v2Routes(state: SandboxState): Router {
     });
   });
 
+  // List orders, with the filter fields the sandbox keeps (times inclusive at both ends, as above).
+  router.get('/orders', (req: Request, res: Response) => {
+    const terms = queryV2Filter(req.query.filter, ORDER_FILTER);
+    const unsupported = terms.find((t) => ORDER_FILTER_NOT_KEPT.has(t.field));
+    if (unsupported) throw new SandboxHttpError(501, `filter: the sandbox keeps no ${unsupported.field} on its orders`);
+    const pageSize = queryInteger(req.query.page_size, 'page_size', { min: 0, max: MAX_PAGE_SIZE }) || MAX_PAGE_SIZE;
+    const offset = decodePageToken(queryString(req.query.page_token, 'page_token'));
+    const order = parseListOrder(queryString(req.query.order_by, 'order_by'), ['id', 'order_time', 'modification_time'], 'id');
+    const rows = [...state.orders.values()].filter((o) => terms.every((term) => orderMatches(o, term)));
+    const key = (o: SandboxOrder) => (order.field === 'id' ? o.id : Date.parse(order.field === 'order_time' ? o.creation_time : o.modification_time));
+    rows.sort((a, b) => (key(a) - key(b) || a.id - b.id) * (order.desc ? -1 : 1));
+    res.json({
+      orders: rows.slice(offset, offset + pageSize).map((o) => v2Order(state, o)),
+      ...(offset + pageSize < rows.length ? { next_page_token: encodePageToken(offset + pageSize) } : {}),
+    });
+  });
+
   return router;
+}
+
+/** The filter fields List orders documents (custom fields aside). */
+const ORDER_FILTER: Record<string, V2FilterField> = {
+  id: { kind: 'id', operators: ['==', '<=', '<', '>=', '>', '!='] },
+  ids: { kind: 'string' },
+  product_id: { kind: 'id' },
+  contact_id: { kind: 'id' },
+  invoice_id: { kind: 'id' },
+  invoice_xid: { kind: 'string' },
+  paid: { kind: 'boolean' },
+  created_since_time: { kind: 'time' },
+  created_until_time: { kind: 'time' },
+  modified_since_time: { kind: 'time' },
+  modified_until_time: { kind: 'time' },
+  title: { kind: 'string' },
+  order_type: { kind: 'string' },
+  shipping_locality: { kind: 'string' },
+  shipping_region_code: { kind: 'string' },
+  shipping_postal_code: { kind: 'string' },
+  shipping_country_code: { kind: 'string' },
+};
+/** Documented, but about things the sandbox's orders do not have (items, invoices, shipping): a 501, not a wrong answer. */
+const ORDER_FILTER_NOT_KEPT = new Set(['product_id', 'invoice_id', 'invoice_xid', 'order_type', 'shipping_locality', 'shipping_region_code', 'shipping_postal_code', 'shipping_country_code']);
+
+function orderMatches(order: SandboxOrder, term: V2FilterTerm): boolean {
+  const time = (iso: string) => Date.parse(iso);
+  switch (term.field) {
+    case 'id':
+      return compareWith(order.id, term.operator, Number(term.value));
+    case 'ids':
+      return term.value.split(',').map((v) => v.trim()).includes(String(order.id));
+    case 'contact_id':
+      return order.contact_id === Number(term.value);
+    case 'paid':
+      return (order.status === 'PAID') === (term.value === 'true');
+    case 'created_since_time':
+      return time(order.creation_time) >= time(term.value);
+    case 'created_until_time':
+      return time(order.creation_time) <= time(term.value);
+    case 'modified_since_time':
+      return time(order.modification_time) >= time(term.value);
+    case 'modified_until_time':
+      return time(order.modification_time) <= time(term.value);
+    case 'title': {
+      // "Wildcard matching allowed": a trailing * matches any ending, case-insensitively.
+      const wanted = term.value.toLowerCase();
+      const title = order.title.toLowerCase();
+      return wanted.endsWith('*') ? title.startsWith(wanted.slice(0, -1)) : title === wanted;
+    }
+    default:
+      return false;
+  }
+}
+
+function compareWith(a: number, operator: string, b: number): boolean {
+  switch (operator) {
+    case '==':
+      return a === b;
+    case '!=':
+      return a !== b;
+    case '<':
+      return a < b;
+    case '<=':
+      return a <= b;
+    case '>':
+      return a > b;
+    default:
+      return a >= b;
+  }
+}
+
+function compare(a: string | number, b: string | number): number {
+  return typeof a === 'number' && typeof b === 'number' ? a - b : String(a).localeCompare(String(b));
+}
+
+/** An OrderV2 with what the sandbox keeps of an order; its contact as a BasicContact. */
+function v2Order(state: SandboxState, order: SandboxOrder): Record<string, unknown> {
+  const contact = state.contacts.get(order.contact_id);
+  const email = contact?.email_addresses.find((e) => e.field === 'EMAIL1')?.email ?? contact?.email_addresses[0]?.email;
+  return {
+    id: String(order.id),
+    title: order.title,
+    status: order.status,
+    total: { amount: order.total, currency_code: 'USD', formatted_amount: `$${(order.total / 100).toFixed(2)}` },
+    contact: {
+      id: String(order.contact_id),
+      ...(email !== undefined ? { email } : {}),
+      ...(contact?.given_name !== undefined ? { given_name: contact.given_name } : {}),
+      ...(contact?.family_name !== undefined ? { family_name: contact.family_name } : {}),
+    },
+    order_type: 'ONLINE',
+    source_type: 'API',
+    creation_time: order.creation_time,
+    modification_time: order.modification_time,
+    order_time: order.creation_time,
+  };
+}
+
+/** `order_by`: one of `fields`, then `asc` or `desc` (asc when left out). */
+function parseListOrder<F extends string>(raw: string | undefined, fields: readonly F[], fallback: F): { field: F; desc: boolean } {
+  if (raw === undefined) return { field: fallback, desc: false };
+  const [field, direction = 'asc'] = raw.trim().split(/[\s,]+/);
+  if (!(fields as readonly string[]).includes(field ?? '') || (direction !== 'asc' && direction !== 'desc')) {
+    throw new SandboxHttpError(400, `order_by: one of ${fields.join(', ')}, then asc or desc`);
+  }
+  return { field: field as F, desc: direction === 'desc' };
 }
 
 function findContact(state: SandboxState, raw: unknown): SandboxContact {
@@ -213,19 +337,28 @@ function parseContactFilter(raw: string | undefined): ContactFilter {
   return (c) => tests.every((t) => t(c));
 }
 
-/** The tagged-contact list's `filter`: `since_applied_time`, `until_applied_time`, `email`, `given_name`, `family_name`. */
-function parseTaggedFilter(raw: string | undefined, tagId: number): ContactFilter {
-  const tests: ContactFilter[] = filterTerms(raw).map(({ name, value }) => {
-    switch (name) {
+/** The filter fields List Tagged Contacts documents. */
+const TAGGED_CONTACT_FILTER: Record<string, V2FilterField> = {
+  given_name: { kind: 'string' },
+  family_name: { kind: 'string' },
+  email: { kind: 'string' },
+  since_applied_time: { kind: 'time' },
+  until_applied_time: { kind: 'time' },
+};
+
+/**
+ * The tagged-contact list's `filter` (the fields above, each `==`; the times inclusive at both ends, like v1's
+ * since/until: a poller re-reading its boundary gets it again, never loses it). A filter Keap would not read is a 400.
+ */
+function parseTaggedFilter(value: unknown, tagId: number): ContactFilter {
+  const tests: ContactFilter[] = queryV2Filter(value, TAGGED_CONTACT_FILTER).map(({ field, value: v }) => {
+    switch (field) {
       case 'since_applied_time':
-        return timeBound(value, name, 'from', (c) => appliedTime(c, tagId));
+        return timeBound(v, field, 'from', (c) => appliedTime(c, tagId));
       case 'until_applied_time':
-        return timeBound(value, name, 'to', (c) => appliedTime(c, tagId));
-      default: {
-        const term = nameTerm(name, value);
-        if (!term) throw new SandboxHttpError(400, `filter: ${JSON.stringify(name)} is not a filter of this list`);
-        return term;
-      }
+        return timeBound(v, field, 'to', (c) => appliedTime(c, tagId));
+      default:
+        return nameTerm(field, v)!;
     }
   });
   return (c) => tests.every((t) => t(c));

@@ -35,6 +35,17 @@ export interface SandboxTag {
   create_time: string;
 }
 
+/** An order (what `GET /rest/v2/orders` lists); amounts in the currency's smallest unit, as CurrencyValue has them. */
+export interface SandboxOrder {
+  id: number;
+  contact_id: number;
+  title: string;
+  status: 'DRAFT' | 'SENT' | 'VIEWED' | 'PAID';
+  total: number;
+  creation_time: string;
+  modification_time: string;
+}
+
 export interface SandboxContact {
   id: number;
   given_name?: string;
@@ -105,7 +116,7 @@ export interface SandboxContactChanges {
  */
 export interface SandboxChange {
   eventKey: string;
-  objectType: 'contact' | 'contactGroup';
+  objectType: 'contact' | 'contactGroup' | 'order';
   id: number;
   /** When the change happened (ISO 8601, sandbox clock). */
   timestamp: string;
@@ -175,6 +186,7 @@ export class SandboxState {
   readonly tags = new Map<number, SandboxTag>();
   /** Custom field definitions for contacts, by id. */
   readonly customFields = new Map<number, SandboxCustomField>();
+  readonly orders = new Map<number, SandboxOrder>();
   readonly requests: RecordedRequest[] = [];
   /** How many answers went out with each status. */
   readonly statusCounts = new Map<number, number>();
@@ -187,6 +199,7 @@ export class SandboxState {
   private nextContactId = 101;
   private nextTagId = 91;
   private nextCustomFieldId = 12;
+  private nextOrderId = 1;
   private lastStamp = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -301,6 +314,39 @@ export class SandboxState {
     this.requireContact(id);
     this.contacts.delete(id);
     this.emit('contact.delete', 'contact', id, this.stamp());
+  }
+
+  /** An order for a contact, as a checkout or a Keap user makes one (`order.add`). */
+  addOrder(input: { id?: number; contact_id: number; title?: string; status?: SandboxOrder['status']; total?: number; creation_time?: string }): SandboxOrder {
+    this.requireContact(input.contact_id);
+    const id = input.id ?? this.nextOrderId;
+    if (this.orders.has(id)) throw new SandboxStateError(`order ${id} already exists`);
+    this.nextOrderId = Math.max(this.nextOrderId, id + 1);
+    const stamp = input.creation_time ?? this.stamp();
+    const order: SandboxOrder = {
+      id,
+      contact_id: input.contact_id,
+      title: input.title ?? `Order ${id}`,
+      status: input.status ?? 'DRAFT',
+      total: input.total ?? 0,
+      creation_time: stamp,
+      modification_time: stamp,
+    };
+    this.orders.set(id, order);
+    this.emit('order.add', 'order', id, stamp);
+    return order;
+  }
+
+  /** Changes an order (paid, retitled): its modification_time moves forward (`order.edit`). */
+  updateOrder(id: number, changes: { title?: string; status?: SandboxOrder['status']; total?: number }): SandboxOrder {
+    const order = this.orders.get(id);
+    if (!order) throw new SandboxStateError(`no order ${id}`);
+    if (changes.title !== undefined) order.title = changes.title;
+    if (changes.status !== undefined) order.status = changes.status;
+    if (changes.total !== undefined) order.total = changes.total;
+    order.modification_time = this.stamp();
+    this.emit('order.edit', 'order', id, order.modification_time);
+    return order;
   }
 
   addTag(input: { id?: number; name: string; description?: string; category?: SandboxTagCategory; create_time?: string }): SandboxTag {

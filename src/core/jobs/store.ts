@@ -1,3 +1,4 @@
+import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db.js';
 import { isoNow } from '../db.js';
 import { selectPage } from '../paging.js';
@@ -42,7 +43,12 @@ export interface NewEvent {
   source: string;
   action: string;
   contactId: number | null;
-  params: Record<string, unknown>;
+  /**
+   * The job's params, or their JSON text as a request brought it, already checked against the job type (see
+   * `JobQueue.enqueueSoonChecked`): stored as it is, neither serialized again nor copied object by object to the
+   * job thread.
+   */
+  params: Record<string, unknown> | string;
   eventType?: string | null;
   /** Identical pending jobs share this key; a second enqueue returns the first job. */
   dedupeKey?: string | null;
@@ -229,7 +235,7 @@ export class EventStore {
       objectType: event.contactId === null ? null : 'contact',
       objectId: event.contactId === null ? null : String(event.contactId),
       eventType: event.eventType ?? null,
-      params: JSON.stringify(event.params),
+      params: typeof event.params === 'string' ? event.params : JSON.stringify(event.params),
       status,
       error,
       dedupeKey: status === 'queued' ? (event.dedupeKey ?? null) : null,
@@ -239,6 +245,14 @@ export class EventStore {
     })!;
     return { id: row.id, coalesced: row.coalesced > 0 };
   }
+
+  /** Whether a job with this dedupe key waits (queued, not started). */
+  hasWaiting(dedupeKey: string): boolean {
+    this.waitingStmt ??= this.db.prepare<[string], number>("SELECT 1 FROM events WHERE dedupe_key = ? AND status = 'queued'").pluck();
+    return this.waitingStmt.get(dedupeKey) !== undefined;
+  }
+
+  private waitingStmt: Statement<[string], number> | undefined;
 
   /** One durable row for an accepted request (or the pending identical job it was folded into). */
   enqueue(event: NewEvent): { id: number; coalesced: boolean } {
@@ -295,7 +309,7 @@ export class EventStore {
       objectType: event.contactId === null ? null : 'contact',
       objectId: event.contactId === null ? null : String(event.contactId),
       eventType: event.eventType ?? null,
-      params: JSON.stringify(event.params),
+      params: typeof event.params === 'string' ? event.params : JSON.stringify(event.params),
       error: reason,
       plugin: event.plugin ?? null,
       clientAddress: event.clientAddress ?? null,

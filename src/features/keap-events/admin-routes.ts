@@ -9,7 +9,7 @@ import { isKeapError } from '../keap/errors.js';
 import type { KeapRestHook } from '../keap/types.js';
 import { ON_DELETE_CHOICES, type OnDelete } from './delivery.js';
 import { HOOK_PATH_PREFIX, type HookTokens } from './hook-token.js';
-import { lastPoll, pollCheckpoint, pollIntervalChosen, pollIntervalMinutes, RECOMMENDED_POLL_MINUTES, setPollInterval } from './poller.js';
+import { lastPoll, OVERLAP_MS, pollCheckpoint, POLLED_RESOURCES, pollIntervalChosen, pollIntervalMinutes, RECOMMENDED_POLL_MINUTES, setPollInterval, type PolledResourceName } from './poller.js';
 
 export const KEAP_EVENTS_PATH = '/admin/settings/keap-events';
 /** The event keys memberhook acts on, checked by default on a first registration. */
@@ -25,14 +25,15 @@ const NOTICES = {
   rotated: 'The hook URL has a new token. Register the subscriptions again so Keap posts to the new URL.',
   rules: 'Saved.',
   poll: 'Saved. A poll runs now, then at that interval.',
+  polling: 'A poll runs now; its result shows below once it has run.',
 } as const;
 
 export interface KeapEventsContext extends Kernel {
   admin: CorePluginAdmin;
   keap: KeapClient;
   tokens: HookTokens;
-  /** Queues a poll to run now (after the interval was changed). */
-  schedulePoll(): void;
+  /** Queues a poll of the resource to run now (after its interval was changed, or asked for). */
+  pollNow(resource: PolledResourceName): void;
 }
 
 const ON_DELETE_LABELS: Record<OnDelete, string> = {
@@ -96,7 +97,8 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
       hooks: hooks.map((h) => ({ ...h, ours: h.hookUrl === url, oldUrl: ours(h) && h.hookUrl !== url, badge: h.status === 'Verified' ? 'ok' : h.status === 'Inactive' ? 'bad' : 'warn' })),
       addMembers: addMembersSetting(ctx),
       onDelete: ON_DELETE_CHOICES.map((value) => ({ value, label: ON_DELETE_LABELS[value], checked: value === onDeleteSetting(ctx) })),
-      poll: pollView(ctx),
+      polls: pollView(ctx, extra.pollError as { resource: string; message: string; value: string } | undefined),
+      overlapMinutes: OVERLAP_MS / 60_000,
       ...extra,
     });
   };
@@ -127,10 +129,12 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
       return render(res, 502, { error: `Keap did not take every change: ${message}. The list below shows where things stand; register again to finish.` });
     }
     ctx.logger.info({ adminId: (res.locals.admin as AdminUser).id, keys: [...wanted] }, 'keap hook subscriptions registered');
-    // Hooks get a safety net: polling comes on with them, unless the admin chose an interval (or off) already.
-    if (wanted.size > 0 && !pollIntervalChosen(ctx.settings)) {
-      setPollInterval(ctx.settings, RECOMMENDED_POLL_MINUTES);
-      ctx.schedulePoll();
+    // Hooks get a safety net: polling of what they report comes on with them, unless the admin chose an interval
+    // (or off) for it already.
+    for (const resource of POLLED_RESOURCES) {
+      if (![...wanted].some((key) => HOOK_KEYS_OF[resource](key)) || pollIntervalChosen(ctx.settings, resource)) continue;
+      setPollInterval(ctx.settings, resource, RECOMMENDED_POLL_MINUTES);
+      ctx.pollNow(resource);
     }
     res.redirect(303, `${KEAP_EVENTS_PATH}?done=registered`);
   });
@@ -159,14 +163,25 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
   });
 
   router.post('/poll', (req, res) => {
-    const minutes = formText(formFields(req).interval_minutes).trim();
+    const body = formFields(req);
+    const resource = formText(body.resource);
+    if (!(POLLED_RESOURCES as readonly string[]).includes(resource)) return render(res, 400, { error: `What to poll: one of ${POLLED_RESOURCES.join(', ')}. Nothing was changed.` });
+    const minutes = formText(body.interval_minutes).trim();
     if (!/^\d{1,4}$/.test(minutes) || Number(minutes) > MAX_POLL_MINUTES) {
-      return render(res, 400, { pollError: `Poll every: a whole number of minutes from 0 (off) to ${MAX_POLL_MINUTES}.`, pollValue: minutes });
+      return render(res, 400, { pollError: { resource, message: `Poll every: a whole number of minutes from 0 (off) to ${MAX_POLL_MINUTES}.`, value: minutes } });
     }
-    setPollInterval(ctx.settings, Number(minutes));
-    if (Number(minutes) > 0) ctx.schedulePoll();
-    ctx.logger.info({ adminId: (res.locals.admin as AdminUser).id, minutes: Number(minutes) }, 'keap poll interval changed');
-    res.redirect(303, `${KEAP_EVENTS_PATH}?done=poll`);
+    setPollInterval(ctx.settings, resource as PolledResourceName, Number(minutes));
+    if (Number(minutes) > 0) ctx.pollNow(resource as PolledResourceName);
+    ctx.logger.info({ adminId: (res.locals.admin as AdminUser).id, resource, minutes: Number(minutes) }, 'keap poll interval changed');
+    res.redirect(303, `${KEAP_EVENTS_PATH}?done=poll#poller`);
+  });
+
+  // "Poll now", whether or not polling is on: one poll, which queues no next one while the interval is 0.
+  router.post('/poll-now', (req, res) => {
+    const resource = formText(formFields(req).resource);
+    if (!(POLLED_RESOURCES as readonly string[]).includes(resource)) return render(res, 400, { error: `What to poll: one of ${POLLED_RESOURCES.join(', ')}. Nothing was changed.` });
+    ctx.pollNow(resource as PolledResourceName);
+    res.redirect(303, `${KEAP_EVENTS_PATH}?done=polling#poller`);
   });
 
   router.post('/rules', (req, res) => {
@@ -181,17 +196,46 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
   return router;
 }
 
-/** The poller's part of the page: its interval, checkpoint, and what the last poll found. */
-function pollView(ctx: KeapEventsContext) {
-  const minutes = pollIntervalMinutes(ctx.settings);
-  const last = lastPoll(ctx.settings);
-  const checkpoint = pollCheckpoint(ctx.settings);
-  const next = last && minutes > 0 ? new Date(Date.parse(last.at) + minutes * 60_000).toISOString() : undefined;
-  return {
-    minutes,
-    on: minutes > 0,
-    checkpoint: checkpoint && formatTime(checkpoint),
-    last: last && { ...last, atText: formatTime(last.at), sinceText: last.since && formatTime(last.since), reactivatedText: last.reactivated.join(', ') },
-    next: next && formatTime(next),
-  };
+/** Which hook event keys report what each poller reads: registering them turns its polling on. */
+const HOOK_KEYS_OF: Record<PolledResourceName, (key: string) => boolean> = {
+  contacts: (key) => key.startsWith('contact.'),
+  tags: (key) => key === 'contactGroup.applied' || key === 'contactGroup.removed',
+  orders: (key) => key.startsWith('order.'),
+};
+
+const RESOURCE_LABELS: Record<PolledResourceName, { title: string; what: string }> = {
+  contacts: { title: 'Contacts', what: 'Contacts changed (by last update): members linked to them are updated' },
+  tags: { title: 'Tags applied', what: 'Tags members hold, applied to contacts: those members\' tags are updated' },
+  orders: { title: 'Orders', what: 'Orders created or changed: recorded as events (order.add, order.edit) for plugins and outbound webhooks' },
+};
+
+/** The poller's part of the page: per resource its interval, checkpoint, and what the last poll found. */
+function pollView(ctx: KeapEventsContext, error: { resource: string; message: string; value: string } | undefined) {
+  return POLLED_RESOURCES.map((resource) => {
+    const minutes = pollIntervalMinutes(ctx.settings, resource);
+    const last = lastPoll(ctx.settings, resource);
+    const checkpoint = pollCheckpoint(ctx.settings, resource);
+    const next = last && minutes > 0 ? new Date(Date.parse(last.at) + minutes * 60_000).toISOString() : undefined;
+    const mine = error?.resource === resource ? error : undefined;
+    return {
+      resource,
+      ...RESOURCE_LABELS[resource],
+      minutes,
+      value: mine ? mine.value : String(minutes),
+      error: mine?.message,
+      on: minutes > 0,
+      checkpoint: checkpoint && formatTime(checkpoint),
+      last: last && {
+        ...last,
+        // A report written before tags and orders were polled has `changed`, and no events or completeness.
+        found: last.found ?? (last as { changed?: number }).changed ?? 0,
+        events: last.events ?? 0,
+        complete: last.complete ?? true,
+        atText: formatTime(last.at),
+        sinceText: last.since && formatTime(last.since),
+        reactivatedText: (last.reactivated ?? []).join(', '),
+      },
+      next: next && formatTime(next),
+    };
+  });
 }

@@ -4,6 +4,7 @@ import { jobType } from '../../core/jobs/queue.js';
 import type { Transactions } from '../../core/outbox.js';
 import { webhookJobType } from '../http-post/jobs.js';
 import type { MemberService } from '../members/service.js';
+import { reportedChangeKind, type ReportedChangeKind, type ReportedChanges } from './reported-changes.js';
 
 /** Where the events these deliveries cause come from, in the event log and the API (`source`). */
 export const REST_HOOK_SOURCE = 'rest_hook';
@@ -13,7 +14,9 @@ const MAX_OBJECTS = 1_000;
 /** Objects fanned out per transaction (see fanOut). */
 const FAN_OUT_SLICE = 100;
 
-const objectId = z.union([z.number().int().positive(), z.string().regex(/^[1-9]\d{0,15}$/)]).transform(Number);
+const EVENT_KEY = /^[A-Za-z]+(\.[A-Za-z]+)+$/;
+const ID_TEXT = /^[1-9]\d{0,15}$/;
+const objectId = z.union([z.number().int().positive(), z.string().regex(ID_TEXT)]).transform(Number);
 
 /**
  * A REST hook delivery as Keap documents it: `event_key`, `object_type` and up to 1,000 `object_keys`, each with an
@@ -22,7 +25,7 @@ const objectId = z.union([z.number().int().positive(), z.string().regex(/^[1-9]\
  * event's record) but not relied on.
  */
 export const hookDelivery = z.looseObject({
-  event_key: z.string().regex(/^[A-Za-z]+(\.[A-Za-z]+)+$/, 'expected an event key such as contact.edit'),
+  event_key: z.string().regex(EVENT_KEY, 'expected an event key such as contact.edit'),
   object_type: z.string().max(100),
   object_keys: z
     .array(
@@ -38,6 +41,53 @@ export const hookDelivery = z.looseObject({
 
 export type HookDelivery = z.infer<typeof hookDelivery>;
 
+/** A delivery as it arrives (ids may be numeric strings); `hookDelivery` turns it into a HookDelivery. */
+export type ArrivedHookDelivery = z.input<typeof hookDelivery>;
+
+/**
+ * Whether `value` is a delivery `hookDelivery` accepts, checked in one plain pass: the receiver's answer waits for
+ * this, and zod's walk over 1,000 objects costs several times the rest of the answer. Never looser than the schema
+ * (a test holds the two together); a body it refuses is checked by the schema too, which names what is wrong.
+ */
+export function isHookDelivery(value: unknown): value is ArrivedHookDelivery {
+  if (!isPlainObject(value)) return false;
+  const { event_key: key, object_type: type, object_keys: objects } = value;
+  if (typeof key !== 'string' || !EVENT_KEY.test(key)) return false;
+  if (typeof type !== 'string' || type.length > 100) return false;
+  if (!Array.isArray(objects) || objects.length > MAX_OBJECTS) return false;
+  for (const object of objects) {
+    if (!isPlainObject(object) || !isObjectId(object.id)) return false;
+    const { apiUrl, timestamp, contactDetails } = object;
+    if (apiUrl != null && (typeof apiUrl !== 'string' || apiUrl.length > 2_000)) return false;
+    if (timestamp != null && (typeof timestamp !== 'string' || timestamp.length > 100)) return false;
+    if (contactDetails !== undefined) {
+      if (!Array.isArray(contactDetails) || contactDetails.length > MAX_OBJECTS) return false;
+      for (const contact of contactDetails) if (!isPlainObject(contact) || !isObjectId(contact.id)) return false;
+    }
+  }
+  return true;
+}
+
+/** A delivery `isHookDelivery` took, with its ids as numbers (as `hookDelivery` reads them). */
+function toHookDelivery(arrived: ArrivedHookDelivery): HookDelivery {
+  return {
+    ...arrived,
+    object_keys: arrived.object_keys.map(({ contactDetails, ...object }) => ({
+      ...object,
+      id: Number(object.id),
+      ...(contactDetails ? { contactDetails: contactDetails.map((c) => ({ ...c, id: Number(c.id) })) } : {}),
+    })),
+  };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isObjectId(id: unknown): boolean {
+  return typeof id === 'number' ? Number.isSafeInteger(id) && id > 0 : typeof id === 'string' && ID_TEXT.test(id);
+}
+
 /**
  * One delivery, written as it arrived (the durable write the answer waits for), then fanned out by its job into one
  * normalized event per object. Keap retries a delivery it did not see answered: a repeated one fans out again,
@@ -45,7 +95,9 @@ export type HookDelivery = z.infer<typeof hookDelivery>;
  */
 export const keapHookDelivery = jobType({
   type: 'keap_hook_delivery',
-  params: hookDelivery,
+  // Checked on arrival already; read again when the job runs (in the job thread, beside the commits the receiver's
+  // answers wait for), where the one-pass check costs a fraction of zod's walk over a thousand objects.
+  params: z.custom<ArrivedHookDelivery>(isHookDelivery, 'not a REST hook delivery as Keap documents it').transform(toHookDelivery),
   source: REST_HOOK_SOURCE,
   eventType: (p) => p.event_key,
 });
@@ -67,8 +119,9 @@ declare module '../../core/hooks.js' {
   interface ActionMap {
     /**
      * A change Keap reported, one per object: from a REST hook delivery (any event key, orders and invoices too) or
-     * the poller (contacts); or a contact an import made or linked a member (source `import`, event type
-     * `contact.import`). For plugins and the outbound webhooks; members are updated by the jobs it queues.
+     * the poller (contacts changed, tags applied, orders; a change a hook delivered is not fired again by a poll); or a
+     * contact an import made or linked a member (source `import`, event type `contact.import`). For plugins and the
+     * outbound webhooks; members are updated by the jobs it queues.
      * @fires after the jobs the change causes are queued (in the same transaction)
      * @durable
      */
@@ -109,18 +162,27 @@ export const keapContactDeleted = jobType({
  * - `contact.delete`: `keap_contact_deleted`, which blocks, deletes or leaves the member, as the admin chose;
  * - anything else (orders, invoices, ...): recorded, for plugins and the event log, and nothing more.
  */
-export async function fanOut(deps: { transactions: Transactions; jobs: JobQueue; rules: DeliveryRules }, job: Job<HookDelivery>): Promise<JobOutcome> {
+export async function fanOut(
+  deps: { transactions: Transactions; jobs: JobQueue; rules: DeliveryRules; reported: ReportedChanges; polled(kind: ReportedChangeKind): boolean },
+  job: Job<HookDelivery>,
+): Promise<JobOutcome> {
   const { event_key: key, object_type: objectType, object_keys: objects } = job.params;
   const plan = planFor(job.params, deps.rules);
   const contacts = plan?.contacts ?? [];
+  // What the poller would read back as the same change: recorded as handed on when the delivery arrived, so a poll
+  // after it skips it (a tag event's changes are the contacts it names). Not while that poller is off: nothing
+  // would read it, and a 1,000-object delivery would write a thousand rows for nothing.
+  const kind = reportedChangeKind(key);
+  const reportedIds = kind === undefined || !deps.polled(kind) ? [] : kind === 'tag_applied' ? namedContacts(job.params) : objects.map((o) => o.id);
   // In slices, each its own transaction, with a turn of the event loop between them: a thousand jobs written in one
   // go would hold this thread (which also commits the posts and deliveries being acknowledged) for tens of ms. A
   // crash half-way runs the job again from the start; the slices already queued fold into their waiting jobs.
-  for (let start = 0; start < Math.max(contacts.length, objects.length); start += FAN_OUT_SLICE) {
+  for (let start = 0; start < Math.max(contacts.length, objects.length, reportedIds.length); start += FAN_OUT_SLICE) {
     await deps.transactions.run((tx) => {
+      for (const id of reportedIds.slice(start, start + FAN_OUT_SLICE)) deps.reported.record(kind!, id, job.createdAt);
       for (const contactId of contacts.slice(start, start + FAN_OUT_SLICE)) {
         if (plan!.action === 'contact_deleted') deps.jobs.enqueue(keapContactDeleted, { contact_id: contactId });
-        else deps.jobs.enqueue(webhookJobType(plan!.action), { contact_id: contactId }, { source: REST_HOOK_SOURCE, eventType: key });
+        else queueMemberJob(deps.jobs, plan!.action as MemberJobAction, contactId, { source: REST_HOOK_SOURCE, eventType: key });
       }
       for (const object of objects.slice(start, start + FAN_OUT_SLICE)) {
         tx.emit('keap.event', { objectType, objectId: String(object.id), eventType: key, source: REST_HOOK_SOURCE, raw: object });
@@ -133,8 +195,22 @@ export async function fanOut(deps: { transactions: Transactions; jobs: JobQueue;
   return { status: 'done', result: `${plan.contacts.length} ${type} job${plan.contacts.length === 1 ? '' : 's'} queued for ${key}` };
 }
 
-function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: string; contacts: number[] } | undefined {
-  const { event_key: key, object_type: type, object_keys: objects } = delivery;
+/** The member jobs a Keap change can need: the HTTP Post receiver's actions, so both fold into each other. */
+export type MemberJobAction = 'add' | 'update' | 'update_tags';
+
+/**
+ * Queues the member job a Keap change needs, the same job (type and params) an HTTP Post queues for that contact,
+ * so one waiting for it takes this one in. `update_tags` is not queued while the contact's full `update` waits (it
+ * reads the tags too): a campaign post, a hook and a poll about one change cost one Keap read.
+ */
+export function queueMemberJob(jobs: JobQueue, action: MemberJobAction, contactId: number, options: { source: string; eventType: string }): 'queued' | 'folded' | 'covered' {
+  const params = { contact_id: contactId };
+  if (action === 'update_tags' && jobs.isWaiting(webhookJobType('update'), params)) return 'covered';
+  return jobs.enqueue(webhookJobType(action), params, options).coalesced ? 'folded' : 'queued';
+}
+
+function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: MemberJobAction | 'contact_deleted'; contacts: number[] } | undefined {
+  const { event_key: key, object_keys: objects } = delivery;
   const unique = (ids: number[]) => [...new Set(ids)];
   // Most of a Keap account's contacts are not members: a job for each would only be skipped (and fill the event
   // log). A member being created right now by a waiting `add` needs none either: `add` reads the whole contact.
@@ -151,15 +227,20 @@ function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: string
       return { action: 'contact_deleted', contacts: members(objects.map((o) => o.id)) };
     case 'contactGroup.applied':
     case 'contactGroup.removed':
-      // Keap does not document this body. Its ids are contacts only when the object type says so; a tag's id with
-      // the contacts in `contactDetails` is read too. Anything else names no contact: the poller catches it up.
-      return {
-        action: 'update_tags',
-        contacts: members(type === 'contact' ? objects.map((o) => o.id) : objects.flatMap((o) => (o.contactDetails ?? []).map((c) => c.id))),
-      };
+      return { action: 'update_tags', contacts: members(namedContacts(delivery)) };
     default:
       return undefined;
   }
+}
+
+/**
+ * The contacts a tag event names. Keap does not document this body: its ids are contacts only when the object type
+ * says so; a tag's id with the contacts in `contactDetails` is read too. Anything else names no contact: the poller
+ * catches it up.
+ */
+function namedContacts(delivery: HookDelivery): number[] {
+  const { object_type: type, object_keys: objects } = delivery;
+  return [...new Set(type === 'contact' ? objects.map((o) => o.id) : objects.flatMap((o) => (o.contactDetails ?? []).map((c) => c.id)))];
 }
 
 /** The `keap_contact_deleted` job: the member of the deleted contact, blocked, deleted or kept. */

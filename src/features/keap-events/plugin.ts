@@ -4,8 +4,9 @@ import type { CorePlugin } from '../../plugins/types.js';
 import { addMembersSetting, keapEventsAdminRoutes, onDeleteSetting } from './admin-routes.js';
 import { contactDeleted, fanOut, keapContactDeleted, keapHookDelivery } from './delivery.js';
 import { HookTokens } from './hook-token.js';
-import { keapPollContacts, pollContacts, schedulePoll } from './poller.js';
-import { hookReceiver } from './receiver.js';
+import { kindPolled, POLL_JOBS, POLLED_RESOURCES, poll, pollNow, schedulePoll, type PolledResourceName } from './poller.js';
+import { ReportedChanges } from './reported-changes.js';
+import { hookFastRoute, hookReceiver } from './receiver.js';
 
 /**
  * Keap's REST hooks: the subscriptions (Settings → Keap events), the receiver Keap posts its deliveries to, and the
@@ -18,7 +19,8 @@ export const keapEventsPlugin: CorePlugin = {
     const { kernel } = api;
     kernel.hooks.declareDurable('keap.event');
     const tokens = new HookTokens(new SealedSettings(kernel.settings, kernel.secretBox), kernel.settings, kernel.clock);
-    api.jobs.define({ ...keapHookDelivery, run: (job) => fanOut({ transactions: kernel.transactions, jobs: kernel.jobs, rules: { addMembers: () => addMembersSetting(kernel), linkedContacts: (ids) => api.members.linkedContactIds(ids) } }, job) });
+    const reported = new ReportedChanges(kernel.db);
+    api.jobs.define({ ...keapHookDelivery, run: (job) => fanOut({ transactions: kernel.transactions, jobs: kernel.jobs, reported, polled: (kind) => kindPolled(kernel.settings, kind), rules: { addMembers: () => addMembersSetting(kernel), linkedContacts: (ids) => api.members.linkedContactIds(ids) } }, job) });
     api.jobs.define({ ...keapContactDeleted, run: (job) => contactDeleted({ members: api.members, onDelete: () => onDeleteSetting(kernel), now: () => kernel.clock.now() }, job) });
     const poller = {
       keap: api.keap,
@@ -27,19 +29,23 @@ export const keapEventsPlugin: CorePlugin = {
       events: kernel.events,
       members: api.members,
       settings: kernel.settings,
+      reported,
       clock: kernel.clock,
       logger: kernel.logger,
       publicUrl: kernel.config.publicUrl,
     };
-    api.jobs.define({ ...keapPollContacts, run: () => pollContacts(poller) });
-    // One poll waits at any time (its dedupe key folds the one each start queues into the one already waiting).
-    schedulePoll(poller);
-    api.receiver.use(hookReceiver({ tokens, jobs: kernel.jobs, refusals: new RejectionLimiter(kernel.config.webhooks), logger: kernel.logger }));
+    for (const { name, job } of POLL_JOBS) api.jobs.define({ ...job, run: () => poll(poller, name) });
+    // One poll of each resource waits at any time (its dedupe key folds the one each start queues into the one waiting).
+    for (const resource of POLLED_RESOURCES) schedulePoll(poller, resource);
+    const receiver = { tokens, jobs: kernel.jobs, refusals: new RejectionLimiter(kernel.config.webhooks), logger: kernel.logger };
+    // Deliveries as Keap sends them are answered ahead of express; the router answers the rest the same way.
+    api.fastRoute(hookFastRoute(receiver));
+    api.receiver.use(hookReceiver(receiver));
     api.admin.addPage({
       path: 'settings/keap-events',
       title: 'Keap events',
       menu: { label: 'Keap events', order: 25, parent: 'settings' },
-      handler: keapEventsAdminRoutes({ ...kernel, admin: api.admin, keap: api.keap, tokens, schedulePoll: () => schedulePoll(poller, 'now') }),
+      handler: keapEventsAdminRoutes({ ...kernel, admin: api.admin, keap: api.keap, tokens, pollNow: (resource: PolledResourceName) => pollNow(poller, resource) }),
     });
   },
 };

@@ -12,6 +12,9 @@ import type {
   KeapCustomFieldDefinition,
   KeapCustomFieldValue,
   KeapEmailAddress,
+  KeapOrderSummary,
+  KeapTaggedContact,
+  KeapV2Page,
   KeapRateReport,
   KeapRestHook,
   KeapTokenStore,
@@ -78,6 +81,8 @@ interface RequestSpec {
 }
 
 const CONTACT_FIELDS = ['email_addresses', 'given_name', 'family_name', 'custom_fields', 'tag_ids'];
+/** Keap's largest page for v2 lists (`page_size` maximum 1000). */
+const V2_MAX_PAGE_SIZE = 1000;
 /** Keap's largest page for v1 lists. */
 const V1_MAX_LIMIT = 1000;
 /** A contact with more tags than this many pages hold is not something to page through forever. */
@@ -226,17 +231,17 @@ export class KeapClient {
   }
 
   /**
-   * Contacts whose last update is at or after `since`, oldest change first (v1 list, for polling). Page with
-   * `offset`; `nextOffset` is null on the last page.
+   * Contacts whose last update is at or after `since` (and at or before `until`, when given), oldest change first
+   * (v1 list, for polling). Page with `offset`; `nextOffset` is null on the last page.
    */
-  async listContactsChangedSince(since: Date, page: { limit?: number; offset?: number } = {}): Promise<KeapContactPage> {
+  async listContactsChangedSince(since: Date, page: { limit?: number; offset?: number; until?: Date } = {}): Promise<KeapContactPage> {
     if (Number.isNaN(since.getTime())) throw new RangeError('since must be a valid date');
     const limit = Math.min(Math.max(1, Math.trunc(page.limit ?? V1_MAX_LIMIT)), V1_MAX_LIMIT);
     const offset = Math.max(0, Math.trunc(page.offset ?? 0));
     const body = await this.request<Record<string, unknown>>({
       method: 'GET',
       path: '/rest/v1/contacts',
-      query: { since: since.toISOString(), order: 'last_updated', order_direction: 'ASCENDING', limit, offset },
+      query: { since: since.toISOString(), until: page.until && isoTime(page.until), order: 'last_updated', order_direction: 'ASCENDING', limit, offset },
     });
     const contacts = (Array.isArray(body.contacts) ? (body.contacts as unknown[]) : []).flatMap((c) => {
       const summary = normalizeSummary(c);
@@ -245,6 +250,42 @@ export class KeapClient {
     const count = typeof body.count === 'number' ? body.count : offset + contacts.length;
     const nextOffset = contacts.length > 0 && offset + contacts.length < count ? offset + contacts.length : null;
     return { contacts, count, nextOffset };
+  }
+
+  /**
+   * The contacts a tag was applied to within [since, until], oldest application first (v2 List Tagged Contacts with
+   * `since_applied_time` / `until_applied_time`, full ISO with milliseconds). Page with the token it answers.
+   * Removals do not show here (KEAP.md): only the `contactGroup.removed` hook reports them.
+   */
+  async listContactsTaggedBetween(tagId: number, since: Date, until: Date, pageToken?: string): Promise<KeapV2Page<KeapTaggedContact>> {
+    const filter = `since_applied_time==${isoTime(since)};until_applied_time==${isoTime(until)}`;
+    return this.taggedContactsPage(tagId, { filter, pageToken });
+  }
+
+  /**
+   * Orders modified within [since, until], oldest change first (v2 List orders with `modified_since_time` /
+   * `modified_until_time`: v1's `since`/`until` do not say which date they compare, v2's filter names it).
+   */
+  async listOrdersModifiedBetween(since: Date, until: Date, pageToken?: string): Promise<KeapV2Page<KeapOrderSummary>> {
+    const body = await this.request<Record<string, unknown>>({
+      method: 'GET',
+      path: '/rest/v2/orders',
+      query: { filter: `modified_since_time==${isoTime(since)};modified_until_time==${isoTime(until)}`, order_by: 'modification_time asc', page_size: V2_MAX_PAGE_SIZE, page_token: pageToken },
+    });
+    const items = (Array.isArray(body.orders) ? (body.orders as unknown[]) : []).flatMap((o): KeapOrderSummary[] => {
+      const raw = (typeof o === 'object' && o !== null ? o : {}) as Record<string, unknown>;
+      const id = Number(raw.id);
+      if (!Number.isSafeInteger(id) || id <= 0) return [];
+      const contactId = Number((raw.contact as { id?: unknown } | undefined)?.id);
+      return [{
+        id,
+        contactId: Number.isSafeInteger(contactId) && contactId > 0 ? contactId : null,
+        status: typeof raw.status === 'string' ? raw.status : '',
+        modificationTime: typeof raw.modification_time === 'string' ? raw.modification_time : null,
+        raw,
+      }];
+    });
+    return { items, nextPageToken: nextPageToken(body, items.length) };
   }
 
   /**
@@ -287,7 +328,7 @@ export class KeapClient {
 
   /** How many contacts carry the tag: v1's tagged-contact list with `limit=1` answers the total as `count`. */
   async countContactsWithTag(tagId: number): Promise<number> {
-    const path = `/rest/v1/tags/${tagIdSegment(tagId, '/rest/v1/tags/{tagId}/contacts')}/contacts`;
+    const path = `/rest/v1/tags/${positiveId(tagId, 'tag', 'GET', '/rest/v1/tags/{tagId}/contacts')}/contacts`;
     const body = await this.request<Record<string, unknown>>({ method: 'GET', path, query: { limit: 1 } });
     return countOf(body, 'GET', path);
   }
@@ -325,7 +366,8 @@ export class KeapClient {
       path: '/rest/v2/contacts',
       query: { fields: CONTACT_FIELDS.join(','), order_by: 'id asc', page_size: pageSizeOf(page.pageSize), page_token: page.pageToken ?? undefined },
     });
-    return { contacts: contactsOf(body), nextPageToken: nextPageTokenOf(body) };
+    const contacts = contactsOf(body);
+    return { contacts, nextPageToken: nextPageToken(body, contacts.length) };
   }
 
   /**
@@ -334,17 +376,25 @@ export class KeapClient {
    * so contacts tagged during an import land on a later page instead of shifting the ones before.
    */
   async listContactIdsWithTag(tagId: number, page: { pageSize?: number; pageToken?: string | null } = {}): Promise<{ contactIds: number[]; nextPageToken: string | null }> {
-    const path = `/rest/v2/tags/${tagIdSegment(tagId, '/rest/v2/tags/{tag_id}/contacts')}/contacts`;
+    const { items, nextPageToken } = await this.taggedContactsPage(tagId, { pageSize: page.pageSize, pageToken: page.pageToken ?? undefined });
+    return { contactIds: items.map((c) => c.id), nextPageToken };
+  }
+
+  /** One page of v2 List Tagged Contacts (oldest application first), read as ids and applied times. */
+  private async taggedContactsPage(tagId: number, query: { filter?: string; pageSize?: number; pageToken?: string }): Promise<KeapV2Page<KeapTaggedContact>> {
+    const path = `/rest/v2/tags/${positiveId(tagId, 'tag', 'GET', '/rest/v2/tags/{tag_id}/contacts')}/contacts`;
     const body = await this.request<Record<string, unknown>>({
       method: 'GET',
       path,
-      query: { order_by: 'applied_time asc', page_size: pageSizeOf(page.pageSize), page_token: page.pageToken ?? undefined },
+      query: { filter: query.filter, order_by: 'applied_time asc', page_size: pageSizeOf(query.pageSize), page_token: query.pageToken },
     });
-    const contactIds = (Array.isArray(body.contacts) ? (body.contacts as unknown[]) : []).flatMap((c) => {
-      const id = Number((c as { id?: unknown } | null)?.id);
-      return Number.isSafeInteger(id) && id > 0 ? [id] : [];
+    const items = (Array.isArray(body.contacts) ? (body.contacts as unknown[]) : []).flatMap((c): KeapTaggedContact[] => {
+      const item = (typeof c === 'object' && c !== null ? c : {}) as Record<string, unknown>;
+      const id = Number(item.id);
+      if (!Number.isSafeInteger(id) || id <= 0) return [];
+      return [{ id, appliedTime: typeof item.applied_time === 'string' ? item.applied_time : null }];
     });
-    return { contactIds, nextPageToken: nextPageTokenOf(body) };
+    return { items, nextPageToken: nextPageToken(body, items.length) };
   }
 
   /**
@@ -543,8 +593,6 @@ export class KeapClient {
   }
 }
 
-/** Keap's largest page for v2 lists (`page_size` maximum 1000). */
-const V2_MAX_PAGE_SIZE = 1000;
 /**
  * The longest `ids==...` filter sent in one URL, as it goes on the wire (each comma encoded as %2C): about 600
  * seven-digit ids. HTTP gateways commonly refuse request lines past 8 KB, and Keap documents no limit of its own.
@@ -574,10 +622,6 @@ function pageSizeOf(pageSize: number | undefined): number {
   return Math.min(Math.max(1, Math.trunc(pageSize ?? V2_MAX_PAGE_SIZE)), V2_MAX_PAGE_SIZE);
 }
 
-function nextPageTokenOf(body: Record<string, unknown>): string | null {
-  return typeof body.next_page_token === 'string' && body.next_page_token !== '' ? body.next_page_token : null;
-}
-
 function contactsOf(body: Record<string, unknown>): KeapContact[] {
   return (Array.isArray(body.contacts) ? (body.contacts as unknown[]) : []).flatMap((c) => {
     if (typeof c !== 'object' || c === null) return [];
@@ -591,11 +635,6 @@ function countOf(body: Record<string, unknown>, method: string, path: string): n
     throw new KeapPermanentError(`Keap answered ${method} ${path} without a count`, { status: 200, method, path });
   }
   return body.count;
-}
-
-function tagIdSegment(id: number, path: string): string {
-  if (!Number.isSafeInteger(id) || id <= 0) throw new KeapPermanentError(`Not a Keap tag id: ${JSON.stringify(id)}`, { status: 400, method: 'GET', path });
-  return String(id);
 }
 
 /** 1 s, 2 s, 4 s ... up to 30 s: the wait suggested after the `attempt`-th failure (0-based). */
@@ -617,6 +656,22 @@ function parseBody(text: string): { value: unknown; invalid: boolean } {
   } catch {
     return { value: text, invalid: true };
   }
+}
+
+function positiveId(id: number, what: string, method: string, path: string): string {
+  if (!Number.isSafeInteger(id) || id <= 0) throw new KeapPermanentError(`Not a Keap ${what} id: ${JSON.stringify(id)}`, { status: 400, method, path });
+  return String(id);
+}
+
+/** Full ISO 8601 with milliseconds and zone, which v2's time filters want. */
+function isoTime(date: Date): string {
+  if (Number.isNaN(date.getTime())) throw new RangeError('a time filter needs a valid date');
+  return date.toISOString();
+}
+
+/** A v2 page's next token; an empty page ends the listing even if Keap hands one out. */
+function nextPageToken(body: Record<string, unknown>, count: number): string | null {
+  return count > 0 && typeof body.next_page_token === 'string' && body.next_page_token !== '' ? body.next_page_token : null;
 }
 
 function contactIdSegment(id: number, method: string, path: string): string {

@@ -72,6 +72,29 @@ export interface KeapContactPage {
   nextOffset: number | null;
 }
 
+/** A contact a tag was applied to, and when (v2 List Tagged Contacts). */
+export interface KeapTaggedContact {
+  id: number;
+  /** ISO 8601, as Keap gives it; null when missing. */
+  appliedTime: string | null;
+}
+
+/** An order as the poller hands it on: its ids, status and times, and the whole of what Keap answered. */
+export interface KeapOrderSummary {
+  id: number;
+  contactId: number | null;
+  status: string;
+  /** ISO 8601, as Keap gives it; null when missing. */
+  modificationTime: string | null;
+  raw: Record<string, unknown>;
+}
+
+/** One page of a v2 list: the items, and the token of the next page (null on the last). */
+export interface KeapV2Page<T> {
+  items: T[];
+  nextPageToken: string | null;
+}
+
 /** OAuth tokens as stored; written together, since every refresh rotates the refresh token. */
 export interface StoredTokens {
   accessToken: string;
