@@ -5,19 +5,19 @@
  * and does the WAL checkpoints (no thread of their own needed while this one runs) and the daily clean-ups.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { Config } from './config.js';
 import { checkpointEvery } from './core/checkpointer.js';
 import { createLogger } from './core/logger.js';
-import type { FromJobThread, ToJobThread } from './job-thread.js';
+import { SharedMemory } from './core/shared-memory.js';
+import type { FromJobThread, JobThreadData, ToJobThread } from './job-thread.js';
 import { buildContext } from './server.js';
 
 const port = parentPort!;
-const { config } = workerData as { config: Config };
+const { config, sharedMemory } = workerData as JobThreadData;
 const logger = createLogger({ level: config.logLevel }).child({ thread: 'jobs' });
 const tell = (message: FromJobThread) => port.postMessage(message);
 
 try {
-  const ctx = await buildContext(config, { logger, console: () => {}, role: 'job-thread' });
+  const ctx = await buildContext(config, { logger, console: () => {}, role: 'job-thread', sharedMemory: new SharedMemory(sharedMemory) });
   ctx.worker.start();
   // The request thread's connection leaves checkpoints to this one while this thread runs (see JobThread).
   const checkpoints = checkpointEvery(ctx.db, logger);

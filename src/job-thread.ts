@@ -6,6 +6,7 @@ import { WAKE_COALESCE_MS } from './core/jobs/worker.js';
 import type { NewEvent } from './core/jobs/store.js';
 import type { Db } from './core/db.js';
 import type { Logger } from './core/logger.js';
+import type { SharedMemory } from './core/shared-memory.js';
 
 /** What the request thread tells the job thread. */
 export type ToJobThread =
@@ -13,6 +14,13 @@ export type ToJobThread =
   | { type: 'wake' }
   | { type: 'plugin'; name: string; enabled: boolean }
   | { type: 'stop' };
+
+/** What the job thread starts with. */
+export interface JobThreadData {
+  config: Config;
+  /** The request thread's shared memory blocks (SharedArrayBuffers: shared, not copied). */
+  sharedMemory: Record<string, SharedArrayBuffer>;
+}
 
 /** What the job thread answers. */
 export type FromJobThread =
@@ -27,6 +35,8 @@ export interface JobThreadOptions {
   db: Db;
   /** Where posts are committed while the thread is down (this thread's own connection): nothing is refused. */
   fallback: SoonCommitter;
+  /** The request thread's shared memory, handed to the thread (Keap's one rate limit for the process). */
+  sharedMemory: SharedMemory;
   /** First pause before starting a thread that stopped unexpectedly again; it doubles up to a minute. */
   restartDelayMs?: number;
 }
@@ -125,7 +135,9 @@ export class JobThread implements SoonCommitter {
     const { config, logger } = this.options;
     // A small young generation: V8 sizes it for throughput (up to 3 x 16 MB per thread), while the work here comes in
     // small, short-lived objects; collecting them more often costs little and keeps the process's memory down.
-    const worker = new Worker(THREAD_SOURCE.code, { eval: THREAD_SOURCE.eval, workerData: { config }, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
+    const workerData: JobThreadData = { config, sharedMemory: this.options.sharedMemory.toHandOver() };
+    const worker = new Worker(THREAD_SOURCE.code, { eval: THREAD_SOURCE.eval, workerData, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
+    const threadId = worker.threadId;
     this.starting = worker;
     return new Promise((resolve, reject) => {
       let ready = false;
@@ -150,6 +162,8 @@ export class JobThread implements SoonCommitter {
       worker.on('exit', (code) => {
         if (this.worker === worker) this.worker = undefined;
         if (this.starting === worker) this.starting = undefined;
+        // Terminated from outside, it may have ended inside a shared lock: this thread must not wait for it forever.
+        this.options.sharedMemory.releaseLocksOf(threadId);
         // Nobody checkpoints until a thread is back: SQLite's automatic checkpoints keep the WAL from growing.
         if (this.options.db.open) this.options.db.pragma('wal_autocheckpoint = 1000');
         this.recommitSent();

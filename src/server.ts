@@ -155,7 +155,7 @@ async function startJobs(ctx: AppContext, config: Config, options: StartOptions)
   if (options.clock || options.logger || options.worker) throw new Error('a clock, logger or worker tuning given to startServer needs jobs: "in-process"');
   let thread: JobThread;
   try {
-    thread = await JobThread.start({ config, logger: ctx.logger, db: ctx.db, fallback: ctx.events });
+    thread = await JobThread.start({ config, logger: ctx.logger, db: ctx.db, fallback: ctx.events, sharedMemory: ctx.sharedMemory });
   } catch (err) {
     ctx.logger.error({ err }, 'the job thread could not start; jobs run beside the requests instead');
     ctx.worker.start();

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Clock } from '../src/core/clock.js';
+import { SharedMemory } from '../src/core/shared-memory.js';
 import { KeapRateLimiter } from '../src/features/keap/rate-limiter.js';
 
 const START = Date.UTC(2025, 0, 15, 10, 30, 0);
@@ -291,6 +292,57 @@ test('a caller that gives up leaves the line and the next one takes its place', 
   await clock.advance(1_000);
   await patient;
   assert.equal(limiter.waiting, 0);
+});
+
+/** Two limiters on one shared block, as the request thread's and the job thread's are (here in one thread). */
+function sharedPair(clock: Clock, limits: { perSecond: number; perMinute: number }, safetyMarginMs = 0): [KeapRateLimiter, KeapRateLimiter] {
+  const memory = new SharedMemory();
+  const make = () => new KeapRateLimiter({ ...limits, clock, safetyMarginMs, shared: memory.block('keap-rate-limit', KeapRateLimiter.sharedBytes(limits)) });
+  return [make(), make()];
+}
+
+test('limiters sharing one block share one limit: together never more than perSecond in any second', async () => {
+  const clock = manualClock();
+  const [requests, jobs] = sharedPair(clock, { perSecond: 3, perMinute: 100 });
+  const fromJobs = burst(jobs, clock, 5);
+  const fromRequests = burst(requests, clock, 4);
+  for (let i = 0; i < 10 && fromJobs.granted.length + fromRequests.granted.length < 9; i++) await clock.advance(1_000);
+  await Promise.all([fromJobs.all, fromRequests.all]);
+  const times = [...fromJobs.granted, ...fromRequests.granted].map((g) => g.at);
+  assert.equal(maxInWindow(times, 1_000), 3, 'three a second between them, not three each');
+  assert.deepEqual([...times].sort((a, b) => a - b), [0, 0, 0, 1_000, 1_000, 1_000, 2_000, 2_000, 2_000]);
+  assert.deepEqual(fromJobs.granted.map((g) => g.who), [0, 1, 2, 3, 4], 'each keeps its own callers in order');
+  assert.deepEqual(fromRequests.granted.map((g) => g.who), [0, 1, 2, 3]);
+});
+
+test('a 429 one limiter sees holds the other too, with its reason; a call let through clears the back-off for both', async () => {
+  const clock = manualClock();
+  const [requests, jobs] = sharedPair(clock, { perSecond: 5, perMinute: 240 });
+  assert.equal(jobs.observe(MINUTE_USED_UP, 429), 60_000);
+  assert.equal(requests.pausedUntil, START + 60_000);
+  assert.equal(requests.pauseReason, 'Keap product throttle used up (? per minute)');
+  const held = burst(requests, clock, 1);
+  await clock.advance(59_999);
+  assert.equal(held.granted.length, 0, "the other thread's calls wait the minute out too");
+  await clock.advance(1);
+  await held.all;
+  // The window was waited out (by either): a 429 now, on the other limiter, is a spike arrest and backs off a second.
+  assert.equal(requests.observe(MINUTE_USED_UP, 429), 1_000);
+  await clock.advance(1_000);
+  assert.equal(jobs.observe(MINUTE_USED_UP, 429), 2_000, 'the doubling counts both limiters’ 429s');
+  await clock.advance(2_000);
+  assert.equal(requests.observe(MINUTE_LEFT, 200), 0);
+  assert.equal(jobs.observe(MINUTE_USED_UP, 429), 60_000, 'a call got through: the next used-up minute is waited out in full');
+});
+
+test('a block keeps the limits it was made for: a limiter with other figures cannot join it', () => {
+  const memory = new SharedMemory();
+  const limits = { perSecond: 5, perMinute: 240 };
+  new KeapRateLimiter({ ...limits, shared: memory.block('keap-rate-limit', KeapRateLimiter.sharedBytes(limits)) });
+  assert.throws(
+    () => new KeapRateLimiter({ perSecond: 240, perMinute: 5, shared: memory.block('keap-rate-limit', KeapRateLimiter.sharedBytes(limits)) }),
+    /5\/s and 240\/min, not 240\/s and 5\/min/,
+  );
 });
 
 test('limits must be whole numbers of at least one', () => {

@@ -14,6 +14,7 @@ import { Maintenance } from './maintenance.js';
 import { Outbox, Transactions } from './outbox.js';
 import type { SecretBox } from './secret-box.js';
 import { SettingsStore } from './settings.js';
+import { SharedMemory } from './shared-memory.js';
 import { SiteIdentity } from './site-identity.js';
 import { openSiteKey } from './site-key.js';
 import { ViewRenderer } from './views.js';
@@ -57,6 +58,11 @@ export interface Kernel {
   background: BackgroundServices;
   outbox: Outbox;
   transactions: Transactions;
+  /**
+   * State the request thread and the job thread hold as one (Keap's rate limit): blocks a built-in makes here as it
+   * starts in the request thread are the same bytes the job thread's instance finds by name.
+   */
+  sharedMemory: SharedMemory;
 }
 
 export interface KernelOptions {
@@ -66,6 +72,8 @@ export interface KernelOptions {
   clock?: Clock;
   /** Worker tuning, for tests and benchmarks. */
   worker?: { concurrency?: number; retry?: RetryPolicy; pollMs?: number };
+  /** The request thread's shared memory, in the job thread (its blocks came in the thread's workerData). */
+  sharedMemory?: SharedMemory;
 }
 
 /** Opens the database (applying migrations) and builds the kernel; nothing runs yet. */
@@ -119,6 +127,7 @@ export function createKernel(config: Config, options: KernelOptions = {}): Kerne
     background: new BackgroundServices(logger),
     outbox,
     transactions: new Transactions(db, hooks, outbox),
+    sharedMemory: options.sharedMemory ?? new SharedMemory(),
   };
 }
 

@@ -86,8 +86,8 @@ export function keapImportAdminRoutes(ctx: KeapImportAdminContext): Router {
     const running = ctx.store.running();
     if (running) return renderForm(ctx, res, 409, formValues(raw), [`Another import is still running (${describeImport(running)}): wait for it to finish or cancel it.`]);
     // The count the confirmation showed is the progress bar's 100 %: not asked for again here, where the call would
-    // go through this thread's rate limiter while the import's first calls go through the job thread's (two limiters,
-    // one key: together they could pass Keap's per-second limit). A tag applied meanwhile only runs the bar past 100 %.
+    // take one of the slots of Keap's per-second limit (one for both threads) that the import's first calls want, and
+    // the admin would wait for it. A tag applied meanwhile only runs the bar past 100 %.
     const total = formText(raw.count).trim();
     if (!/^\d{1,12}$/.test(total)) return renderForm(ctx, res, 400, formValues(raw), ['Count: confirm the import on the page that counts the contacts.']);
     const id = ctx.store.create({ ...parsed, tagName: null, total: Number(total), requestedBy: admin.id, now: ctx.clock.now() });

@@ -2,6 +2,7 @@ import type { Config } from '../../config.js';
 import type { Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
 import { KeapClient } from './client.js';
+import type { KeapRateLimiter } from './rate-limiter.js';
 import type { KeapTokenStore } from './types.js';
 
 export { KeapClient, findCustomField, normalizeContact, type KeapClientOptions } from './client.js';
@@ -21,6 +22,8 @@ export function createKeapClient(
   clock: Clock,
   site: { keapApiKey(): string | undefined },
   tokenStore: KeapTokenStore,
+  /** Made from the settings' rate limit when not given. */
+  limiter?: KeapRateLimiter,
 ): KeapClient {
   const k = config.keap;
   return new KeapClient({
@@ -29,6 +32,7 @@ export function createKeapClient(
     oauth: k.oauth ? { clientId: k.oauth.clientId, clientSecret: k.oauth.clientSecret, tokenUrl: k.tokenUrl } : undefined,
     tokenStore,
     rateLimit: k.rateLimit,
+    ...(limiter ? { limiter } : {}),
     timeoutMs: k.timeoutMs,
     clock,
     logger,

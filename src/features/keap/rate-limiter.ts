@@ -1,5 +1,7 @@
 import { systemClock, type Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
+import type { SharedBlock } from '../../core/shared-memory.js';
+import { SharedRateState } from './shared-rate-state.js';
 import type { KeapLimitFigures, KeapRateReport } from './types.js';
 
 /**
@@ -18,6 +20,10 @@ import type { KeapLimitFigures, KeapRateReport } from './types.js';
  * later ones. Keap's own figures steer it too: every response is fed to `observe`, which pauses the whole limiter
  * when Keap says a window or the daily quota is used up (and our own log does not already explain it), and for the
  * hinted window after a 429 (or for a Retry-After, should a proxy send one). Time comes from the Clock, so tests can drive it by hand.
+ *
+ * One limit per process: the request thread and the job thread each have a limiter, but given the same `shared`
+ * block both keep their log and pause there (see SharedRateState), so together they stay under Keap's limits and a
+ * 429 either one sees holds both. Each keeps its own line of waiters, served in order within that thread.
  */
 
 const SECOND = 1_000;
@@ -51,10 +57,21 @@ export interface KeapRateLimiterOptions {
    */
   safetyMarginMs?: number;
   logger?: Logger;
+  /**
+   * Where the log and the pause live when other limiters must share them (the process's block, see
+   * KeapRateLimiter.sharedBytes); a limiter of its own otherwise.
+   */
+  shared?: SharedBlock;
 }
 
 /** Response headers as fetch gives them, or a plain object (lower-case names). */
 export type HeaderSource = { get(name: string): string | null } | Record<string, string | string[] | undefined>;
+
+/** A pause made inside the lock, logged after it is let go. */
+interface Pause {
+  until: number;
+  reason: string;
+}
 
 interface Waiter {
   resolve: () => void;
@@ -68,20 +85,17 @@ export class KeapRateLimiter {
   private readonly clock: Clock;
   private readonly marginMs: number;
   private readonly logger: Logger | undefined;
-  /** Start times of the most recent calls, oldest first; at most max(perSecond, perMinute) kept. */
-  private readonly starts: number[] = [];
+  /**
+   * The start times of the most recent calls and Keap's pause (its reason, the last full-window pause a 429 caused and
+   * the 429s since, for pauseForThrottledWindow): possibly shared with the other thread, so only read or changed
+   * inside `state.hold`.
+   */
+  private readonly state: SharedRateState;
+  /** This thread's callers waiting for a slot, in the order they asked. */
   private readonly queue: Waiter[] = [];
   private pumping = false;
-  private pausedUntilMs = 0;
-  private pauseReasonText: string | null = null;
+  /** This thread's latest figures from Keap. */
   private report: KeapRateReport | null = null;
-  /**
-   * The last full-window pause a 429 caused (a used-up minute), kept until a call gets through: a 429 after it ended
-   * is a spike arrest, not the window again, and costs a short back-off instead of another full window.
-   */
-  private windowPause: { windowMs: number; until: number } | null = null;
-  /** 429s since that window was waited out, for the doubling back-off; 0 once a call gets through. */
-  private repeatedThrottles = 0;
 
   constructor(options: KeapRateLimiterOptions) {
     for (const name of ['perSecond', 'perMinute'] as const) {
@@ -93,6 +107,12 @@ export class KeapRateLimiter {
     this.clock = options.clock ?? systemClock;
     this.marginMs = Math.max(0, options.safetyMarginMs ?? DEFAULT_SAFETY_MARGIN_MS);
     this.logger = options.logger;
+    this.state = options.shared ? new SharedRateState(options.shared, this.perSecond, this.perMinute) : SharedRateState.local(this.perSecond, this.perMinute);
+  }
+
+  /** The size of the `shared` block limiters with these limits need. */
+  static sharedBytes(limits: { perSecond: number; perMinute: number }): number {
+    return SharedRateState.bytesFor(limits.perSecond, limits.perMinute);
   }
 
   /** The latest throttle and quota figures Keap reported, or null before the first response. */
@@ -102,11 +122,13 @@ export class KeapRateLimiter {
 
   /** Epoch ms until which the limiter holds every call because Keap said so, or null when it does not. */
   get pausedUntil(): number | null {
-    return this.pausedUntilMs > this.clock.now() ? this.pausedUntilMs : null;
+    const until = this.state.hold(() => this.state.pausedUntil);
+    return until > this.clock.now() ? until : null;
   }
 
   get pauseReason(): string | null {
-    return this.pausedUntil === null ? null : this.pauseReasonText;
+    const now = this.clock.now();
+    return this.state.hold(() => (this.state.pausedUntil > now ? this.state.pauseReason : null));
   }
 
   /** Calls waiting for a slot. */
@@ -120,11 +142,7 @@ export class KeapRateLimiter {
    */
   acquire(signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    const now = this.clock.now();
-    if (this.queue.length === 0 && this.delayAt(now) <= 0) {
-      this.record(now);
-      return Promise.resolve();
-    }
+    if (this.queue.length === 0 && this.tryStart(this.clock.now()) <= 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
         const index = this.queue.indexOf(waiter);
@@ -140,10 +158,21 @@ export class KeapRateLimiter {
 
   /** Holds every call until `until` (epoch ms); an earlier time than a pause already set changes nothing. */
   pauseUntil(until: number, reason: string): void {
-    if (until <= this.pausedUntilMs) return;
-    this.pausedUntilMs = until;
-    this.pauseReasonText = reason;
-    this.logger?.info({ pauseMs: until - this.clock.now(), reason }, 'keap calls paused');
+    const now = this.clock.now();
+    const paused = this.state.hold(() => this.extendPause(until, reason));
+    if (paused) this.logPauses(now, [paused]);
+  }
+
+  /** Inside `state.hold`: the pause, unless one already lasts as long; returns it to be logged once the lock is let go. */
+  private extendPause(until: number, reason: string): Pause | null {
+    if (until <= this.state.pausedUntil) return null;
+    this.state.pausedUntil = until;
+    this.state.pauseReason = reason;
+    return { until, reason };
+  }
+
+  private logPauses(now: number, pauses: Pause[]): void {
+    for (const { until, reason } of pauses) this.logger?.info({ pauseMs: until - now, reason }, 'keap calls paused');
   }
 
   /**
@@ -163,11 +192,27 @@ export class KeapRateLimiter {
     };
     const reported = report.productThrottle.length + report.productQuota.length + report.tenantThrottle.length > 0;
     if (reported) this.report = report;
+    const retryAfter = status === 429 || status === 503 ? retryAfterMs(header(headers, 'retry-after'), now) : null;
+    const pauses: Pause[] = [];
+    const heldMs = this.state.hold(() => {
+      this.applyReport(report, status, retryAfter, now, pauses);
+      return Math.max(0, this.state.pausedUntil - now);
+    });
+    this.logPauses(now, pauses);
+    return heldMs;
+  }
+
+  /** Inside `state.hold`: what `observe` read, applied to the shared state; the pauses made go to `pauses`. */
+  private applyReport(report: KeapRateReport, status: number, retryAfter: number | null, now: number, pauses: Pause[]): void {
+    const pause = (until: number, reason: string) => {
+      const made = this.extendPause(until, reason);
+      if (made) pauses.push(made);
+    };
     const throttled = status === 429;
     if (!throttled) {
       // Keap's gateway let a call through: whatever throttled us before is over.
-      this.windowPause = null;
-      this.repeatedThrottles = 0;
+      this.state.windowPause = null;
+      this.state.repeatedThrottles = 0;
     }
     let exhausted = false;
 
@@ -183,22 +228,20 @@ export class KeapRateLimiter {
       if (!throttled && this.ownLogFull(windowMs, now)) continue;
       const reason = `Keap ${name} used up (${figures.limit ?? '?'} per ${describeWindow(windowMs)})`;
       const until = windowEnd(now, windowMs);
-      if (throttled && windowMs > SECOND) this.pauseForThrottledWindow(now, windowMs, until, reason);
-      else this.pauseUntil(until, reason);
+      if (throttled && windowMs > SECOND) this.pauseForThrottledWindow(now, windowMs, until, reason, pause);
+      else pause(until, reason);
     }
     for (const quota of report.productQuota) {
       if (quota.available !== 0) continue;
       exhausted = true;
       const windowMs = windowLength(quota) ?? DAY;
       const expiry = quota.expiryTime !== null && quota.expiryTime > now ? Math.min(quota.expiryTime, now + MAX_QUOTA_PAUSE_MS) : windowEnd(now, windowMs);
-      this.pauseUntil(expiry, `Keap quota used up (${quota.limit ?? '?'} per ${describeWindow(windowMs)})`);
+      pause(expiry, `Keap quota used up (${quota.limit ?? '?'} per ${describeWindow(windowMs)})`);
     }
     // Keap documents no Retry-After, but a gateway or proxy in front of it may send one with a 429 or 503: it is the
     // one hint that names the wait outright, so it is honoured (on top of, never instead of, what the windows say).
-    const retryAfter = throttled || status === 503 ? retryAfterMs(header(headers, 'retry-after'), now) : null;
-    if (retryAfter !== null && retryAfter > 0) this.pauseUntil(now + retryAfter, `Keap answered ${status} with Retry-After`);
-    if (throttled && !exhausted) this.pauseUntil(now + DEFAULT_THROTTLE_PAUSE_MS, 'Keap answered 429');
-    return Math.max(0, this.pausedUntilMs - now);
+    if (retryAfter !== null && retryAfter > 0) pause(now + retryAfter, `Keap answered ${status} with Retry-After`);
+    if (throttled && !exhausted) pause(now + DEFAULT_THROTTLE_PAUSE_MS, 'Keap answered 429');
   }
 
   /**
@@ -207,42 +250,55 @@ export class KeapRateLimiter {
    * over): it backs off a second, doubling with each further 429 up to the window, instead of holding every Keap
    * call for another full window. A 429 that arrives during the full pause (a call sent before it) just extends it.
    */
-  private pauseForThrottledWindow(now: number, windowMs: number, until: number, reason: string): void {
-    const previous = this.windowPause;
+  private pauseForThrottledWindow(now: number, windowMs: number, until: number, reason: string, pause: (until: number, reason: string) => void): void {
+    const previous = this.state.windowPause;
     if (previous && previous.windowMs >= windowMs && now >= previous.until) {
       // Calls let through together when a pause ends answer together: one back-off step for all of them.
-      if (this.pausedUntilMs > now) return;
-      this.repeatedThrottles += 1;
-      const backoffMs = Math.min(windowMs, REPEAT_THROTTLE_BASE_MS * 2 ** (this.repeatedThrottles - 1));
-      this.pauseUntil(now + backoffMs, `${reason}, again after the window was waited out: backing off ${backoffMs / SECOND} s`);
+      if (this.state.pausedUntil > now) return;
+      this.state.repeatedThrottles += 1;
+      const backoffMs = Math.min(windowMs, REPEAT_THROTTLE_BASE_MS * 2 ** (this.state.repeatedThrottles - 1));
+      pause(now + backoffMs, `${reason}, again after the window was waited out: backing off ${backoffMs / SECOND} s`);
       return;
     }
-    this.pauseUntil(until, reason);
-    this.windowPause = { windowMs: Math.max(windowMs, previous?.windowMs ?? 0), until: this.pausedUntilMs };
+    pause(until, reason);
+    this.state.windowPause = { windowMs: Math.max(windowMs, previous?.windowMs ?? 0), until: this.state.pausedUntil };
   }
 
   /** How long, from `now`, until the next call may start. */
   delayAt(now: number): number {
-    let until = this.pausedUntilMs;
-    const n = this.starts.length;
-    if (n >= this.perSecond) until = Math.max(until, this.starts[n - this.perSecond]! + SECOND + this.marginMs);
-    if (n >= this.perMinute) until = Math.max(until, this.starts[n - this.perMinute]! + MINUTE + this.marginMs);
+    return this.state.hold(() => this.delayWithin(now));
+  }
+
+  /** Inside `state.hold`: `delayAt`. */
+  private delayWithin(now: number): number {
+    const { state } = this;
+    let until = state.pausedUntil;
+    const n = state.recorded;
+    if (n >= this.perSecond) until = Math.max(until, state.startFromNewest(this.perSecond) + SECOND + this.marginMs);
+    if (n >= this.perMinute) until = Math.max(until, state.startFromNewest(this.perMinute) + MINUTE + this.marginMs);
     return until - now;
   }
 
+  /**
+   * Takes a slot at `now` if one is free (logging the start), in one step under the lock: the other thread cannot
+   * take the same slot between the look and the log. Returns 0 when taken, else how long until one may be free.
+   */
+  private tryStart(now: number): number {
+    return this.state.hold(() => {
+      const wait = this.delayWithin(now);
+      if (wait <= 0) this.state.record(now);
+      return Math.max(0, wait);
+    });
+  }
+
+  /** Inside `state.hold`: whether the log alone already holds back calls for a window of `windowMs`. */
   private ownLogFull(windowMs: number, now: number): boolean {
     const limit = windowMs === SECOND ? this.perSecond : windowMs === MINUTE ? this.perMinute : undefined;
     if (limit === undefined) return false;
     const since = now - windowMs - this.marginMs;
     let count = 0;
-    for (let i = this.starts.length - 1; i >= 0 && this.starts[i]! > since; i--) count++;
+    while (count < this.state.recorded && this.state.startFromNewest(count + 1) > since) count++;
     return count >= limit;
-  }
-
-  private record(now: number): void {
-    this.starts.push(now);
-    const keep = Math.max(this.perSecond, this.perMinute);
-    if (this.starts.length > keep) this.starts.splice(0, this.starts.length - keep);
   }
 
   /** The one loop that hands out slots, in order; it runs while anyone waits. */
@@ -251,14 +307,13 @@ export class KeapRateLimiter {
     this.pumping = true;
     try {
       while (this.queue.length > 0) {
-        const now = this.clock.now();
-        const wait = this.delayAt(now);
+        // The other thread may take the slot this sleep was for: then the next look finds the next one.
+        const wait = this.tryStart(this.clock.now());
         if (wait > 0) {
           await this.clock.sleep(wait);
           continue;
         }
         const waiter = this.queue.shift()!;
-        this.record(now);
         waiter.cleanup();
         waiter.resolve();
       }
