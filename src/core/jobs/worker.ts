@@ -19,6 +19,14 @@ export interface RetryPolicy {
 /** Wake-ups within this many milliseconds are folded into one (a burst of posts costs one look at the queue). */
 export const WAKE_COALESCE_MS = 5;
 
+/**
+ * Starting claimed jobs runs each one's synchronous part (most of a quick job) in the same turn of the event loop;
+ * past this many milliseconds the loop lets the event loop turn before starting the next. On the job thread the
+ * posts' commits arrive as messages between turns, and an acknowledgement waits for its commit: a claim of 64 jobs
+ * that each render and write something must not hold those back for the whole batch.
+ */
+export const START_SLICE_MS = 2;
+
 /** About 8 runs over a day: 1 min, 3.2 min, 10 min, 33 min, 1.7 h, 5.6 h, then 12 h (≈ 20 h in all). */
 export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 8, baseDelayMs: 60_000, factor: 3.2, maxDelayMs: 12 * 3_600_000, maxThrottled: 200 };
 
@@ -167,7 +175,12 @@ export class QueueWorker {
           await this.sleepUntilWork();
           continue;
         }
+        let sliceStart = performance.now();
         for (const job of jobs) {
+          if (performance.now() - sliceStart > START_SLICE_MS) {
+            await new Promise<void>((resolve) => setImmediate(resolve));
+            sliceStart = performance.now();
+          }
           const running = this.runClaimed(job)
             .catch((err: unknown) => {
               // Its outcome could not be recorded (the database refused): the lease runs out and it runs again.
