@@ -1,4 +1,5 @@
-import Handlebars from 'handlebars';
+import type Handlebars from 'handlebars';
+import { handlebarsSandbox } from './handlebars-sandbox.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RenderedEmail } from './mail.js';
@@ -49,68 +50,14 @@ export class EmailTemplateError extends Error {
  * pages' partials are not email).
  */
 const TEMPLATE_HELPERS = ['if', 'unless'] as const;
-/** Handlebars' own fallbacks, which its compiled code calls for a plain `{{#section}}` or a missing value. */
-const INTERNAL_HELPERS = new Set(['helperMissing', 'blockHelperMissing']);
-const BUILT_IN_HELPERS = new Set(Object.keys(Handlebars.create().helpers));
-
 /**
- * The admin's templates render in a Handlebars environment of their own, holding only the allowed helpers and no
- * partials, compiled with `knownHelpersOnly`: even a template stored before this check (or written straight to the
- * database) cannot reach another helper.
+ * The admin's templates render in a sandbox of their own (core/handlebars-sandbox.ts) holding only the two helpers
+ * above.
  */
-const sandbox = Handlebars.create();
-for (const name of Object.keys(sandbox.helpers)) {
-  if (!(TEMPLATE_HELPERS as readonly string[]).includes(name) && !INTERNAL_HELPERS.has(name)) sandbox.unregisterHelper(name);
-}
-const SANDBOX_OPTIONS = { strict: false, knownHelpersOnly: true, knownHelpers: Object.fromEntries(TEMPLATE_HELPERS.map((name) => [name, true])) };
-
-/** A template calling what email templates cannot use, named, with its line; thrown before anything renders. */
-class NotAllowedInTemplate extends Error {
-  constructor(
-    message: string,
-    readonly lineNumber: number | undefined,
-  ) {
-    super(message);
-  }
-}
+const sandbox = handlebarsSandbox({ kind: 'email templates', builtIns: TEMPLATE_HELPERS, canUse: 'they can use {{#if}} and {{#unless}}' });
 
 function compileSandboxed(source: string, options: { noEscape?: boolean } = {}): Handlebars.TemplateDelegate {
-  refuseWhatTemplatesCannotUse(Handlebars.parse(source));
-  return sandbox.compile(source, { ...SANDBOX_OPTIONS, ...(options.noEscape ? { noEscape: true } : {}) });
-}
-
-interface HbsNode {
-  type: string;
-  loc?: { start: { line: number } };
-  path?: { type: string; original?: unknown };
-  params?: HbsNode[];
-  hash?: { pairs: Array<{ value: HbsNode }> };
-  program?: { body: HbsNode[] } | null;
-  inverse?: { body: HbsNode[] } | null;
-  body?: HbsNode[];
-}
-
-/** Walks the parsed template: a helper other than #if and #unless, a partial or a decorator is refused by name. */
-function refuseWhatTemplatesCannotUse(node: HbsNode): void {
-  const line = node.loc?.start.line;
-  if (node.type === 'PartialStatement' || node.type === 'PartialBlockStatement') {
-    throw new NotAllowedInTemplate('partials ({{> name}}) are not available in email templates', line);
-  }
-  if (node.type === 'Decorator' || node.type === 'DecoratorBlock') {
-    throw new NotAllowedInTemplate('decorators ({{* name}}) are not available in email templates', line);
-  }
-  if (node.type === 'MustacheStatement' || node.type === 'BlockStatement' || node.type === 'SubExpression') {
-    const name = node.path?.type === 'PathExpression' ? String(node.path.original) : undefined;
-    const callsHelper = (node.params?.length ?? 0) > 0 || (node.hash?.pairs.length ?? 0) > 0 || (name !== undefined && BUILT_IN_HELPERS.has(name));
-    if (callsHelper && !(TEMPLATE_HELPERS as readonly string[]).includes(name ?? '')) {
-      throw new NotAllowedInTemplate(
-        `the helper "${name ?? String(node.path?.original)}" is not available in email templates (they can use {{#if}} and {{#unless}})`,
-        line,
-      );
-    }
-  }
-  const children = [...(node.params ?? []), ...(node.hash?.pairs.map((pair) => pair.value) ?? []), node.path as HbsNode | undefined, ...(node.body ?? []), ...(node.program?.body ?? []), ...(node.inverse?.body ?? [])];
-  for (const child of children) if (child && typeof child === 'object' && 'type' in child) refuseWhatTemplatesCannotUse(child);
+  return sandbox.compile(source, options);
 }
 
 /** The built-in templates' sources (what "Reset to default" goes back to, and what the editor starts from). */

@@ -5,7 +5,7 @@ import qs from 'qs';
 import { errorJson, toAppError } from '../../core/error-handler.js';
 import { AppError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { FastRoute } from '../../web/fast-route.js';
+import { readFastRouteBody, type FastRoute } from '../../web/fast-route.js';
 import { TOO_MANY_REJECTIONS, type RejectionLimiter } from '../../core/rejection-limiter.js';
 import type { WebhookAnswer, WebhookService } from './service.js';
 
@@ -139,21 +139,10 @@ function webhookFastRoute(service: WebhookService, limiter: RejectionLimiter, lo
   };
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      // The length header was checked; this holds a client to it.
-      if (size > BODY_LIMIT_BYTES) {
-        req.destroy();
-        reject(new AppError(413, `request body is larger than ${BODY_LIMIT_BYTES} bytes`, { code: 'too_large' }));
-      } else chunks.push(chunk);
-    });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
+async function readBody(req: IncomingMessage): Promise<string> {
+  const text = await readFastRouteBody(req, BODY_LIMIT_BYTES);
+  if (text === undefined) throw new AppError(413, `request body is larger than ${BODY_LIMIT_BYTES} bytes`, { code: 'too_large' });
+  return text;
 }
 
 function sendAnswer(res: ServerResponse, answer: WebhookAnswer): void {

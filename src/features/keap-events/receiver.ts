@@ -4,7 +4,7 @@ import type { JobQueue } from '../../core/jobs/queue.js';
 import type { Logger } from '../../core/logger.js';
 import { TOO_MANY_REJECTIONS, type RejectionLimiter } from '../../core/rejection-limiter.js';
 import { describeZodIssue } from '../../core/errors.js';
-import type { FastRoute } from '../../web/fast-route.js';
+import { readFastRouteBody, type FastRoute } from '../../web/fast-route.js';
 import { hookDelivery, isHookDelivery, keapHookDelivery, REST_HOOK_SOURCE } from './delivery.js';
 import { HOOK_PATH_PREFIX, type HookTokens } from './hook-token.js';
 
@@ -113,7 +113,7 @@ async function answer(deps: ReceiverDeps, req: IncomingMessage, res: ServerRespo
     deps.refusals.answered(ip, 404);
     return send(res, 404, { ok: false, error: 'no such hook URL' });
   }
-  const text = await readBody(req);
+  const text = await readFastRouteBody(req, BODY_LIMIT_BYTES);
   if (text === undefined) return send(res, 413, { ok: false, error: `the delivery is larger than ${BODY_LIMIT}` });
   const secret = req.headers['x-hook-secret'];
   if (secret !== undefined) {
@@ -140,23 +140,6 @@ async function answer(deps: ReceiverDeps, req: IncomingMessage, res: ServerRespo
   if (!parsed.success) return send(res, 400, { ok: false, error: describeZodIssue(parsed.error) });
   const { id } = await deps.jobs.enqueueSoon(keapHookDelivery, parsed.data, { source: REST_HOOK_SOURCE });
   send(res, 200, { ok: true, event_id: id });
-}
-
-/** The body as text, or undefined when it runs past the limit (its length header lied). */
-function readBody(req: IncomingMessage): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > BODY_LIMIT_BYTES) {
-        req.destroy();
-        resolve(undefined);
-      } else chunks.push(chunk);
-    });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -1,4 +1,5 @@
-import Handlebars from 'handlebars';
+import type Handlebars from 'handlebars';
+import { handlebarsSandbox } from '../../core/handlebars-sandbox.js';
 
 /**
  * The Handlebars templates that turn an event into a destination's request body. They are an admin's text, not
@@ -34,26 +35,20 @@ export const MAX_TEMPLATE_LENGTH = 64 * 1024;
 const BUILT_IN_HELPERS = ['if', 'unless', 'each', 'with', 'lookup'] as const;
 const OUR_HELPERS = ['json', 'date', 'urlencode'] as const;
 const ALLOWED_HELPERS: readonly string[] = [...BUILT_IN_HELPERS, ...OUR_HELPERS];
-/** Handlebars' fallbacks, which its compiled code calls for `{{#section}}` blocks and missing values. */
-const INTERNAL_HELPERS = new Set(['helperMissing', 'blockHelperMissing']);
 
-const sandbox = Handlebars.create();
-for (const name of Object.keys(sandbox.helpers)) {
-  if (!ALLOWED_HELPERS.includes(name) && !INTERNAL_HELPERS.has(name)) sandbox.unregisterHelper(name);
-}
 
 type HelperOptions = Handlebars.HelperOptions & { hash: Record<string, unknown> };
 
 /**
  * `{{json value}}`: the value as JSON (`null` when it is missing). `{{json value indent=2}}` pretty-prints.
  */
-sandbox.registerHelper('json', function json(this: unknown, ...args: unknown[]) {
+function json(this: unknown, ...args: unknown[]) {
   const options = args.pop() as HelperOptions;
   if (args.length > 1) throw new Error('json takes one value: {{json data}}');
   const indent = options.hash.indent;
   if (indent !== undefined && (typeof indent !== 'number' || !Number.isInteger(indent) || indent < 0 || indent > 8)) throw new Error('json: indent must be a whole number from 0 to 8');
   return JSON.stringify(args[0] ?? null, null, (indent as number | undefined) ?? undefined) ?? 'null';
-});
+}
 
 /**
  * `{{date value}}`: a time as ISO 8601 in UTC (`2026-12-08T00:15:00.000Z`). The value may be an ISO string or
@@ -62,7 +57,7 @@ sandbox.registerHelper('json', function json(this: unknown, ...args: unknown[]) 
  * - or a pattern of `YYYY MM DD HH mm ss SSS` (UTC), other characters kept: `format="DD/MM/YYYY HH:mm"`.
  * A missing or unreadable value renders as nothing (a field a member does not have must not stop a delivery).
  */
-sandbox.registerHelper('date', function date(this: unknown, ...args: unknown[]) {
+function date(this: unknown, ...args: unknown[]) {
   const options = args.pop() as HelperOptions;
   if (args.length !== 1) throw new Error('date takes one value: {{date timestamp}}');
   const format = options.hash.format ?? 'iso';
@@ -84,16 +79,16 @@ sandbox.registerHelper('date', function date(this: unknown, ...args: unknown[]) 
       if (!/YYYY|MM|DD|HH|mm|ss|SSS/.test(format)) throw new Error(`date: unknown format ${JSON.stringify(format.slice(0, 40))} (iso, epoch, epoch_ms, date, or a pattern like "YYYY-MM-DD HH:mm")`);
       return valid ? formatPattern(when, format) : '';
   }
-});
+}
 
 /** `{{urlencode value}}`: the value percent-encoded for a URL part or a form field. */
-sandbox.registerHelper('urlencode', function urlencode(this: unknown, ...args: unknown[]) {
+function urlencode(this: unknown, ...args: unknown[]) {
   args.pop();
   if (args.length !== 1) throw new Error('urlencode takes one value: {{urlencode data.member.email}}');
   const value = args[0];
   if (value === undefined || value === null) return '';
   return encodeURIComponent(typeof value === 'object' ? JSON.stringify(value) : String(value));
-});
+}
 
 function formatPattern(when: Date, pattern: string): string {
   const pad = (value: number, width = 2) => String(value).padStart(width, '0');
@@ -109,42 +104,16 @@ function formatPattern(when: Date, pattern: string): string {
   return pattern.replace(/YYYY|SSS|MM|DD|HH|mm|ss/g, (token) => parts[token]!);
 }
 
-const COMPILE_OPTIONS = {
-  noEscape: true,
-  strict: false,
-  knownHelpersOnly: true,
-  knownHelpers: Object.fromEntries(ALLOWED_HELPERS.map((name) => [name, true])),
-} as const;
+/** The sandbox the templates render in (core/handlebars-sandbox.ts): the helpers above and the built-ins listed. */
+const sandbox = handlebarsSandbox({
+  kind: 'webhook templates',
+  builtIns: BUILT_IN_HELPERS,
+  helpers: { json, date, urlencode },
+  canUse: `templates can use ${ALLOWED_HELPERS.join(', ')}`,
+});
 
-interface HbsNode {
-  type: string;
-  loc?: { start: { line: number } };
-  path?: { type: string; original?: unknown };
-  params?: HbsNode[];
-  hash?: { pairs: Array<{ value: HbsNode }> };
-  program?: { body: HbsNode[] } | null;
-  inverse?: { body: HbsNode[] } | null;
-  body?: HbsNode[];
-}
-
+/** A template refused before it compiles (too long). */
 class TemplateRefused extends Error {}
-
-/** Partials and decorators are refused by name, with their line, before Handlebars would fail less clearly. */
-function refuseWhatTemplatesCannotUse(node: HbsNode): void {
-  const line = node.loc?.start.line;
-  const at = line === undefined ? '' : ` (line ${line})`;
-  if (node.type === 'PartialStatement' || node.type === 'PartialBlockStatement') throw new TemplateRefused(`partials ({{> name}}) are not available in webhook templates${at}`);
-  if (node.type === 'Decorator' || node.type === 'DecoratorBlock') throw new TemplateRefused(`decorators ({{* name}}) are not available in webhook templates${at}`);
-  if (node.type === 'MustacheStatement' || node.type === 'BlockStatement' || node.type === 'SubExpression') {
-    const name = node.path?.type === 'PathExpression' ? String(node.path.original) : undefined;
-    const callsHelper = (node.params?.length ?? 0) > 0 || (node.hash?.pairs.length ?? 0) > 0;
-    if (callsHelper && !ALLOWED_HELPERS.includes(name ?? '')) {
-      throw new TemplateRefused(`the helper "${name ?? String(node.path?.original)}" is not available${at} (templates can use ${ALLOWED_HELPERS.join(', ')})`);
-    }
-  }
-  const children = [...(node.params ?? []), ...(node.hash?.pairs.map((pair) => pair.value) ?? []), ...(node.body ?? []), ...(node.program?.body ?? []), ...(node.inverse?.body ?? [])];
-  for (const child of children) if (child && typeof child === 'object' && 'type' in child) refuseWhatTemplatesCannotUse(child);
-}
 
 /** Compiled templates by source: a destination's template is compiled once, not per delivery. */
 const compiled = new Map<string, Handlebars.TemplateDelegate>();
@@ -154,8 +123,7 @@ function compile(source: string): Handlebars.TemplateDelegate {
   const known = compiled.get(source);
   if (known) return known;
   if (source.length > MAX_TEMPLATE_LENGTH) throw new TemplateRefused(`the template is longer than ${MAX_TEMPLATE_LENGTH} characters`);
-  refuseWhatTemplatesCannotUse(Handlebars.parse(source) as unknown as HbsNode);
-  const template = sandbox.compile(source, COMPILE_OPTIONS);
+  const template = sandbox.compile(source, { noEscape: true });
   if (compiled.size >= MAX_COMPILED) compiled.delete(compiled.keys().next().value!);
   compiled.set(source, template);
   return template;
