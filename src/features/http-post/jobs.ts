@@ -9,6 +9,12 @@ export const webhookJobParams = z.looseObject({
   contact_id: z.number().int().positive(),
   send_notification: z.boolean().optional(),
   role: z.string().optional(),
+  /**
+   * Set by Keap events only (never by a post): `add` creates or links a member only if the contact carries this tag
+   * when the job reads its tags (the admin's "contact.add creates a member, only with the tag"); else it is skipped.
+   * A contact already linked to a member is updated either way.
+   */
+  only_with_tag: z.number().int().positive().optional(),
 });
 
 export type WebhookJobParams = z.infer<typeof webhookJobParams>;
@@ -22,7 +28,8 @@ export function webhookJobType(action: string, type: string = action): JobType<W
     type,
     params: webhookJobParams,
     source: 'http_post',
-    dedupeKey: (p) => [p.contact_id, p.role ?? '', String(p.send_notification ?? '')].join('|'),
+    // A conditional `add` never takes in an unconditional one (nor the other way round): the tag is part of the key.
+    dedupeKey: (p) => [p.contact_id, p.role ?? '', String(p.send_notification ?? ''), ...(p.only_with_tag === undefined ? [] : [`tag ${p.only_with_tag}`])].join('|'),
     contactId: (p) => p.contact_id,
     eventType: () => `contact.${action}`,
   });

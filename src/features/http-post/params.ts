@@ -13,6 +13,8 @@ export interface WebhookRequest {
 type RawParams = Record<string, unknown>;
 
 const KNOWN = new Set(['wpf_action', 'access_key', 'contactId', 'contact_id', 'send_notification', 'role']);
+/** Job parameters only memberhook itself sets (see webhookJobParams): a post's parameter of that name is dropped. */
+const RESERVED = new Set(['only_with_tag']);
 const TRUE_WORDS = new Set(['true', '1', 'yes', 'on']);
 const FALSE_WORDS = new Set(['false', '0', 'no', 'off']);
 const MAX_EXTRA_PARAMS = 30;
@@ -90,7 +92,7 @@ function recordedName(name: string): string {
 function sanitizeExtra(params: RawParams): Record<string, string> {
   const extra: Record<string, string> = {};
   for (const [name, value] of Object.entries(params)) {
-    if (KNOWN.has(name)) continue;
+    if (KNOWN.has(name) || RESERVED.has(name)) continue;
     if (Object.keys(extra).length >= MAX_EXTRA_PARAMS) break;
     const key = recordedName(name);
     if (SECRET_NAME.test(name.slice(0, 64))) extra[key] = '[redacted]';

@@ -6,7 +6,7 @@ import type { AdminUser } from '../../web/admin-shell.js';
 import { formatTime } from '../../web/format.js';
 import type { KeapClient } from '../keap/client.js';
 import { isKeapError } from '../keap/errors.js';
-import type { KeapRestHook } from '../keap/types.js';
+import type { KeapContactTag, KeapRestHook } from '../keap/types.js';
 import { ON_DELETE_CHOICES, type OnDelete } from './delivery.js';
 import { HOOK_PATH_PREFIX, type HookTokens } from './hook-token.js';
 import { lastPoll, OVERLAP_MS, pollCheckpoint, POLLED_RESOURCES, pollIntervalChosen, pollIntervalMinutes, RECOMMENDED_POLL_MINUTES, setPollInterval, type PolledResourceName } from './poller.js';
@@ -15,6 +15,8 @@ export const KEAP_EVENTS_PATH = '/admin/settings/keap-events';
 /** The event keys memberhook acts on, checked by default on a first registration. */
 export const MEMBER_EVENT_KEYS = ['contact.add', 'contact.edit', 'contact.delete', 'contactGroup.applied', 'contactGroup.removed'] as const;
 const ADD_MEMBERS_SETTING = 'keap_hooks.add_members';
+const ADD_MEMBERS_TAG_SETTING = 'keap_hooks.add_members_tag';
+const TAG_ID = /^[1-9]\d{0,15}$/;
 const ON_DELETE_SETTING = 'keap_hooks.on_delete';
 /** The longest an old hook URL may keep working after a rotation: a week. */
 const MAX_GRACE_MINUTES = 7 * 24 * 60;
@@ -56,6 +58,12 @@ export function addMembersSetting(ctx: Pick<Kernel, 'settings'>): boolean {
   return ctx.settings.get(ADD_MEMBERS_SETTING) === '1';
 }
 
+/** The tag a contact must carry for `contact.add` to make it a member (undefined: any contact). */
+export function addMembersTagSetting(ctx: Pick<Kernel, 'settings'>): number | undefined {
+  const saved = ctx.settings.get(ADD_MEMBERS_TAG_SETTING) ?? '';
+  return TAG_ID.test(saved) ? Number(saved) : undefined;
+}
+
 /**
  * Settings → Keap events: the REST hook URL (with its token, rotatable), Keap's event keys as checkboxes, the
  * account's subscriptions with their status, "Register subscriptions" (creates what is checked and missing, removes
@@ -71,6 +79,7 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
     const url = hookUrl();
     let keys: string[] = [];
     let hooks: KeapRestHook[] = [];
+    let tags: KeapContactTag[] | undefined;
     let keapError: string | undefined;
     if (ctx.keap.authMode === 'none') keapError = 'Keap is not set up yet (Settings → Keap connection), so its event keys and subscriptions cannot be listed.';
     else {
@@ -79,6 +88,11 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
       } catch (err) {
         keapError = `Keap could not list its hooks: ${isKeapError(err) ? err.message : 'an unexpected error (see the log)'}`;
         if (!isKeapError(err)) ctx.logger.error({ err }, 'listing keap hooks failed');
+      }
+      try {
+        tags = await ctx.keap.listTags();
+      } catch (err) {
+        if (!isKeapError(err)) ctx.logger.error({ err }, 'listing keap tags failed');
       }
     }
     const subscribed = new Set(hooks.filter((h) => h.hookUrl === url).map((h) => h.eventKey));
@@ -96,6 +110,8 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
       })),
       hooks: hooks.map((h) => ({ ...h, ours: h.hookUrl === url, oldUrl: ours(h) && h.hookUrl !== url, badge: h.status === 'Verified' ? 'ok' : h.status === 'Inactive' ? 'bad' : 'warn' })),
       addMembers: addMembersSetting(ctx),
+      addMembersTags: tagChoices(tags, extra.addMembersTag !== undefined ? String(extra.addMembersTag) : String(addMembersTagSetting(ctx) ?? '')),
+      tagsUnlisted: tags === undefined,
       onDelete: ON_DELETE_CHOICES.map((value) => ({ value, label: ON_DELETE_LABELS[value], checked: value === onDeleteSetting(ctx) })),
       polls: pollView(ctx, extra.pollError as { resource: string; message: string; value: string } | undefined),
       overlapMinutes: OVERLAP_MS / 60_000,
@@ -184,16 +200,35 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
     res.redirect(303, `${KEAP_EVENTS_PATH}?done=polling#poller`);
   });
 
-  router.post('/rules', (req, res) => {
+  router.post('/rules', async (req, res) => {
     const body = formFields(req);
     const onDelete = formText(body.on_delete);
     if (!(ON_DELETE_CHOICES as readonly string[]).includes(onDelete)) return render(res, 400, { error: `A deleted contact's member: choose one of ${ON_DELETE_CHOICES.join(', ')}. Nothing was changed.` });
+    const tag = formText(body.add_members_tag).trim();
+    const tagError = (message: string) => render(res, 400, { error: `Only contacts with the tag: ${message} Nothing was changed.`, addMembersTag: tag.slice(0, 40) });
+    if (tag !== '' && !TAG_ID.test(tag)) return tagError(`choose a tag from the list (or any contact); “${tag.slice(0, 40)}” is not a tag id.`);
+    // A tag kept as it was is not looked up again (Keap may be out of reach, or the tag renamed since).
+    if (tag !== '' && Number(tag) !== addMembersTagSetting(ctx)) {
+      try {
+        if (!(await ctx.keap.listTags()).some((t) => t.id === Number(tag))) return tagError(`Keap has no tag ${tag}.`);
+      } catch (err) {
+        return render(res, 502, { error: `Keap could not list its tags to check the tag: ${isKeapError(err) ? err.message : 'an unexpected error (see the log)'}. Nothing was changed.` });
+      }
+    }
     ctx.settings.set(ADD_MEMBERS_SETTING, formText(body.add_members) === 'yes' ? '1' : '0');
+    ctx.settings.set(ADD_MEMBERS_TAG_SETTING, tag);
     ctx.settings.set(ON_DELETE_SETTING, onDelete);
     res.redirect(303, `${KEAP_EVENTS_PATH}?done=rules`);
   });
 
   return router;
+}
+
+/** The tag picker's options: Keap's tags, and the chosen one even when Keap's list could not be read. */
+function tagChoices(tags: KeapContactTag[] | undefined, chosen: string) {
+  const options = (tags ?? []).map((t) => ({ id: String(t.id), label: t.category ? `${t.category}: ${t.name}` : t.name, selected: String(t.id) === chosen }));
+  if (chosen !== '' && TAG_ID.test(chosen) && !options.some((o) => o.selected)) options.unshift({ id: chosen, label: `tag ${chosen}`, selected: true });
+  return options;
 }
 
 /** Which hook event keys report what each poller reads: registering them turns its polling on. */
@@ -205,7 +240,7 @@ const HOOK_KEYS_OF: Record<PolledResourceName, (key: string) => boolean> = {
 
 const RESOURCE_LABELS: Record<PolledResourceName, { title: string; what: string }> = {
   contacts: { title: 'Contacts', what: 'Contacts changed (by last update): members linked to them are updated' },
-  tags: { title: 'Tags applied', what: 'Tags members hold, applied to contacts: those members\' tags are updated' },
+  tags: { title: 'Tags applied', what: 'Tags members hold, applied to contacts: those members\' tags are updated (and the tag chosen below for new members: its contacts become members)' },
   orders: { title: 'Orders', what: 'Orders created or changed: recorded as events (order.add, order.edit) for plugins and outbound webhooks' },
 };
 

@@ -133,6 +133,11 @@ declare module '../../core/hooks.js' {
 export interface DeliveryRules {
   /** `contact.add` creates a member (off by default: a new contact is not yet someone who bought access). */
   addMembers(): boolean;
+  /**
+   * With addMembers on, the tag a contact must carry to become a member (undefined: any contact). A new contact
+   * usually gets its tags moments after it is created, so that tag's `contactGroup.applied` creates the member too.
+   */
+  addMembersOnlyWithTag(): number | undefined;
   /** Which of these contacts have a member linked: only those get jobs for edits, tag changes and deletions. */
   linkedContacts(contactIds: readonly number[]): Set<number>;
 }
@@ -158,7 +163,9 @@ export const keapContactDeleted = jobType({
  * - `contact.edit`: `update` (fields and tags of the linked member; contacts no member is linked to get no job);
  * - `contactGroup.applied` / `contactGroup.removed`: `update_tags` for each contact the delivery names (its ids
  *   with object type `contact`, or a tag's `contactDetails`);
- * - `contact.add`: `add`, when the admin turned that on;
+ * - `contact.add`: `add`, when the admin turned that on; with a tag chosen, an `add` that creates the member only if
+ *   the contact carries the tag when the job reads its tags, and the same `add` for the contacts no member is linked
+ *   to that a `contactGroup.applied` names (Keap's delivery names the contact, not the tag: the job checks);
  * - `contact.delete`: `keap_contact_deleted`, which blocks, deletes or leaves the member, as the admin chose;
  * - anything else (orders, invoices, ...): recorded, for plugins and the event log, and nothing more.
  */
@@ -167,8 +174,8 @@ export async function fanOut(
   job: Job<HookDelivery>,
 ): Promise<JobOutcome> {
   const { event_key: key, object_type: objectType, object_keys: objects } = job.params;
-  const plan = planFor(job.params, deps.rules);
-  const contacts = plan?.contacts ?? [];
+  const plans = planFor(job.params, deps.rules);
+  const longest = Math.max(0, ...plans.map((p) => p.contacts.length));
   // What the poller would read back as the same change: recorded as handed on when the delivery arrived, so a poll
   // after it skips it (a tag event's changes are the contacts it names). Not while that poller is off: nothing
   // would read it, and a 1,000-object delivery would write a thousand rows for nothing.
@@ -177,12 +184,14 @@ export async function fanOut(
   // In slices, each its own transaction, with a turn of the event loop between them: a thousand jobs written in one
   // go would hold this thread (which also commits the posts and deliveries being acknowledged) for tens of ms. A
   // crash half-way runs the job again from the start; the slices already queued fold into their waiting jobs.
-  for (let start = 0; start < Math.max(contacts.length, objects.length, reportedIds.length); start += FAN_OUT_SLICE) {
+  for (let start = 0; start < Math.max(longest, objects.length, reportedIds.length); start += FAN_OUT_SLICE) {
     await deps.transactions.run((tx) => {
       for (const id of reportedIds.slice(start, start + FAN_OUT_SLICE)) deps.reported.record(kind!, id, job.createdAt);
-      for (const contactId of contacts.slice(start, start + FAN_OUT_SLICE)) {
-        if (plan!.action === 'contact_deleted') deps.jobs.enqueue(keapContactDeleted, { contact_id: contactId });
-        else queueMemberJob(deps.jobs, plan!.action as MemberJobAction, contactId, { source: REST_HOOK_SOURCE, eventType: key });
+      for (const plan of plans) {
+        for (const contactId of plan.contacts.slice(start, start + FAN_OUT_SLICE)) {
+          if (plan.action === 'contact_deleted') deps.jobs.enqueue(keapContactDeleted, { contact_id: contactId });
+          else queueMemberJob(deps.jobs, plan.action, contactId, { source: REST_HOOK_SOURCE, eventType: key, onlyWithTag: plan.onlyWithTag });
+        }
       }
       for (const object of objects.slice(start, start + FAN_OUT_SLICE)) {
         tx.emit('keap.event', { objectType, objectId: String(object.id), eventType: key, source: REST_HOOK_SOURCE, raw: object });
@@ -190,9 +199,12 @@ export async function fanOut(
     });
     await new Promise((resolve) => setImmediate(resolve));
   }
-  if (plan === undefined) return { status: 'done', result: `${objects.length} ${key} object${objects.length === 1 ? '' : 's'} recorded; no member action for ${key}` };
-  const type = plan.action === 'contact_deleted' ? keapContactDeleted.type : plan.action;
-  return { status: 'done', result: `${plan.contacts.length} ${type} job${plan.contacts.length === 1 ? '' : 's'} queued for ${key}` };
+  if (plans.length === 0) return { status: 'done', result: `${objects.length} ${key} object${objects.length === 1 ? '' : 's'} recorded; no member action for ${key}` };
+  const queued = plans.map((plan) => {
+    const type = plan.action === 'contact_deleted' ? keapContactDeleted.type : plan.action;
+    return `${plan.contacts.length} ${type} job${plan.contacts.length === 1 ? '' : 's'}${plan.onlyWithTag === undefined ? '' : ` (only with tag ${plan.onlyWithTag})`}`;
+  });
+  return { status: 'done', result: `${queued.join(' and ')} queued for ${key}` };
 }
 
 /** The member jobs a Keap change can need: the HTTP Post receiver's actions, so both fold into each other. */
@@ -203,15 +215,30 @@ export type MemberJobAction = 'add' | 'update' | 'update_tags';
  * so one waiting for it takes this one in. `update_tags` is not queued while the contact's full `update` waits (it
  * reads the tags too): a campaign post, a hook and a poll about one change cost one Keap read.
  */
-export function queueMemberJob(jobs: JobQueue, action: MemberJobAction, contactId: number, options: { source: string; eventType: string }): 'queued' | 'folded' | 'covered' {
+export function queueMemberJob(
+  jobs: JobQueue,
+  action: MemberJobAction,
+  contactId: number,
+  options: { source: string; eventType: string; onlyWithTag?: number | undefined },
+): 'queued' | 'folded' | 'covered' {
+  const { onlyWithTag, ...queueOptions } = options;
   const params = { contact_id: contactId };
   if (action === 'update_tags' && jobs.isWaiting(webhookJobType('update'), params)) return 'covered';
-  return jobs.enqueue(webhookJobType(action), params, options).coalesced ? 'folded' : 'queued';
+  const withCondition = action === 'add' && onlyWithTag !== undefined ? { ...params, only_with_tag: onlyWithTag } : params;
+  return jobs.enqueue(webhookJobType(action), withCondition, queueOptions).coalesced ? 'folded' : 'queued';
 }
 
-function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: MemberJobAction | 'contact_deleted'; contacts: number[] } | undefined {
+/** The member jobs of one kind a delivery needs; `onlyWithTag`: `add` jobs that create only with that tag. */
+interface DeliveryPlan {
+  action: MemberJobAction | 'contact_deleted';
+  contacts: number[];
+  onlyWithTag?: number;
+}
+
+function planFor(delivery: HookDelivery, rules: DeliveryRules): DeliveryPlan[] {
   const { event_key: key, object_keys: objects } = delivery;
   const unique = (ids: number[]) => [...new Set(ids)];
+  const onlyWithTag = rules.addMembers() ? rules.addMembersOnlyWithTag() : undefined;
   // Most of a Keap account's contacts are not members: a job for each would only be skipped (and fill the event
   // log). A member being created right now by a waiting `add` needs none either: `add` reads the whole contact.
   const members = (ids: number[]) => {
@@ -220,17 +247,35 @@ function planFor(delivery: HookDelivery, rules: DeliveryRules): { action: Member
   };
   switch (key) {
     case 'contact.edit':
-      return { action: 'update', contacts: members(objects.map((o) => o.id)) };
+      return [{ action: 'update', contacts: members(objects.map((o) => o.id)) }];
     case 'contact.add':
-      return rules.addMembers() ? { action: 'add', contacts: unique(objects.map((o) => o.id)) } : undefined;
+      if (!rules.addMembers()) return [];
+      return [{ action: 'add', contacts: unique(objects.map((o) => o.id)), ...(onlyWithTag === undefined ? {} : { onlyWithTag }) }];
     case 'contact.delete':
-      return { action: 'contact_deleted', contacts: members(objects.map((o) => o.id)) };
-    case 'contactGroup.applied':
+      return [{ action: 'contact_deleted', contacts: members(objects.map((o) => o.id)) }];
+    case 'contactGroup.applied': {
+      const tagged = members(namedContacts(delivery));
+      if (onlyWithTag === undefined) return [{ action: 'update_tags', contacts: tagged }];
+      // The tag that makes members, applied to contacts no member is linked to: each gets the conditional `add`.
+      const linked = new Set(tagged);
+      const candidates = contactsMaybeTaggedWith(delivery, onlyWithTag).filter((id) => !linked.has(id));
+      return [{ action: 'update_tags', contacts: tagged }, { action: 'add', contacts: candidates, onlyWithTag }];
+    }
     case 'contactGroup.removed':
-      return { action: 'update_tags', contacts: members(namedContacts(delivery)) };
+      return [{ action: 'update_tags', contacts: members(namedContacts(delivery)) }];
     default:
-      return undefined;
+      return [];
   }
+}
+
+/**
+ * The contacts a `contactGroup.applied` delivery may have given `tagId`: Keap's (and the sandbox's) names the contact
+ * only, so every one it names (their `add` reads the tags it needs anyway, and skips a contact without it); a body
+ * with the tag's id and its `contactDetails` names the tag, so only that tag's contacts.
+ */
+function contactsMaybeTaggedWith(delivery: HookDelivery, tagId: number): number[] {
+  if (delivery.object_type === 'contact') return namedContacts(delivery);
+  return [...new Set(delivery.object_keys.filter((o) => o.id === tagId).flatMap((o) => (o.contactDetails ?? []).map((c) => c.id)))];
 }
 
 /**

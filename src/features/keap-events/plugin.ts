@@ -1,7 +1,7 @@
 import { RejectionLimiter } from '../../core/rejection-limiter.js';
 import { SealedSettings } from '../../core/settings.js';
 import type { CorePlugin } from '../../plugins/types.js';
-import { addMembersSetting, keapEventsAdminRoutes, onDeleteSetting } from './admin-routes.js';
+import { addMembersSetting, addMembersTagSetting, keapEventsAdminRoutes, onDeleteSetting } from './admin-routes.js';
 import { contactDeleted, fanOut, keapContactDeleted, keapHookDelivery } from './delivery.js';
 import { HookTokens } from './hook-token.js';
 import { kindPolled, POLL_JOBS, POLLED_RESOURCES, poll, pollNow, schedulePoll, type PolledResourceName } from './poller.js';
@@ -20,7 +20,7 @@ export const keapEventsPlugin: CorePlugin = {
     kernel.hooks.declareDurable('keap.event');
     const tokens = new HookTokens(new SealedSettings(kernel.settings, kernel.secretBox), kernel.settings, kernel.clock);
     const reported = new ReportedChanges(kernel.db);
-    api.jobs.define({ ...keapHookDelivery, run: (job) => fanOut({ transactions: kernel.transactions, jobs: kernel.jobs, reported, polled: (kind) => kindPolled(kernel.settings, kind), rules: { addMembers: () => addMembersSetting(kernel), linkedContacts: (ids) => api.members.linkedContactIds(ids) } }, job) });
+    api.jobs.define({ ...keapHookDelivery, run: (job) => fanOut({ transactions: kernel.transactions, jobs: kernel.jobs, reported, polled: (kind) => kindPolled(kernel.settings, kind), rules: { addMembers: () => addMembersSetting(kernel), addMembersOnlyWithTag: () => addMembersTagSetting(kernel), linkedContacts: (ids) => api.members.linkedContactIds(ids) } }, job) });
     api.jobs.define({ ...keapContactDeleted, run: (job) => contactDeleted({ members: api.members, onDelete: () => onDeleteSetting(kernel), now: () => kernel.clock.now() }, job) });
     const poller = {
       keap: api.keap,
@@ -33,6 +33,7 @@ export const keapEventsPlugin: CorePlugin = {
       clock: kernel.clock,
       logger: kernel.logger,
       publicUrl: kernel.config.publicUrl,
+      memberMakingTag: () => (addMembersSetting(kernel) ? addMembersTagSetting(kernel) : undefined),
     };
     for (const { name, job } of POLL_JOBS) api.jobs.define({ ...job, run: () => poll(poller, name) });
     // One poll of each resource waits at any time (its dedupe key folds the one each start queues into the one waiting).

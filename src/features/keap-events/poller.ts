@@ -81,6 +81,8 @@ export interface PollerDeps {
   logger: Logger;
   /** The site's public URL: our subscriptions are the ones posting to PUBLIC_URL + HOOK_PATH_PREFIX. */
   publicUrl: string;
+  /** The tag that makes a contact a member (the admin's "contact.add creates a member, only with the tag"), if on. */
+  memberMakingTag(): number | undefined;
 }
 
 /** One change a resource's listing gave: the normalized event it becomes, and the contact whose member it touches. */
@@ -89,8 +91,11 @@ interface PolledChange {
   kind: ReportedChangeKind;
   /** When Keap says it changed (ISO 8601); null when Keap left it out (then it is never skipped). */
   changedAt: string | null;
-  /** The member job it needs, for the member linked to this contact. */
-  memberJob?: { contactId: number; action: 'update' | 'update_tags' };
+  /**
+   * The member job it needs, for the member linked to this contact; `createWithTag`: a contact no member is linked to
+   * gets an `add` that creates it if the contact (still) carries that tag.
+   */
+  memberJob?: { contactId: number; action: 'update' | 'update_tags'; createWithTag?: number };
 }
 
 interface PolledPage {
@@ -154,20 +159,24 @@ const contactsResource: PolledResource = {
  * given by, and there are few of them, where an account may have thousands of tags: polling every one would cost a
  * call per tag per interval. A tag no member holds yet reaches members through the contacts poll (Keap moves a
  * contact's last update when a tag is applied) and the `contactGroup.applied` hook. Removals are not listed by Keap
- * at all: only the `contactGroup.removed` hook and the contacts poll bring them.
+ * at all: only the `contactGroup.removed` hook and the contacts poll bring them. The tag that makes members (Settings →
+ * Keap events) is polled too, held or not: its contacts with no member get the `add` that creates one.
  */
 const tagsResource: PolledResource = {
   name: 'tags',
   job: keapPollTags,
   resumable: false,
   async *pages(deps, { since, until }, report) {
-    const held = deps.members.heldTags();
-    const polled = held.slice(0, MAX_POLLED_TAGS);
-    if (held.length > polled.length) report.note = `${held.length - polled.length} of the ${held.length} tags members hold were left out (at most ${MAX_POLLED_TAGS} a poll)`;
-    for (const tag of polled) {
+    const memberMaking = deps.memberMakingTag();
+    const held = deps.members.heldTags().map((t) => t.id).filter((id) => id !== memberMaking);
+    // The member-making tag first: it is never the one left out over the limit.
+    const polled = [...(memberMaking === undefined ? [] : [memberMaking]), ...held].slice(0, MAX_POLLED_TAGS);
+    const total = held.length + (memberMaking === undefined ? 0 : 1);
+    if (total > polled.length) report.note = `${total - polled.length} of the ${total} tags members hold were left out (at most ${MAX_POLLED_TAGS} a poll)`;
+    for (const tagId of polled) {
       let token: string | undefined;
       do {
-        const page = await deps.keap.listContactsTaggedBetween(tag.id, since, until, token);
+        const page = await deps.keap.listContactsTaggedBetween(tagId, since, until, token);
         yield {
           changes: page.items.map((contact) => ({
             event: {
@@ -175,11 +184,11 @@ const tagsResource: PolledResource = {
               objectId: String(contact.id),
               eventType: 'contactGroup.applied',
               source: POLLER_SOURCE,
-              raw: { id: contact.id, tag_id: tag.id, applied_time: contact.appliedTime },
+              raw: { id: contact.id, tag_id: tagId, applied_time: contact.appliedTime },
             },
             kind: 'tag_applied',
             changedAt: contact.appliedTime,
-            memberJob: { contactId: contact.id, action: 'update_tags' },
+            memberJob: { contactId: contact.id, action: 'update_tags', ...(tagId === memberMaking ? { createWithTag: tagId } : {}) },
           })),
         };
         token = page.nextPageToken ?? undefined;
@@ -352,17 +361,20 @@ async function handOn(deps: PollerDeps, changes: PolledChange[], report: PollRep
       report.found++;
       const { memberJob } = change;
       const isMember = memberJob !== undefined && linked.has(memberJob.contactId);
+      const creates = memberJob?.createWithTag !== undefined && !isMember;
       const handedOn = deps.reported.reportedSince(change.kind, change.event.objectId, change.changedAt);
-      const needsJob = isMember && !syncedSince(deps.events, memberJob.contactId, change.changedAt);
+      const needsJob = (isMember || creates) && !syncedSince(deps.events, memberJob!.contactId, change.changedAt);
       if (!handedOn) {
         tx.emit('keap.event', change.event);
         if (change.changedAt) deps.reported.record(change.kind, change.event.objectId, change.changedAt);
         report.events++;
       }
       if (needsJob) {
-        if (queueMemberJob(deps.jobs, memberJob.action, memberJob.contactId, { source: POLLER_SOURCE, eventType: change.event.eventType }) === 'queued') report.queued++;
+        const action = creates ? 'add' : memberJob!.action;
+        const options = { source: POLLER_SOURCE, eventType: change.event.eventType, onlyWithTag: creates ? memberJob!.createWithTag : undefined };
+        if (queueMemberJob(deps.jobs, action, memberJob!.contactId, options) === 'queued') report.queued++;
         else report.alreadySynced++;
-      } else if (handedOn || isMember) report.alreadySynced++;
+      } else if (handedOn || isMember || creates) report.alreadySynced++;
     }
   });
 }

@@ -74,15 +74,28 @@ type SyncJob = Job<WebhookJobParams>;
 export class KeapMemberSync {
   constructor(private readonly deps: MemberSyncDeps) {}
 
+  /**
+   * Creates the contact's member, or links and updates the member with its email, or updates the one linked to it.
+   * With `only_with_tag` (Keap events), a contact no member is linked to gets one only if it carries that tag: its
+   * tags are read first (the read creating a member needs anyway), and a contact without the tag is skipped before
+   * its record is read.
+   */
   async add(job: SyncJob): Promise<JobOutcome> {
     const params = job.params;
-    const contact = withCheckedEmail(await this.deps.keap.getContact(params.contact_id));
     const linked = this.deps.members.findByContactId(params.contact_id);
-    if (linked) return this.updateMember(linked, contact, params, 'update');
+    let tags: MemberTag[] | undefined;
+    if (!linked && params.only_with_tag !== undefined) {
+      tags = await this.deps.keap.getContactTags(params.contact_id);
+      if (!tags.some((t) => t.id === params.only_with_tag)) {
+        return { status: 'skipped', result: `contact ${params.contact_id} does not carry tag ${params.only_with_tag}: no member created (contact.add creates members only with that tag)` };
+      }
+    }
+    const contact = withCheckedEmail(await this.deps.keap.getContact(params.contact_id));
+    if (linked) return this.updateMember(linked, contact, params, tags);
     if (!contact.email) throw new PermanentJobError(`contact ${params.contact_id} has no email address`);
     const sameEmail = this.deps.members.findByEmail(contact.email);
-    if (sameEmail) return this.updateMember(sameEmail, contact, params, 'update');
-    return this.createMember(contact, params, job);
+    if (sameEmail) return this.updateMember(sameEmail, contact, params, tags);
+    return this.createMember(contact, params, job, tags);
   }
 
   /**
@@ -95,7 +108,7 @@ export class KeapMemberSync {
     const member = this.deps.members.findByContactId(params.contact_id);
     if (!member) return notLinked(params.contact_id);
     const contact = withCheckedEmail(await this.deps.keap.getContact(params.contact_id));
-    return this.updateMember(member, contact, params, 'update');
+    return this.updateMember(member, contact, params);
   }
 
   /** Reloads the linked member's tags only; skipped, with no Keap call, when no member is linked (as `update`). */
@@ -171,8 +184,9 @@ export class KeapMemberSync {
     return this.deps.members.findByContactId(contactId) ?? (email ? this.deps.members.findByEmail(email) : undefined);
   }
 
-  private async createMember(contact: KeapContact, params: WebhookJobParams, job: SyncJob): Promise<JobOutcome> {
-    const [tags, { fields, keapPassword, username }] = await Promise.all([this.deps.keap.getContactTags(contact.id), this.newMemberDraft(contact)]);
+  /** `tagsRead`: the contact's tags when this job read them already (for `only_with_tag`). */
+  private async createMember(contact: KeapContact, params: WebhookJobParams, job: SyncJob, tagsRead?: MemberTag[]): Promise<JobOutcome> {
+    const [tags, { fields, keapPassword, username }] = await Promise.all([tagsRead ?? this.deps.keap.getContactTags(contact.id), this.newMemberDraft(contact)]);
     const password = keapPassword || generatePassword();
     const generated = !keapPassword;
     const writeBack = generated && this.deps.site.passwordField() !== undefined;
@@ -196,14 +210,14 @@ export class KeapMemberSync {
       // Someone else created this contact's or this email's member between our look-up and insert: theirs stands.
       if (isUniqueViolation(err, 'members.keap_contact_id') || isUniqueViolation(err, 'members.email')) {
         const winner = this.findMember(contact.id, contact.email);
-        if (winner) return this.updateMember(winner, contact, params, 'update');
+        if (winner) return this.updateMember(winner, contact, params, tagsRead);
       }
       throw err;
     }
   }
 
-  private async updateMember(member: Member, contact: KeapContact, params: WebhookJobParams, _mode: 'update'): Promise<JobOutcome> {
-    const [tags, fields] = await Promise.all([this.deps.keap.getContactTags(contact.id), this.fieldsFromContact(contact)]);
+  private async updateMember(member: Member, contact: KeapContact, params: WebhookJobParams, tagsRead?: MemberTag[]): Promise<JobOutcome> {
+    const [tags, fields] = await Promise.all([tagsRead ?? this.deps.keap.getContactTags(contact.id), this.fieldsFromContact(contact)]);
     const protectedMember = member.roleIsAdmin;
     const newlyLinked = member.keapContactId !== contact.id;
     let email: string | undefined;
