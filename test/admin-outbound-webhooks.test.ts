@@ -398,6 +398,13 @@ test('the delivery log filters, shows each attempt, replays one and the failed o
   assert.equal(replayOne.status, 303);
   assert.match(replayOne.headers.location!, /\?done=replayed$/);
   assert.equal(s.outbound.listDeliveries({ destination_id: destinationId, status: 'failed', per_page: 10 }).total, 0);
+  assert.match((await s.agent.get(replayOne.headers.location!)).text, /The delivery is queued again, with the same event id and body\.</);
+
+  // A replay for a disabled destination waits for Enable, and its page says so rather than showing a time.
+  await submit(s.agent, `${PAGE}/${id}/destinations/${destinationId}`, `${PAGE}/${id}/destinations/${destinationId}/enabled`, { enabled: 'no' });
+  const waiting = await s.agent.get(replayOne.headers.location!);
+  assert.match(waiting.text, /It is sent when the destination is enabled again \(it is disabled\): Enable it on the destination(&#x27;|')s page\./);
+  assert.match(waiting.text, /<dt>Next attempt<\/dt><dd>when the destination is enabled again \(it is disabled\)<\/dd>/);
 });
 
 test('unknown or mismatched ids are a 404 page', async () => {

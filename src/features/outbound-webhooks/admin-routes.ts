@@ -61,6 +61,8 @@ const NOTICES = {
   disabled: 'The destination is disabled: it takes no new events, and the deliveries already queued wait until it is enabled again.',
   replayed: 'The delivery is queued again, with the same event id and body.',
 } as const;
+/** A queued delivery of a disabled destination is not sent at its time: it waits for Enable. */
+const WAITS_FOR_ENABLE = 'when the destination is enabled again (it is disabled)';
 
 /** The connection form's fields as posted, kept to show the form again (never a secret: those are left empty). */
 interface ConnectionForm {
@@ -474,6 +476,7 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
       base,
       delivery: {
         ...deliveryRow(delivery, base),
+        ...(delivery.status === 'queued' && !destination.enabled ? { nextAttempt: WAITS_FOR_ENABLE } : {}),
         body: delivery.body,
         replayable: delivery.status === 'delivered' || delivery.status === 'failed' || delivery.status === 'dead',
       },
@@ -491,7 +494,10 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
   router.get('/:connectionId/destinations/:destinationId/deliveries/:deliveryId', (req, res) => {
     const found = deliveryOf(req, res);
     if (!found) return;
-    renderDelivery(res, 200, found, { notice: noticeOf(req) });
+    const notice = noticeOf(req);
+    renderDelivery(res, 200, found, {
+      notice: notice === NOTICES.replayed && !found.destination.enabled ? `${notice} It is sent ${WAITS_FOR_ENABLE}: Enable it on the destination's page.` : notice,
+    });
   });
 
   router.post('/:connectionId/destinations/:destinationId/deliveries/:deliveryId/replay', (req, res) => {
