@@ -146,7 +146,7 @@ test('the connection form names what is wrong beside the field, and saves nothin
   await createConnection(s);
   const taken = await submit(s.agent, `${PAGE}/new`, `${PAGE}/new`, connectionFields());
   assert.equal(taken.status, 409);
-  assert.match(fieldError(taken.text, 'name') ?? '', /another one has this name/i);
+  assert.match(fieldError(taken.text, 'name') ?? '', /^Another connection has this name\.$/);
 });
 
 test('forms without the CSRF token are refused and change nothing', async () => {
@@ -328,6 +328,9 @@ test('a destination is disabled and enabled again', async () => {
   const s = await site();
   const { id } = await createConnection(s);
   const destinationId = await createDestination(s, id);
+  const taken = await submit(s.agent, `${PAGE}/${id}/destinations/new`, `${PAGE}/${id}/destinations/new`, destinationFields());
+  assert.equal(taken.status, 409);
+  assert.match(fieldError(taken.text, 'name') ?? '', /^Another destination of this connection has this name\.$/);
   const off = await submit(s.agent, `${PAGE}/${id}/destinations/${destinationId}`, `${PAGE}/${id}/destinations/${destinationId}/enabled`, { enabled: 'no' });
   assert.equal(off.status, 303);
   assert.equal(s.outbound.getDestination(destinationId).enabled, false);

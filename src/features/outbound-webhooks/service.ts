@@ -610,8 +610,11 @@ export class OutboundWebhooks {
     try {
       return write();
     } catch (err) {
-      if (isUniqueViolation(err, 'outbound_connections.name') || isUniqueViolation(err, 'outbound_destinations.name')) {
-        throw new AppError(409, 'name: another one has this name', { code: 'conflict', field: 'name' });
+      if (isUniqueViolation(err, 'outbound_connections.name')) {
+        throw new AppError(409, 'name: another connection has this name', { code: 'conflict', field: 'name' });
+      }
+      if (isUniqueViolation(err, 'outbound_destinations.name')) {
+        throw new AppError(409, 'name: another destination of this connection has this name', { code: 'conflict', field: 'name' });
       }
       throw err;
     }
