@@ -201,6 +201,7 @@ test('the poller updates members whose contacts changed since its checkpoint, un
   assert.equal(ctx.members.findByContactId(C.ada)!.lastName, 'Lovelace');
   const page = await s.admin.get('/admin/settings/keap-events');
   assert.match(page.text, /data-poll-resource="contacts" data-poll-minutes="0"/, 'off until asked for');
+  assert.match(page.text, /Each is off until it has an interval; registering subscriptions turns\s+on, at 15 minutes/, 'the page says polling starts off, not that it runs every few minutes');
 
   // Ada changes in Keap while no hook tells us (none registered, or the site was down).
   s.h.sandbox.state.updateContact(C.ada, { family_name: 'King' });

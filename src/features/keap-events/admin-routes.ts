@@ -99,6 +99,7 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
       onDelete: ON_DELETE_CHOICES.map((value) => ({ value, label: ON_DELETE_LABELS[value], checked: value === onDeleteSetting(ctx) })),
       polls: pollView(ctx, extra.pollError as { resource: string; message: string; value: string } | undefined),
       overlapMinutes: OVERLAP_MS / 60_000,
+      recommendedMinutes: RECOMMENDED_POLL_MINUTES,
       ...extra,
     });
   };
