@@ -73,6 +73,14 @@ test('the page is a Settings tab listing the connections', async () => {
   const list = await s.agent.get(PAGE);
   assert.match(list.text, /<a href="\/admin\/settings\/outbound-webhooks\/\d+">Warehouse<\/a>/);
   assert.match(list.text, /Bearer token/);
+  assert.match(list.text, /<span class="badge ok">ok<\/span>/);
+
+  // A destination whose attempts fail shows in the list, not only on its own page.
+  const { id } = (await createConnection(s, { name: 'Flaky' }));
+  const destinationId = await createDestination(s, id);
+  s.ctx.db.prepare('UPDATE outbound_destinations SET failing_since = ? WHERE id = ?').run(Date.now(), destinationId);
+  const failing = await s.agent.get(PAGE);
+  assert.match(failing.text, new RegExp(`<tr data-connection-id="${id}">[\\s\\S]*?<span class="badge warn" data-failing="1">1 failing</span> </td>`));
 
   const { agent } = await memberAgent(s.app);
   assert.equal((await agent.get(PAGE)).status, 403, 'a member without admin rights is kept out');

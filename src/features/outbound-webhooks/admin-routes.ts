@@ -110,6 +110,7 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
         authLabel: authSummary(c),
         destinations: own.length,
         disabled: own.filter((d) => !d.enabled).length,
+        failing: own.filter((d) => d.enabled && d.failing_since !== null).length,
       };
     });
     ctx.admin.view(res, 200, 'outbound/connections', { title: 'Outbound webhooks', connections, notice: noticeOf(req) });
