@@ -177,6 +177,11 @@ test('a new token keeps the old hook URL working for the grace period chosen, th
   const refused = await s.admin.post('/admin/settings/keap-events/rotate').type('form').send({ _csrf: csrfFrom(page.text), grace_minutes: 'soon', confirm: 'yes' });
   assert.equal(refused.status, 400);
   assert.match(refused.text, /Grace period: a whole number of minutes/);
+  assert.match(refused.text, /id="grace-minutes" name="grace_minutes" type="text" inputmode="numeric" value="soon" maxlength="6" aria-invalid="true"/, 'the wrong value is kept and marked');
+  const unticked = await s.admin.post('/admin/settings/keap-events/rotate').type('form').send({ _csrf: csrfFrom(page.text), grace_minutes: '30' });
+  assert.equal(unticked.status, 400);
+  assert.match(unticked.text, /Tick the box to confirm/);
+  assert.match(unticked.text, /id="grace-minutes" name="grace_minutes" type="text" inputmode="numeric" value="30" maxlength="6">/, 'a right value is kept and not marked wrong');
   assert.equal(await shownHookUrl(s.admin), old, 'nothing changed');
 
   assert.equal((await rotate('60')).status, 303);

@@ -155,9 +155,9 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
     const body = formFields(req);
     const grace = formText(body.grace_minutes).trim();
     if (!/^\d{1,6}$/.test(grace) || Number(grace) > MAX_GRACE_MINUTES) {
-      return render(res, 400, { rotateError: `Grace period: a whole number of minutes from 0 to ${MAX_GRACE_MINUTES}.` });
+      return render(res, 400, { rotateError: `Grace period: a whole number of minutes from 0 to ${MAX_GRACE_MINUTES}.`, graceInvalid: true, graceMinutes: grace });
     }
-    if (formText(body.confirm) !== 'yes') return render(res, 400, { rotateError: 'Tick the box to confirm: Keap must then be told the new URL.' });
+    if (formText(body.confirm) !== 'yes') return render(res, 400, { rotateError: 'Tick the box to confirm: Keap must then be told the new URL.', graceMinutes: grace });
     ctx.tokens.rotate(Number(grace) * 60_000);
     ctx.logger.warn({ adminId: (res.locals.admin as AdminUser).id, graceMinutes: Number(grace) }, 'keap hook url token rotated');
     res.redirect(303, `${KEAP_EVENTS_PATH}?done=rotated`);
