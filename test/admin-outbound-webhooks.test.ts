@@ -156,6 +156,11 @@ test('the connection form names what is wrong beside the field, and saves nothin
   const taken = await submit(s.agent, `${PAGE}/new`, `${PAGE}/new`, connectionFields());
   assert.equal(taken.status, 409);
   assert.match(fieldError(taken.text, 'name') ?? '', /^Another connection has this name\.$/);
+  assert.match(taken.text, /id="form-error">Nothing was saved: fix the fields marked below\. Type the password, token or secret again too: they are never sent back to the page\.</, 'the token typed is asked for again, not silently dropped');
+  assert.ok(!taken.text.includes(BEARER));
+  const noSecret = await submit(s.agent, `${PAGE}/new`, `${PAGE}/new`, connectionFields({ auth_type: 'none', bearer_token: '' }));
+  assert.equal(noSecret.status, 409);
+  assert.doesNotMatch(noSecret.text, /Type the password, token or secret again/);
 });
 
 test('forms without the CSRF token are refused and change nothing', async () => {

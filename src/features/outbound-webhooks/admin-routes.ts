@@ -116,7 +116,7 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
     ctx.admin.view(res, 200, 'outbound/connections', { title: 'Outbound webhooks', connections, notice: noticeOf(req) });
   });
 
-  const renderConnectionForm = (res: Response, status: number, data: { connection?: ConnectionView; form: ConnectionForm; errors?: Record<string, string>; error?: string }) => {
+  const renderConnectionForm = (res: Response, status: number, data: { connection?: ConnectionView; form: ConnectionForm; errors?: Record<string, string>; error?: string; secretsTyped?: boolean }) => {
     const type = data.form.auth_type || 'none';
     const secretsSet = new Set(data.connection?.auth.secrets_set ?? []);
     const sameType = data.connection?.auth.type === type;
@@ -138,6 +138,7 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
       errors: data.errors ?? {},
       invalid: Boolean(data.errors && Object.keys(data.errors).length) || Boolean(data.error),
       error: data.error,
+      secretsTyped: data.secretsTyped,
     });
   };
 
@@ -149,7 +150,7 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
     try {
       created = service.createConnection({ ...connectionBasics(form), auth: authInputOf(req, form, false) });
     } catch (err) {
-      return renderConnectionForm(res, statusOf(err), { form, ...formErrors(err, connectionField(form)) });
+      return renderConnectionForm(res, statusOf(err), { form, secretsTyped: secretsTyped(req), ...formErrors(err, connectionField(form)) });
     }
     ctx.logger.info({ adminId: adminId(res), connectionId: created.connection.id }, 'outbound connection created');
     // Shown once, on this answer only: it is not in a URL, and no later page can show it again.
@@ -196,7 +197,7 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
     try {
       service.updateConnection(id, { ...connectionBasics(form), auth: authInputOf(req, form, true) });
     } catch (err) {
-      return renderConnectionForm(res, statusOf(err), { connection, form, ...formErrors(err, connectionField(form)) });
+      return renderConnectionForm(res, statusOf(err), { connection, form, secretsTyped: secretsTyped(req), ...formErrors(err, connectionField(form)) });
     }
     ctx.logger.info({ adminId: adminId(res), connectionId: id }, 'outbound connection changed');
     res.redirect(303, `${OUTBOUND_PATH}/${id}?done=saved`);
@@ -797,6 +798,15 @@ function firstConcreteType(events: string[]): string {
   const concrete = events.find((e) => !e.includes('*'));
   if (concrete) return concrete;
   return events.some((e) => e.startsWith('keap.')) && !events.some((e) => e === '*' || e.startsWith('member.')) ? 'keap.contact.edit' : 'member.updated';
+}
+
+/** The secret fields of the connection form: a refused form shows them empty (no secret goes back into a page). */
+const SECRET_FIELDS = ['basic_password', 'bearer_token', 'oauth_client_secret', 'oauth_password', 'oauth_assertion'] as const;
+
+/** Whether the refused post carried a secret the admin typed, which the form shown again leaves empty. */
+function secretsTyped(req: Request): boolean {
+  const body = formFields(req);
+  return SECRET_FIELDS.some((field) => formText(body[field]) !== '');
 }
 
 function noticeOf(req: Request): string | undefined {
