@@ -598,3 +598,13 @@ test('a delivery sent with its length is stored as the text Keap sent; one sent 
   }
   assert.deepEqual(cases.slice(0, 3).map((v) => isHookDelivery(v)), [true, true, true], 'and takes what Keap sends');
 });
+
+test('the page warns when the hook URL is on this machine, where Keap cannot post', async (t) => {
+  const port = await freePort();
+  const local = await site(t, { PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}` });
+  assert.match((await local.admin.get('/admin/settings/keap-events')).text, /id="hook-url-local">This address is on this machine: Keap(&#x27;|')s servers cannot post to it/);
+  const published = await site(t, { PUBLIC_URL: 'http://members.example.com' });
+  const page = await published.admin.get('/admin/settings/keap-events');
+  assert.match(page.text, /<code id="hook-url" data-hook-url>http:\/\/members\.example\.com\/webhooks\/keap\/hooks\//);
+  assert.doesNotMatch(page.text, /id="hook-url-local"/);
+});

@@ -87,6 +87,7 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
     ctx.admin.view(res, status, 'settings/keap-events', {
       title: 'Keap events',
       hookUrl: url,
+      hookUrlLocal: isLocalAddress(ctx.config.publicUrl),
       previousUntil: previousUntil === null ? undefined : formatTime(new Date(previousUntil).toISOString()),
       keapError,
       keys: keys.map((key) => ({
@@ -239,4 +240,10 @@ function pollView(ctx: KeapEventsContext, error: { resource: string; message: st
       next: next && formatTime(next),
     };
   });
+}
+
+/** A site address only this machine reaches (PUBLIC_URL unset, or set to one): Keap's servers cannot post to it. */
+function isLocalAddress(publicUrl: string): boolean {
+  const host = new URL(publicUrl).hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return host === 'localhost' || host.endsWith('.localhost') || /^127\./.test(host) || host === '::1' || host === '0.0.0.0';
 }
