@@ -73,6 +73,14 @@ test('the page is a Settings tab listing the connections', async () => {
   const list = await s.agent.get(PAGE);
   assert.match(list.text, /<a href="\/admin\/settings\/outbound-webhooks\/\d+">Warehouse<\/a>/);
   assert.match(list.text, /Bearer token/);
+  assert.match(list.text, /<span class="badge ok">ok<\/span>/);
+
+  // A destination whose attempts fail shows in the list, not only on its own page.
+  const { id } = (await createConnection(s, { name: 'Flaky' }));
+  const destinationId = await createDestination(s, id);
+  s.ctx.db.prepare('UPDATE outbound_destinations SET failing_since = ? WHERE id = ?').run(Date.now(), destinationId);
+  const failing = await s.agent.get(PAGE);
+  assert.match(failing.text, new RegExp(`<tr data-connection-id="${id}">[\\s\\S]*?<span class="badge warn" data-failing="1">1 failing</span> </td>`));
 
   const { agent } = await memberAgent(s.app);
   assert.equal((await agent.get(PAGE)).status, 403, 'a member without admin rights is kept out');
@@ -124,8 +132,9 @@ test('the connection form names what is wrong beside the field, and saves nothin
     [{ name: '' }, 'name', /required/i],
     [{ base_url: 'ftp://example.com' }, 'base_url', /http/],
     [{ base_url: 'https://user:pw@example.com' }, 'base_url', /user name or password/],
-    [{ port: 'eighty' }, 'port', /number/i],
-    [{ port: '70000' }, 'port', /65535|too big|less than/i],
+    [{ port: 'eighty' }, 'port', /^A port number from 1 to 65535 \(or none: the URL(&#x27;|')s own\)\.$/],
+    [{ port: '70000' }, 'port', /^A port number from 1 to 65535 \(or none: the URL(&#x27;|')s own\)\.$/],
+    [{ port: '0' }, 'port', /^A port number from 1 to 65535/],
     [{ bearer_token: '' }, 'bearer_token', /token/],
     [{ auth_type: 'oauth2', oauth_grant: 'client_credentials', oauth_token_url: 'not a url', oauth_client_id: 'c', oauth_client_secret: 's' }, 'oauth_token_url', /http\(s\) URL/],
     [{ auth_type: 'oauth2', oauth_grant: 'password', oauth_token_url: oauth.tokenUrl, oauth_client_id: 'c', oauth_client_secret: 's' }, 'oauth_username', /password grant needs one/],
@@ -146,7 +155,12 @@ test('the connection form names what is wrong beside the field, and saves nothin
   await createConnection(s);
   const taken = await submit(s.agent, `${PAGE}/new`, `${PAGE}/new`, connectionFields());
   assert.equal(taken.status, 409);
-  assert.match(fieldError(taken.text, 'name') ?? '', /another one has this name/i);
+  assert.match(fieldError(taken.text, 'name') ?? '', /^Another connection has this name\.$/);
+  assert.match(taken.text, /id="form-error">Nothing was saved: fix the fields marked below\. Type the password, token or secret again too: they are never sent back to the page\.</, 'the token typed is asked for again, not silently dropped');
+  assert.ok(!taken.text.includes(BEARER));
+  const noSecret = await submit(s.agent, `${PAGE}/new`, `${PAGE}/new`, connectionFields({ auth_type: 'none', bearer_token: '' }));
+  assert.equal(noSecret.status, 409);
+  assert.doesNotMatch(noSecret.text, /Type the password, token or secret again/);
 });
 
 test('forms without the CSRF token are refused and change nothing', async () => {
@@ -328,6 +342,9 @@ test('a destination is disabled and enabled again', async () => {
   const s = await site();
   const { id } = await createConnection(s);
   const destinationId = await createDestination(s, id);
+  const taken = await submit(s.agent, `${PAGE}/${id}/destinations/new`, `${PAGE}/${id}/destinations/new`, destinationFields());
+  assert.equal(taken.status, 409);
+  assert.match(fieldError(taken.text, 'name') ?? '', /^Another destination of this connection has this name\.$/);
   const off = await submit(s.agent, `${PAGE}/${id}/destinations/${destinationId}`, `${PAGE}/${id}/destinations/${destinationId}/enabled`, { enabled: 'no' });
   assert.equal(off.status, 303);
   assert.equal(s.outbound.getDestination(destinationId).enabled, false);
@@ -398,6 +415,13 @@ test('the delivery log filters, shows each attempt, replays one and the failed o
   assert.equal(replayOne.status, 303);
   assert.match(replayOne.headers.location!, /\?done=replayed$/);
   assert.equal(s.outbound.listDeliveries({ destination_id: destinationId, status: 'failed', per_page: 10 }).total, 0);
+  assert.match((await s.agent.get(replayOne.headers.location!)).text, /The delivery is queued again, with the same event id and body\.</);
+
+  // A replay for a disabled destination waits for Enable, and its page says so rather than showing a time.
+  await submit(s.agent, `${PAGE}/${id}/destinations/${destinationId}`, `${PAGE}/${id}/destinations/${destinationId}/enabled`, { enabled: 'no' });
+  const waiting = await s.agent.get(replayOne.headers.location!);
+  assert.match(waiting.text, /It is sent when the destination is enabled again \(it is disabled\): Enable it on the destination(&#x27;|')s page\./);
+  assert.match(waiting.text, /<dt>Next attempt<\/dt><dd>when the destination is enabled again \(it is disabled\)<\/dd>/);
 });
 
 test('unknown or mismatched ids are a 404 page', async () => {

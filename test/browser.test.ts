@@ -299,7 +299,7 @@ test('the admin pages fit a phone screen', async () => {
   await phone.getByLabel('Password').fill(ADMIN.password);
   await phone.getByRole('button', { name: 'Log in' }).click();
   await phone.getByRole('heading', { name: 'Dashboard' }).waitFor();
-  for (const path of ['/admin', '/admin/members', '/admin/events', '/admin/settings', '/admin/roles', '/admin/plugins', '/admin/plugins/member-journal', '/admin/plugins/username-from-name/settings']) {
+  for (const path of ['/admin', '/admin/members', '/admin/events', '/admin/settings', '/admin/roles', '/admin/plugins', '/admin/plugins/member-journal', '/admin/plugins/username-from-name/settings', '/admin/members/import', '/admin/settings/keap-events', '/admin/settings/outbound-webhooks', '/admin/settings/outbound-webhooks/new']) {
     await phone.goto(`${harness.server.url}${path}`);
     const overflow = (await phone.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth')) as number;
     assert.ok(overflow <= 0, `${path} does not scroll sideways on a phone (${overflow}px too wide)`);

@@ -177,6 +177,11 @@ test('a new token keeps the old hook URL working for the grace period chosen, th
   const refused = await s.admin.post('/admin/settings/keap-events/rotate').type('form').send({ _csrf: csrfFrom(page.text), grace_minutes: 'soon', confirm: 'yes' });
   assert.equal(refused.status, 400);
   assert.match(refused.text, /Grace period: a whole number of minutes/);
+  assert.match(refused.text, /id="grace-minutes" name="grace_minutes" type="text" inputmode="numeric" value="soon" maxlength="6" aria-invalid="true"/, 'the wrong value is kept and marked');
+  const unticked = await s.admin.post('/admin/settings/keap-events/rotate').type('form').send({ _csrf: csrfFrom(page.text), grace_minutes: '30' });
+  assert.equal(unticked.status, 400);
+  assert.match(unticked.text, /Tick the box to confirm/);
+  assert.match(unticked.text, /id="grace-minutes" name="grace_minutes" type="text" inputmode="numeric" value="30" maxlength="6">/, 'a right value is kept and not marked wrong');
   assert.equal(await shownHookUrl(s.admin), old, 'nothing changed');
 
   assert.equal((await rotate('60')).status, 303);
@@ -201,6 +206,7 @@ test('the poller updates members whose contacts changed since its checkpoint, un
   assert.equal(ctx.members.findByContactId(C.ada)!.lastName, 'Lovelace');
   const page = await s.admin.get('/admin/settings/keap-events');
   assert.match(page.text, /data-poll-resource="contacts" data-poll-minutes="0"/, 'off until asked for');
+  assert.match(page.text, /Each is off until it has an interval; registering subscriptions turns\s+on, at 15 minutes/, 'the page says polling starts off, not that it runs every few minutes');
 
   // Ada changes in Keap while no hook tells us (none registered, or the site was down).
   s.h.sandbox.state.updateContact(C.ada, { family_name: 'King' });
@@ -591,4 +597,14 @@ test('a delivery sent with its length is stored as the text Keap sent; one sent 
     if (isHookDelivery(value)) assert.ok(hookDelivery.safeParse(value).success, `the quick check took what the schema refuses: ${JSON.stringify(value).slice(0, 120)}`);
   }
   assert.deepEqual(cases.slice(0, 3).map((v) => isHookDelivery(v)), [true, true, true], 'and takes what Keap sends');
+});
+
+test('the page warns when the hook URL is on this machine, where Keap cannot post', async (t) => {
+  const port = await freePort();
+  const local = await site(t, { PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}` });
+  assert.match((await local.admin.get('/admin/settings/keap-events')).text, /id="hook-url-local">This address is on this machine: Keap(&#x27;|')s servers cannot post to it/);
+  const published = await site(t, { PUBLIC_URL: 'http://members.example.com' });
+  const page = await published.admin.get('/admin/settings/keap-events');
+  assert.match(page.text, /<code id="hook-url" data-hook-url>http:\/\/members\.example\.com\/webhooks\/keap\/hooks\//);
+  assert.doesNotMatch(page.text, /id="hook-url-local"/);
 });

@@ -92,6 +92,8 @@ test('the import page lists Keap\'s tags, counts the contacts with one call befo
   const confirm = await s.admin.get('/admin/members/import/confirm').query({ source: 'tag', tag_id: String(T.member), role: 'subscriber', on_existing: 'link' });
   assert.equal(confirm.status, 200);
   assert.match(confirm.text, /<strong data-count="3">3<\/strong> contacts in Keap now/);
+  assert.match(confirm.text, new RegExp(`Import every Keap contact with tag “Membership: Member” \\(${T.member}\\):`), 'the tag named as the form listed it');
+  assert.match(confirm.text, /<dt>New members get the role<\/dt><dd>Subscriber<\/dd>/, 'the role by its name');
   assert.match(confirm.text, /id="import-welcome-choice">none</);
   const calls = keapCallsSince(s.h, before);
   assert.deepEqual(calls.map((c) => `${c.method} ${c.path}?limit=${c.query.limit}`), [`GET /crm/rest/v1/tags/${T.member}/contacts?limit=1`], 'one cheap call');
@@ -121,7 +123,7 @@ test('the import page lists Keap\'s tags, counts the contacts with one call befo
 test('an import creates, links and skips with reasons, sends no welcome email unless asked, and records one event per batch', async (t) => {
   const s = await site(t);
   const { state } = s.h.sandbox;
-  const tag = state.addTag({ name: 'Course buyers' });
+  const tag = state.addTag({ name: 'Course buyers', category: { id: 77, name: 'Courses' } });
   const add = (id: number, email: string | undefined) => state.addContact({ id, given_name: `C${id}`, ...(email ? { email } : {}), tag_ids: [tag.id] });
   add(2001, 'new-one@example.com');
   add(2002, 'new-two@example.com');
@@ -164,6 +166,8 @@ test('an import creates, links and skips with reasons, sends no welcome email un
   assert.match(page.text, /id="import-counts" data-done="9" data-total="9"/);
   assert.match(page.text, /<tr data-reason="duplicate email in Keap \(another contact has it\)" data-count="2">/);
   assert.equal(page.headers.refresh, undefined, 'a finished import stops refreshing');
+  assert.match(page.text, new RegExp(`Keap contacts with tag “Courses: Course buyers” \\(${tag.id}\\), as <strong>Member</strong>`), 'the tag as the form listed it, the role by its name');
+  assert.match(page.text, new RegExp(`<a href="/admin/members\\?tag(=|&#x3D;)${tag.id}" id="import-members-link">See the members</a>`), 'a finished import links to its members');
 
   // With "skip" an unlinked member's email is left alone; with welcome emails ticked each new member gets one.
   const tag2 = state.addTag({ name: 'Second wave' });

@@ -62,7 +62,9 @@ describe('the sandbox', () => {
 
   test('checkTemplate names what is wrong', () => {
     const cases: Array<[string, RegExp]> = [
-      ['{{#if type}}unclosed', /Parse error|Expecting/],
+      ['{{#if type}}unclosed', /^Parse error on line 1, near "\{\{#if type\}\}unclosed": the template ends inside a block: a \{\{#…\}\} needs its \{\{\/…\}\}$/],
+      ['{{#each data.member.tags}}{{name}}{{/each}', /^Parse error on line 1, near "\.\.\.ags\}\}\{\{name\}\}\{\{\/each\}": a \{\{ that is not closed by \}\}/],
+      ['{{#if type}}x{{/each}}', /^\{\{#if\}\} on line 1 is closed by \{\{\/each\}\}: close it with \{\{\/if\}\}$/],
       ['{"data":{{json data}}}', /Parse error on line 1: a "\}" right after "\}\}" reads as "\}\}\}"; put a space/],
       ['{{log "x"}}', /helper "log" is not available/],
       ['{{> header}}', /partials .* are not available/],

@@ -125,13 +125,15 @@ export async function startKeapSandbox(options: KeapSandboxOptions = {}): Promis
 /** `npm run keap-sandbox`: serve the sandbox on KEAP_SANDBOX_PORT (default 4010) until SIGINT or SIGTERM. */
 /**
  * The command that starts memberhook against this sandbox, as the README's trial prints it (a test holds the two
- * to each other): the password field is named, so generated passwords are written back and Alan's is read.
+ * to each other): the password field is named, so generated passwords are written back and Alan's is read, and
+ * outbound webhooks may reach a receiver on this machine (a trial's is on loopback).
  */
 export function trialCommand(url: string): string[] {
   return [
     'ACCESS_KEY=try-it-out-access-key-0123456789abcdef \\',
     `KEAP_API_URL=${url} KEAP_API_KEY=${SANDBOX_DEFAULTS.apiKey} \\`,
-    'KEAP_PASSWORD_FIELD=Password API_TOKEN=try-it-out-api-token-0123456789 npm start',
+    'KEAP_PASSWORD_FIELD=Password API_TOKEN=try-it-out-api-token-0123456789 \\',
+    'OUTBOUND_ALLOW_PRIVATE=1 npm start',
   ];
 }
 

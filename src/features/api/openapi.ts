@@ -51,7 +51,7 @@ const ANSWERS = {
 } as const;
 
 const NEEDS_ADMIN = 'The token lacks the `admin` scope.';
-const NAME_TAKEN = 'Another one has this name (`field` is `name`).';
+const NAME_TAKEN = 'Another connection (or, for a destination, another destination of its connection) has this name (`field` is `name`).';
 
 const ID = { name: 'id', schema: schemas.idParam };
 

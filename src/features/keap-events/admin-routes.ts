@@ -101,6 +101,7 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
     ctx.admin.view(res, status, 'settings/keap-events', {
       title: 'Keap events',
       hookUrl: url,
+      hookUrlLocal: isLocalAddress(ctx.config.publicUrl),
       previousUntil: previousUntil === null ? undefined : formatTime(new Date(previousUntil).toISOString()),
       keapError,
       keys: keys.map((key) => ({
@@ -115,6 +116,7 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
       onDelete: ON_DELETE_CHOICES.map((value) => ({ value, label: ON_DELETE_LABELS[value], checked: value === onDeleteSetting(ctx) })),
       polls: pollView(ctx, extra.pollError as { resource: string; message: string; value: string } | undefined),
       overlapMinutes: OVERLAP_MS / 60_000,
+      recommendedMinutes: RECOMMENDED_POLL_MINUTES,
       ...extra,
     });
   };
@@ -170,9 +172,9 @@ export function keapEventsAdminRoutes(ctx: KeapEventsContext): Router {
     const body = formFields(req);
     const grace = formText(body.grace_minutes).trim();
     if (!/^\d{1,6}$/.test(grace) || Number(grace) > MAX_GRACE_MINUTES) {
-      return render(res, 400, { rotateError: `Grace period: a whole number of minutes from 0 to ${MAX_GRACE_MINUTES}.` });
+      return render(res, 400, { rotateError: `Grace period: a whole number of minutes from 0 to ${MAX_GRACE_MINUTES}.`, graceInvalid: true, graceMinutes: grace });
     }
-    if (formText(body.confirm) !== 'yes') return render(res, 400, { rotateError: 'Tick the box to confirm: Keap must then be told the new URL.' });
+    if (formText(body.confirm) !== 'yes') return render(res, 400, { rotateError: 'Tick the box to confirm: Keap must then be told the new URL.', graceMinutes: grace });
     ctx.tokens.rotate(Number(grace) * 60_000);
     ctx.logger.warn({ adminId: (res.locals.admin as AdminUser).id, graceMinutes: Number(grace) }, 'keap hook url token rotated');
     res.redirect(303, `${KEAP_EVENTS_PATH}?done=rotated`);
@@ -273,4 +275,10 @@ function pollView(ctx: KeapEventsContext, error: { resource: string; message: st
       next: next && formatTime(next),
     };
   });
+}
+
+/** A site address only this machine reaches (PUBLIC_URL unset, or set to one): Keap's servers cannot post to it. */
+function isLocalAddress(publicUrl: string): boolean {
+  const host = new URL(publicUrl).hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return host === 'localhost' || host.endsWith('.localhost') || /^127\./.test(host) || host === '::1' || host === '0.0.0.0';
 }

@@ -64,13 +64,14 @@ export function keapImportAdminRoutes(ctx: KeapImportAdminContext): Router {
     if (running) return renderForm(ctx, res, 409, formValues(raw), [`Another import is still running (${describeImport(running)}): wait for it to finish or cancel it.`]);
     const counted = await countContacts(ctx, parsed);
     if ('problem' in counted) return renderForm(ctx, res, counted.status, formValues(raw), [counted.problem]);
+    const tagLabel = parsed.tagId === null ? undefined : tagLabelsSeen.get(ctx)?.get(parsed.tagId);
     ctx.admin.view(res, 200, 'keap-import/confirm', {
       title: 'Import from Keap',
-      what: parsed.tagId === null ? 'every Keap contact' : `every Keap contact with tag ${parsed.tagId}`,
+      what: parsed.tagId === null ? 'every Keap contact' : `every Keap contact with tag ${tagLabel ? `“${tagLabel}” (${parsed.tagId})` : parsed.tagId}`,
       countText: counted.total.toLocaleString('en'),
       count: counted.total,
       none: counted.total === 0,
-      role: parsed.role,
+      role: roleName(ctx, parsed.role),
       sendWelcome: parsed.sendWelcome,
       onExistingText: parsed.onExisting === 'link' ? 'linked to their contact' : 'left alone (skipped)',
       fields: [...hiddenFields(parsed), { name: 'count', value: String(counted.total) }],
@@ -101,7 +102,7 @@ export function keapImportAdminRoutes(ctx: KeapImportAdminContext): Router {
     if (!imp) return ctx.admin.view(res, 404, 'keap-import/progress', { title: 'No such import', missing: true });
     // While it runs the page reloads itself (the Refresh header: no script needed) to move the bar along.
     if (imp.status === 'running') res.setHeader('Refresh', '2');
-    ctx.admin.view(res, 200, 'keap-import/progress', { title: 'Import from Keap', imp: importView(imp, ctx.clock.now()) });
+    ctx.admin.view(res, 200, 'keap-import/progress', { title: 'Import from Keap', imp: { ...importView(imp, ctx.clock.now()), roleName: roleName(ctx, imp.role) } });
   });
 
   router.post('/:id/cancel', (req, res) => {
@@ -144,6 +145,7 @@ async function renderForm(ctx: KeapImportAdminContext, res: Response, status: nu
       tags = (await ctx.keap.listTags())
         .map((t) => ({ id: t.id, label: t.category ? `${t.category}: ${t.name}` : t.name, selected: String(t.id) === values.tagId }))
         .sort((a, b) => a.label.localeCompare(b.label));
+      tagLabelsSeen.set(ctx, new Map(tags.map((t) => [t.id, t.label])));
     } catch (err) {
       keapError = `Keap could not list its tags: ${isKeapError(err) ? err.message : 'an unexpected error (see the log)'}`;
       if (!isKeapError(err)) ctx.logger.error({ err }, 'listing keap tags failed');
@@ -162,6 +164,16 @@ async function renderForm(ctx: KeapImportAdminContext, res: Response, status: nu
     running: running && { id: running.id, text: describeImport(running) },
     recent: ctx.store.recent(RECENT_IMPORTS).map((imp) => ({ id: imp.id, text: describeImport(imp), status: imp.status, started: formatTime(imp.createdAt) })),
   });
+}
+
+/**
+ * The tag names the form listed last, so the confirmation names the tag chosen there without a second Keap call (its
+ * one call is the count). A tag not in it (the form not loaded since a restart) is shown by its id.
+ */
+const tagLabelsSeen = new WeakMap<KeapImportAdminContext, Map<number, string>>();
+
+function roleName(ctx: KeapImportAdminContext, slug: string): string {
+  return ctx.members.role(slug)?.name ?? slug;
 }
 
 const ON_EXISTING_LABELS: Record<OnExisting, string> = {
@@ -241,5 +253,7 @@ function importView(imp: KeapImport, now: number) {
     finished: imp.finishedAt ? formatTime(imp.finishedAt) : undefined,
     skippedTotal: skipped.reduce((sum, s) => sum + s.count, 0),
     skippedReasons: skipped,
+    // The members it made, for the admin to look at next: those holding the tag, or all of them.
+    membersHref: imp.tagId === null ? '/admin/members' : `/admin/members?tag=${imp.tagId}`,
   };
 }

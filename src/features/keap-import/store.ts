@@ -119,7 +119,9 @@ export class KeapImportStore {
   /** The account's tags, read once for the whole import (the imported tag's name comes from them too). */
   saveTags(id: number, tags: MemberTag[], keapCalls: number): void {
     const tagId = this.get(id)?.tagId;
-    const name = tags.find((t) => t.id === tagId)?.name ?? null;
+    const tag = tags.find((t) => t.id === tagId);
+    // Named as the form's list names it ("Category: Name"), so the progress page shows the tag that was picked.
+    const name = tag ? (tag.category ? `${tag.category}: ${tag.name}` : tag.name) : null;
     this.db
       .prepare('UPDATE keap_imports SET tags = ?, keap_calls = keap_calls + ?, tag_name = coalesce(?, tag_name) WHERE id = ?')
       .run(JSON.stringify(tags), keapCalls, name, id);

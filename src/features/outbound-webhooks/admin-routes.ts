@@ -61,6 +61,8 @@ const NOTICES = {
   disabled: 'The destination is disabled: it takes no new events, and the deliveries already queued wait until it is enabled again.',
   replayed: 'The delivery is queued again, with the same event id and body.',
 } as const;
+/** A queued delivery of a disabled destination is not sent at its time: it waits for Enable. */
+const WAITS_FOR_ENABLE = 'when the destination is enabled again (it is disabled)';
 
 /** The connection form's fields as posted, kept to show the form again (never a secret: those are left empty). */
 interface ConnectionForm {
@@ -108,12 +110,13 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
         authLabel: authSummary(c),
         destinations: own.length,
         disabled: own.filter((d) => !d.enabled).length,
+        failing: own.filter((d) => d.enabled && d.failing_since !== null).length,
       };
     });
     ctx.admin.view(res, 200, 'outbound/connections', { title: 'Outbound webhooks', connections, notice: noticeOf(req) });
   });
 
-  const renderConnectionForm = (res: Response, status: number, data: { connection?: ConnectionView; form: ConnectionForm; errors?: Record<string, string>; error?: string }) => {
+  const renderConnectionForm = (res: Response, status: number, data: { connection?: ConnectionView; form: ConnectionForm; errors?: Record<string, string>; error?: string; secretsTyped?: boolean }) => {
     const type = data.form.auth_type || 'none';
     const secretsSet = new Set(data.connection?.auth.secrets_set ?? []);
     const sameType = data.connection?.auth.type === type;
@@ -135,6 +138,7 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
       errors: data.errors ?? {},
       invalid: Boolean(data.errors && Object.keys(data.errors).length) || Boolean(data.error),
       error: data.error,
+      secretsTyped: data.secretsTyped,
     });
   };
 
@@ -146,7 +150,7 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
     try {
       created = service.createConnection({ ...connectionBasics(form), auth: authInputOf(req, form, false) });
     } catch (err) {
-      return renderConnectionForm(res, statusOf(err), { form, ...formErrors(err, connectionField(form)) });
+      return renderConnectionForm(res, statusOf(err), { form, secretsTyped: secretsTyped(req), ...formErrors(err, connectionField(form)) });
     }
     ctx.logger.info({ adminId: adminId(res), connectionId: created.connection.id }, 'outbound connection created');
     // Shown once, on this answer only: it is not in a URL, and no later page can show it again.
@@ -193,7 +197,7 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
     try {
       service.updateConnection(id, { ...connectionBasics(form), auth: authInputOf(req, form, true) });
     } catch (err) {
-      return renderConnectionForm(res, statusOf(err), { connection, form, ...formErrors(err, connectionField(form)) });
+      return renderConnectionForm(res, statusOf(err), { connection, form, secretsTyped: secretsTyped(req), ...formErrors(err, connectionField(form)) });
     }
     ctx.logger.info({ adminId: adminId(res), connectionId: id }, 'outbound connection changed');
     res.redirect(303, `${OUTBOUND_PATH}/${id}?done=saved`);
@@ -474,6 +478,7 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
       base,
       delivery: {
         ...deliveryRow(delivery, base),
+        ...(delivery.status === 'queued' && !destination.enabled ? { nextAttempt: WAITS_FOR_ENABLE } : {}),
         body: delivery.body,
         replayable: delivery.status === 'delivered' || delivery.status === 'failed' || delivery.status === 'dead',
       },
@@ -491,7 +496,10 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
   router.get('/:connectionId/destinations/:destinationId/deliveries/:deliveryId', (req, res) => {
     const found = deliveryOf(req, res);
     if (!found) return;
-    renderDelivery(res, 200, found, { notice: noticeOf(req) });
+    const notice = noticeOf(req);
+    renderDelivery(res, 200, found, {
+      notice: notice === NOTICES.replayed && !found.destination.enabled ? `${notice} It is sent ${WAITS_FOR_ENABLE}: Enable it on the destination's page.` : notice,
+    });
   });
 
   router.post('/:connectionId/destinations/:destinationId/deliveries/:deliveryId/replay', (req, res) => {
@@ -790,6 +798,15 @@ function firstConcreteType(events: string[]): string {
   const concrete = events.find((e) => !e.includes('*'));
   if (concrete) return concrete;
   return events.some((e) => e.startsWith('keap.')) && !events.some((e) => e === '*' || e.startsWith('member.')) ? 'keap.contact.edit' : 'member.updated';
+}
+
+/** The secret fields of the connection form: a refused form shows them empty (no secret goes back into a page). */
+const SECRET_FIELDS = ['basic_password', 'bearer_token', 'oauth_client_secret', 'oauth_password', 'oauth_assertion'] as const;
+
+/** Whether the refused post carried a secret the admin typed, which the form shown again leaves empty. */
+function secretsTyped(req: Request): boolean {
+  const body = formFields(req);
+  return SECRET_FIELDS.some((field) => formText(body[field]) !== '');
 }
 
 function noticeOf(req: Request): string | undefined {

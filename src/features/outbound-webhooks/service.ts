@@ -28,7 +28,8 @@ const baseUrl = z
   .url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' })
   .max(2_000)
   .refine((u) => !URL.canParse(u) || (!new URL(u).username && !new URL(u).password), 'must not carry a user name or password (use the authentication settings)');
-const port = z.number().int().min(1).max(65_535).nullable();
+const PORT_EXPECTED = 'a port number from 1 to 65535 (or none: the URL\'s own)';
+const port = z.number({ error: PORT_EXPECTED }).int({ error: PORT_EXPECTED }).min(1, { error: PORT_EXPECTED }).max(65_535, { error: PORT_EXPECTED }).nullable();
 
 /**
  * Authentication as given: its type and fields (`{ type: 'basic', username, password }`, `{ type: 'oauth2', grant,
@@ -610,8 +611,11 @@ export class OutboundWebhooks {
     try {
       return write();
     } catch (err) {
-      if (isUniqueViolation(err, 'outbound_connections.name') || isUniqueViolation(err, 'outbound_destinations.name')) {
-        throw new AppError(409, 'name: another one has this name', { code: 'conflict', field: 'name' });
+      if (isUniqueViolation(err, 'outbound_connections.name')) {
+        throw new AppError(409, 'name: another connection has this name', { code: 'conflict', field: 'name' });
+      }
+      if (isUniqueViolation(err, 'outbound_destinations.name')) {
+        throw new AppError(409, 'name: another destination of this connection has this name', { code: 'conflict', field: 'name' });
       }
       throw err;
     }

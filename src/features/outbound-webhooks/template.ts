@@ -144,13 +144,30 @@ export function checkTemplate(source: string): string | null {
     for (const type of ['member.updated', 'keap.contact.edit']) renderTemplate(source, sampleEvent(type));
     return null;
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    // Handlebars' parse errors span lines (the source excerpt and a caret): the first line says where.
-    const first = message.split('\n')[0]!.slice(0, 300);
-    // `{"data":{{json data}}}` reads as a triple-stash close: the one JSON mistake everyone makes once.
-    if (message.includes("got 'CLOSE_UNESCAPED'")) return `${first.replace(/:$/, '')}: a "}" right after "}}" reads as "}}}"; put a space or a new line between them ({{json data}} })`;
-    return first;
+    return describeTemplateError(err instanceof Error ? err.message : String(err));
   }
+}
+
+/**
+ * One line an admin can act on. Handlebars' parse errors span lines (where, the source excerpt, a caret, then the
+ * parser's token names): "Parse error on line 1:" alone says nothing about what to fix, the token names little more.
+ */
+function describeTemplateError(message: string): string {
+  const lines = message.split('\n');
+  const first = lines[0]!.slice(0, 300);
+  // `{"data":{{json data}}}` reads as a triple-stash close: the one JSON mistake everyone makes once.
+  if (message.includes("got 'CLOSE_UNESCAPED'")) return `${first.replace(/:$/, '')}: a "}" right after "}}" reads as "}}}"; put a space or a new line between them ({{json data}} })`;
+  const mismatched = /^(\S+) doesn't match (\S+) - (\d+):/.exec(first);
+  if (mismatched) return `{{#${mismatched[1]}}} on line ${mismatched[3]} is closed by {{/${mismatched[2]}}}: close it with {{/${mismatched[1]}}}`;
+  if (!/^Parse error on line \d+:$/.test(first)) return first;
+  const near = (lines[1] ?? '').trim().slice(0, 80);
+  const got = /got '([A-Z_]+)'/.exec(message)?.[1];
+  const what =
+    got === 'EOF' ? 'the template ends inside a block: a {{#…}} needs its {{/…}}'
+    : got === 'INVALID' ? 'a {{ that is not closed by }} (or a character Handlebars does not read there)'
+    : got ? `Handlebars did not expect ${got.toLowerCase().replace(/_/g, ' ')} there`
+    : 'Handlebars could not read it';
+  return `${first.replace(/:$/, '')}${near ? `, near "${near}"` : ''}: ${what}`;
 }
 
 /** A member as outbound events carry it (members/public-shape.ts: the JSON API's user; see plugin.ts `recordMemberEvents`). */
