@@ -21,6 +21,13 @@ export const MAX_ATTEMPTS = RETRY_SCHEDULE_MS.length + 1;
 export const RETRY_JITTER = 0.1;
 /** The longest a Retry-After is honoured; a longer one waits this long. */
 const MAX_RETRY_AFTER_MS = 24 * HOUR;
+/**
+ * Attempts that end within this many milliseconds are recorded in one commit (the look for what to send next follows
+ * it at once, freed slots and all): the job thread also commits the Keap posts the request thread acknowledges, and every dispatcher
+ * commit is one more wait for SQLite's write lock on both threads (a commit per event-loop turn measured twice the
+ * ack p99 of this).
+ */
+const COMMIT_COALESCE_MS = 5;
 
 export interface DispatcherOptions {
   /** Deliveries in flight at once, all destinations together. */
@@ -273,7 +280,7 @@ export class OutboundDispatcher implements BackgroundService {
       this.finishing.push({ destination, delivery, attempt, outcome, settle: (err) => (err ? reject(err) : resolve()) });
       // The attempts that end in this turn of the event loop are recorded in one commit: the request thread writes
       // too (every change of a member), and a commit per attempt would wait for its write lock twice as often.
-      if (this.finishing.length === 1) setImmediate(() => this.recordFinished());
+      if (this.finishing.length === 1) setTimeout(() => this.recordFinished(), COMMIT_COALESCE_MS);
     });
   }
 
