@@ -1,3 +1,4 @@
+import { pagerFor } from '../../web/pager.js';
 import { Router, type Request, type Response } from 'express';
 import { isoNow } from '../../core/db.js';
 import { formFields } from '../../core/forms.js';
@@ -52,23 +53,12 @@ export function eventAdminRoutes(ctx: EventsContext): Router {
     if (query.source) filter.source = query.source;
     if (query.contactId) filter.contactId = Number(query.contactId);
     const { events, total } = ctx.events.list(filter);
-    const pages = Math.max(1, Math.ceil(total / EVENTS_PAGE_SIZE));
-    const first = (query.page - 1) * EVENTS_PAGE_SIZE;
     ctx.admin.view(res, 200, 'events/list', {
       ...base,
       events: events.map(listRow),
       total,
       filtered: Boolean(query.status || query.action || query.source || query.contactId),
-      pager: {
-        page: query.page,
-        pages,
-        from: events.length ? first + 1 : 0,
-        to: first + events.length,
-        prev: query.page > 1 ? listUrl(query, Math.min(query.page - 1, pages)) : undefined,
-        next: query.page < pages ? listUrl(query, query.page + 1) : undefined,
-        beyond: events.length === 0 && total > 0,
-        firstUrl: listUrl(query, 1),
-      },
+      pager: pagerFor(query.page, EVENTS_PAGE_SIZE, total, events.length, (page) => listUrl(query, page)),
     });
   });
 

@@ -1,3 +1,4 @@
+import { pagerFor } from '../../web/pager.js';
 import { Router, type Request, type Response } from 'express';
 import { AppError } from '../../core/errors.js';
 import { formFields, formText } from '../../core/forms.js';
@@ -402,23 +403,13 @@ export function outboundAdminRoutes(ctx: OutboundAdminContext): Router {
         per_page: DELIVERY_LOG_PAGE_SIZE,
       },
     );
-    const pages = Math.max(1, Math.ceil(total / DELIVERY_LOG_PAGE_SIZE));
-    const first = (query.page - 1) * DELIVERY_LOG_PAGE_SIZE;
     const pageUrl = (page: number) => `${base}/log?${new URLSearchParams({ ...pickSet(query), ...(page > 1 ? { page: String(page) } : {}) }).toString()}`.replace(/\?$/, '');
     ctx.admin.view(res, status, 'outbound/log', {
       ...common,
       deliveries: deliveries.map((d) => deliveryRow(d, base)),
       total,
       filtered: Boolean(query.status || query.event_type || query.from || query.to),
-      pager: {
-        page: query.page,
-        pages,
-        from: deliveries.length ? first + 1 : 0,
-        to: first + deliveries.length,
-        prev: query.page > 1 ? pageUrl(Math.min(query.page - 1, pages)) : undefined,
-        next: query.page < pages ? pageUrl(query.page + 1) : undefined,
-        beyond: deliveries.length === 0 && total > 0,
-      },
+      pager: pagerFor(query.page, DELIVERY_LOG_PAGE_SIZE, total, deliveries.length, pageUrl),
     });
   };
 
