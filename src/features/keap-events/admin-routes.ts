@@ -261,6 +261,8 @@ function pollView(ctx: KeapEventsContext, error: { resource: string; message: st
       value: mine ? mine.value : String(minutes),
       error: mine?.message,
       on: minutes > 0,
+      // Orders change no member: their report counts only what was found and the events it made.
+      updatesMembers: resource !== 'orders',
       checkpoint: checkpoint && formatTime(checkpoint),
       last: last && {
         ...last,
