@@ -13,6 +13,7 @@ import { ADMIN_EMAIL, ADMIN_PASSWORD, adminAgent, submitForm, testSiteWithAdmin 
 import { startHarness } from './support/harness.js';
 import { alertOf, csrfFrom } from './support/pages.js';
 import { startSmtpServer } from './support/smtp.js';
+import { until } from './support/waiting.js';
 
 const PAGE = '/admin/settings/members';
 
@@ -22,16 +23,6 @@ function fieldError(html: string, id: string): string | undefined {
 
 function titleOf(html: string): string | undefined {
   return /<title>([^<]*)<\/title>/.exec(html)?.[1];
-}
-
-async function until<T>(what: string, probe: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 /** Asks for a reset email on the member's "forgot password" page, as a member does. */

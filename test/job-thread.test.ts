@@ -13,6 +13,7 @@ import { startServer, type RunningServer } from '../src/server.js';
 import { startKeapSandbox } from '../tools/keap-sandbox/index.js';
 import { startSmtpServer } from './support/smtp.js';
 import { tempDataDir } from './support/temp.js';
+import { until } from './support/waiting.js';
 
 const ACCESS_KEY = 'job-thread-access-key-0123456789-abcdefg';
 const KEAP_KEY = 'job-thread-keap-key';
@@ -47,16 +48,6 @@ export default definePlugin({
     });
   },
 });`;
-
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(25);
-  }
-}
 
 async function startSite(): Promise<{ server: RunningServer; contactId: number; post: (body: Record<string, string>) => Promise<Response> }> {
   const sandbox = await startKeapSandbox({ apiKeys: [KEAP_KEY] });

@@ -2,10 +2,10 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import request from 'supertest';
 import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
 import { SEED } from '../tools/keap-sandbox/index.js';
 import { startHarness, type Harness } from './support/harness.js';
 import { csrfFrom } from './support/pages.js';
+import { freePort } from './support/waiting.js';
 
 // Settings → Keap events: "contact.add creates a member ... only contacts with the tag".
 
@@ -33,15 +33,6 @@ async function site(t: TestContext): Promise<Site> {
   const login = await admin.post('/admin/login').type('form').send({ _csrf: csrfFrom(form.text), login: ADMIN.email, password: ADMIN.password });
   assert.equal(login.status, 303);
   return { h, admin };
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as AddressInfo;
-  probe.close();
-  await once(probe, 'close');
-  return port;
 }
 
 async function postForm(s: Site, path: string, fields: Record<string, string | string[]>) {

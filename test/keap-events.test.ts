@@ -2,13 +2,13 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import request from 'supertest';
 import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
 import { request as httpRequest } from 'node:http';
 import { hookDelivery, isHookDelivery } from '../src/features/keap-events/delivery.js';
 import { validateKeapRequest } from './support/keap-openapi.js';
 import { SEED, type KeapSandboxOptions } from '../tools/keap-sandbox/index.js';
 import { startHarness, type Harness } from './support/harness.js';
 import { csrfFrom } from './support/pages.js';
+import { freePort } from './support/waiting.js';
 
 const { contacts: C, tags: T } = SEED;
 const ADMIN = { email: 'owner@example.com', password: 'owner password 2026!' };
@@ -245,16 +245,6 @@ test('the poller updates members whose contacts changed since its checkpoint, un
 /** The contacts part of the poller's section of the page. */
 function contactsPart(page: string): string {
   return /<div class="poll-resource" id="poll-contacts"[\s\S]*?<\/div>\s*<\/div>/.exec(page)?.[0] ?? '';
-}
-
-/** A port nothing listens on now, so PUBLIC_URL can name the address memberhook will listen on (Keap posts to it). */
-async function freePort(): Promise<number> {
-  const probe = createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as AddressInfo;
-  probe.close();
-  await once(probe, 'close');
-  return port;
 }
 
 test('end to end with the sandbox: registering subscribes and verifies the hooks; Keap\'s deliveries update members; while the site refused them, the poller catches up and brings the hook back', async (t) => {

@@ -7,12 +7,12 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as delay } from 'node:timers/promises';
 import { loadConfig } from '../src/config.js';
 import { startServer } from '../src/server.js';
 import { SEED, startKeapSandbox } from '../tools/keap-sandbox/index.js';
 import { startSmtpServer } from './support/smtp.js';
 import { NO_PLUGINS_DIR, tempDataDir } from './support/temp.js';
+import { busiestWindow, until } from './support/waiting.js';
 
 const ACCESS_KEY = 'keap-limit-threads-access-key-0123456789';
 const KEAP_KEY = 'keap-limit-threads-key';
@@ -21,27 +21,6 @@ const LIMITS = { perSecond: 6, perMinute: 240 };
 const CONTACTS = 6;
 /** The request thread's calls: more than a second's worth, so they overlap the jobs' calls for several windows. */
 const COUNT_CALLS = 8;
-
-/** The most requests in any window of `windowMs` (half-open, [t, t + windowMs)) over sorted times. */
-function busiestWindow(times: number[], windowMs: number): number {
-  const sorted = [...times].sort((a, b) => a - b);
-  let best = 0;
-  for (let i = 0, j = 0; i < sorted.length; i++) {
-    while (sorted[i]! - sorted[j]! >= windowMs) j++;
-    best = Math.max(best, i - j + 1);
-  }
-  return best;
-}
-
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(25);
-  }
-}
 
 test('the request thread and the job thread calling Keap at once stay under one limit: Keap never answers 429', async (t) => {
   const sandbox = await startKeapSandbox({ apiKeys: [KEAP_KEY], limits: { ...LIMITS, perDay: 30_000 } });

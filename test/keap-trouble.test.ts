@@ -24,6 +24,7 @@ import { SEED, type SandboxFault } from '../tools/keap-sandbox/index.js';
 import { SqliteKeapTokenStore } from '../src/features/keap/token-store.js';
 import { verifyPassword } from '../src/features/members/passwords.js';
 import { SANDBOX_API_KEY, startHarness, TEST_ACCESS_KEY, TEST_API_TOKEN, type Harness } from './support/harness.js';
+import { busiestWindow } from './support/waiting.js';
 
 const SCALE = Math.max(1, Number(process.env.KEAP_TROUBLE_SCALE ?? '1') || 1);
 const CHAOS_SEED = Number(process.env.KEAP_TROUBLE_SEED ?? '20251123') >>> 0;
@@ -110,17 +111,6 @@ interface EventRow {
 }
 
 const events = (h: Harness) => h.server.ctx.db.prepare('SELECT id, action, contact_id, status, attempts, last_error FROM events ORDER BY id').all() as EventRow[];
-
-/** The most requests in any window of `windowMs` (half-open, [t, t + windowMs)) over sorted times. */
-function busiestWindow(times: number[], windowMs: number): number {
-  const sorted = [...times].sort((a, b) => a - b);
-  let best = 0;
-  for (let i = 0, j = 0; i < sorted.length; i++) {
-    while (sorted[i]! - sorted[j]! >= windowMs) j++;
-    best = Math.max(best, i - j + 1);
-  }
-  return best;
-}
 
 interface Observed {
   requests: number;
