@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { openDatabase } from '../src/core/db.js';
-import { safeRequest } from '../src/core/safe-http.js';
 import { SettingsStore } from '../src/core/settings.js';
 import { connectionAuthSchema, OutboundAuth, TokenEndpointError, type ConnectionAuth } from '../src/features/outbound-webhooks/auth.js';
+import { sendOnce } from '../src/features/outbound-webhooks/sender.js';
+import type { ConnectionRow, DestinationRow } from '../src/features/outbound-webhooks/store.js';
 import { ManualClock } from './support/clock.js';
 import { startOAuthServer, type TestOAuthServer } from './support/oauth-server.js';
 
@@ -32,15 +33,23 @@ const grants = {
   jwt_bearer: (): ConnectionAuth => ({ type: 'oauth2', grant: 'jwt_bearer', tokenUrl: oauth.tokenUrl, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, assertion: JWT, scope: 'events' }),
 };
 
-/** A delivery as the dispatcher makes it: the auth headers, to the resource, once more with a fresh token after a 401. */
+/**
+ * A delivery through the dispatcher's own sender (sendOnce): the auth headers, to the resource, once more with a
+ * fresh token after a 401. The connection and destination rows carry only what sending reads.
+ */
 async function deliver(key: string, connection: ConnectionAuth): Promise<number> {
-  const send = async () => safeRequest({ method: 'POST', url: oauth.resourceUrl, headers: await auth.headers(key, connection), body: '{}' }, { allowPrivate: true });
-  let response = await send();
-  if (response.status === 401) {
-    auth.forget(key);
-    response = await send();
-  }
-  return response.status;
+  const id = Number(key.replace(/\D/g, '')) || 1;
+  const result = await sendOnce(
+    { auth, allowPrivate: () => true, userAgent: 'memberhook-test' },
+    {
+      connection: { id, base_url: oauth.resourceUrl, port: null } as ConnectionRow,
+      secrets: { auth: connection, signing: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'] },
+      destination: { path: '', method: 'POST', content_type: 'application/json' } as DestinationRow,
+    },
+    { eventId: 'msg_1', body: '{}', at: clock.now() },
+  );
+  assert.equal(result.error, null, result.error?.message);
+  return result.response!.status;
 }
 
 async function tokenFailure(promise: Promise<unknown>): Promise<TokenEndpointError> {

@@ -84,13 +84,16 @@ export async function sendOnce(
   const connectionKey = `connection:${connection.id}`;
   let request: LoggedRequest = { method: destination.method, url, headers: signed, body };
   try {
-    let authHeaders = await deps.auth.headers(connectionKey, secrets.auth);
-    request = { ...request, headers: { ...signed, ...redacted(authHeaders) } };
-    let response = await safeRequest({ method: destination.method, url, headers: { ...signed, ...authHeaders }, ...(sendsBody ? { body } : {}), timeoutMs: DELIVERY_TIMEOUT_MS, maxResponseBytes: MAX_RESPONSE_BYTES }, { allowPrivate: deps.allowPrivate() });
+    const send = async () => {
+      const authHeaders = await deps.auth.headers(connectionKey, secrets.auth);
+      request = { ...request, headers: { ...signed, ...redacted(authHeaders) } };
+      const options = { method: destination.method, url, headers: { ...signed, ...authHeaders }, ...(sendsBody ? { body } : {}), timeoutMs: DELIVERY_TIMEOUT_MS, maxResponseBytes: MAX_RESPONSE_BYTES };
+      return safeRequest(options, { allowPrivate: deps.allowPrivate() });
+    };
+    let response = await send();
     if (response.status === 401 && secrets.auth.type === 'oauth2') {
       deps.auth.forget(connectionKey);
-      authHeaders = await deps.auth.headers(connectionKey, secrets.auth);
-      response = await safeRequest({ method: destination.method, url, headers: { ...signed, ...authHeaders }, ...(sendsBody ? { body } : {}), timeoutMs: DELIVERY_TIMEOUT_MS, maxResponseBytes: MAX_RESPONSE_BYTES }, { allowPrivate: deps.allowPrivate() });
+      response = await send();
     }
     return { request, response, error: null, durationMs: Math.round(performance.now() - started) };
   } catch (err) {
